@@ -1,0 +1,193 @@
+"""Typed settings read from the environment and `.env`.
+
+The names are a public contract (README, .env.example). Secrets are `SecretStr`, so they never
+appear in a repr, a log line or a validation error. `load_settings()` turns validation errors into
+one clear line per problem; the CLI prints them and exits with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+
+# An example value for every setting, shown next to its error so the operator knows the shape.
+EXAMPLES: dict[str, str] = {
+    "TELEGRAM_BOT_TOKEN": "123456789:AAE-your-token-from-BotFather",
+    "TELEGRAM_API_URL": "https://api.telegram.org",
+    "STAFF_CHAT_ID": "-1001234567890",
+    "IMAP_HOST": "imap.yandex.ru",
+    "IMAP_PORT": "993",
+    "IMAP_USER": "support@storeolis.ru",
+    "IMAP_PASSWORD": "app-password",
+    "IMAP_SECURITY": "ssl",
+    "IMAP_FOLDER": "INBOX",
+    "SMTP_HOST": "smtp.yandex.ru",
+    "SMTP_PORT": "465",
+    "SMTP_USER": "support@storeolis.ru",
+    "SMTP_PASSWORD": "app-password",
+    "SMTP_SECURITY": "ssl",
+    "SUPPORT_ADDRESS": "support@storeolis.ru",
+    "DATABASE_URL": "sqlite://./data/bridge.sqlite3",
+    "TIMEZONE": "Europe/Moscow",
+    "LANGUAGE": "ru",
+}
+
+
+class SettingsError(Exception):
+    """Invalid or missing settings; `problems` holds one human line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+Security = Literal["ssl", "starttls", "none"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True,
+        hide_input_in_errors=True,
+    )
+
+    # Telegram
+    TELEGRAM_BOT_TOKEN: SecretStr
+    TELEGRAM_API_URL: str = DEFAULT_TELEGRAM_API_URL
+    STAFF_CHAT_ID: int
+    ONCALL_CHAT_ID: int | None = None
+    TELEGRAM_GROUP_PER_MINUTE: int = Field(default=20, ge=1)  # Telegram's limit for one group
+    TELEGRAM_GLOBAL_PER_SECOND: int = Field(default=30, ge=1)
+    TELEGRAM_RATE_SCALE: float = Field(default=1.0, gt=0)  # <1 speeds the limits up (benchmarks)
+    STAFF_CACHE_SECONDS: int = Field(default=300, ge=0)
+
+    # Mail in
+    IMAP_HOST: str
+    IMAP_PORT: int = Field(default=993, ge=1, le=65535)
+    IMAP_USER: str
+    IMAP_PASSWORD: SecretStr
+    IMAP_SECURITY: Security = "ssl"
+    IMAP_FOLDER: str = "INBOX"
+    IMAP_POLL_SECONDS: float = Field(default=30.0, gt=0)
+    IMAP_IDLE_SECONDS: float = Field(default=25 * 60, gt=0, le=29 * 60)  # RFC 2177: renew before 29 min
+    IMAP_USE_IDLE: bool = True
+    IMAP_BATCH_SIZE: int = Field(default=100, ge=1, le=500)  # aioimaplib recursion limit: keep batches small
+    IMAP_TIMEOUT_SECONDS: float = Field(default=60.0, gt=0)
+    IMAP_HANDLED_FLAG: str = "$StoreolisHandled"
+    IMAP_HANDLED_FOLDER: str = ""  # when set, handled mail is moved there instead of flagged
+    MAX_MESSAGE_BYTES: int = Field(default=25 * 1024 * 1024, ge=1024)
+
+    # Mail out
+    SMTP_HOST: str
+    SMTP_PORT: int = Field(default=465, ge=1, le=65535)
+    SMTP_USER: str = ""
+    SMTP_PASSWORD: SecretStr = SecretStr("")
+    SMTP_SECURITY: Security = "ssl"
+    SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    SUPPORT_ADDRESS: str = "support@storeolis.ru"
+    SUPPORT_NAME: str = ""  # display name in From; default depends on LANGUAGE
+    COMPANY_ADDRESSES: str = ""  # other company addresses (comma separated), for duplicates (2.6)
+    COMPANY_NAME: str = "Storeolis"
+    EMAIL_SIGNATURE: str = ""
+    REFUSAL_GRACE_SECONDS: int = Field(default=30, ge=0)
+
+    # Domain
+    DATABASE_URL: str = "sqlite://./data/bridge.sqlite3"
+    TIMEZONE: str = "Europe/Moscow"
+    LANGUAGE: Literal["ru", "en"] = "ru"
+    CONFIG_DIR: Path | None = None  # operator overrides: word lists, FAQ, templates, calendar
+    MONTHLY_LIMIT: int = Field(default=3, ge=1)
+    COUNT_REFUSED_TOWARD_LIMIT: bool = True
+    DUPLICATE_WINDOW_DAYS: int = Field(default=30, ge=1)
+    TRUSTED_AUTHSERV_IDS: str = ""
+    SLA_BUSINESS_DAYS: int = Field(default=5, ge=1)
+    SLA_ALERT_THRESHOLDS: str = "1d,4h,breach"
+    SLA_BREACH_REPEAT_HOURS: float = Field(default=4.0, gt=0)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("TIMEZONE")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("SUPPORT_ADDRESS")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value.count("@") != 1 or any(c in value for c in " \r\n,<>"):
+            raise ValueError("must be a single email address")
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
+            raise ValueError("must start with sqlite:// or postgres://")
+        return value
+
+    @field_validator("TELEGRAM_API_URL")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> Settings:
+        # Plain-text IMAP/SMTP would send the mailbox password in the clear: allow it for loopback only.
+        for prefix in ("IMAP", "SMTP"):
+            host = getattr(self, f"{prefix}_HOST")
+            if getattr(self, f"{prefix}_SECURITY") == "none" and host not in ("127.0.0.1", "localhost", "::1"):
+                raise ValueError(f"{prefix}_SECURITY=none is allowed only for 127.0.0.1/localhost")
+        return self
+
+    # Derived values -------------------------------------------------------------------------------
+    @property
+    def support_domain(self) -> str:
+        return self.SUPPORT_ADDRESS.split("@", 1)[1]
+
+    @property
+    def company_addresses(self) -> frozenset[str]:
+        extra = {a.strip().lower() for a in self.COMPANY_ADDRESSES.split(",") if a.strip()}
+        return frozenset(extra | {self.SUPPORT_ADDRESS})
+
+    @property
+    def trusted_authserv_ids(self) -> frozenset[str]:
+        return frozenset(a.strip().lower() for a in self.TRUSTED_AUTHSERV_IDS.split(",") if a.strip())
+
+    @property
+    def support_name(self) -> str:
+        if self.SUPPORT_NAME:
+            return self.SUPPORT_NAME
+        return "Техподдержка Storeolis" if self.LANGUAGE == "ru" else "Storeolis Support"
+
+
+def _describe(error: dict) -> str:
+    name = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+    kind = error.get("type", "")
+    if kind == "missing":
+        what = "is required but not set"
+    else:
+        what = error.get("msg", "is invalid").removeprefix("Value error, ")
+        what = f"is invalid: {what}"
+    example = EXAMPLES.get(name)
+    if name == "settings" or name not in Settings.model_fields:
+        return f"settings: {what}"
+    return f"{name} {what}" + (f" (example: {name}={example})" if example else "")
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: object) -> Settings:
+    """Read the settings, raising SettingsError with one line per problem (never a secret value)."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError([_describe(e) for e in exc.errors(include_input=False)]) from None

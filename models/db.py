@@ -1,0 +1,84 @@
+"""Database lifecycle: tortoise configuration, migrations and the schema check.
+
+Migrations live in `models/migrations/` (tortoise-orm's own migration system). `python -m bot migrate`
+applies them; `run` refuses to start while any is pending.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.connection import get_connection
+from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.migrations.executor import MigrationExecutor
+
+APP_LABEL = "models"
+DEFAULT_DATABASE_URL = "sqlite://./data/bridge.sqlite3"
+
+
+def normalise_url(url: str) -> str:
+    """tortoise wants `postgres://`; operators often write `postgresql://`."""
+    if url.startswith("postgresql://"):
+        return "postgres://" + url.removeprefix("postgresql://")
+    return url
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    # SQLite creates the file, not its folder: make `./data` so the default works on a fresh clone.
+    if url.startswith("sqlite://") and ":memory:" not in url:
+        path = Path(url.removeprefix("sqlite://").split("?", 1)[0])
+        if path.parent and str(path.parent) not in ("", "."):
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    url = normalise_url(url)
+    return {
+        "connections": {"default": url},
+        "apps": {
+            APP_LABEL: {
+                "models": ["models.tables"],
+                "migrations": "models.migrations",
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# For the `tortoise` command line only (`tortoise -c models.db.TORTOISE_ORM makemigrations`).
+TORTOISE_ORM = tortoise_config(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+
+
+async def init_db(url: str) -> None:
+    ensure_sqlite_dir(normalise_url(url))
+    await Tortoise.init(config=tortoise_config(url))
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+async def pending_migrations() -> list[str]:
+    """Names of the migrations not yet applied to the connected database."""
+    config = tortoise_config("sqlite://:memory:")["apps"]
+    executor = MigrationExecutor(get_connection("default"), config)
+    plan = await executor.plan()
+    return [f"{step.migration.app_label}.{step.migration.name}" for step in plan if not step.backward]
+
+
+async def apply_migrations(url: str) -> list[str]:
+    """Bring the database schema up to date; returns the names applied. Leaves tortoise initialised."""
+    ensure_sqlite_dir(normalise_url(url))
+    applied: list[str] = []
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            applied.append(f"{app_label}.{name}")
+
+    await tortoise_migrate(config=tortoise_config(url), progress=progress)
+    return applied

@@ -1,0 +1,117 @@
+"""The support regulations as a policy chain (after GNU Mailman's rules and builtin chain).
+
+`RULES` runs in order, each rule citing its clause and recording findings with evidence; identification
+runs first because later rules need the client. `SUGGESTIONS` then maps the findings to one
+suggestion for staff, first matching row wins. The engine suggests; people decide.
+Adding a rule: one class in `rules/` and one line in `RULES` (and a row in `SUGGESTIONS` if it can
+refuse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.policy.base import (
+    ClientMatch,
+    Finding,
+    FindingCode,
+    PolicyConfig,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+    Severity,
+    Suggestion,
+    Verdict,
+)
+from models.policy.repository import PolicyRepository, TortoisePolicyRepository
+from models.policy.rules.duplicates import DuplicateRule, content_hash
+from models.policy.rules.faq import FaqRule
+from models.policy.rules.identification import IdentificationRule
+from models.policy.rules.monthly_limit import MonthlyLimitRule, month_key
+from models.policy.rules.out_of_scope import OutOfScopeRule
+from models.policy.rules.password_change import PasswordChangeRule
+from models.policy.rules.profanity import ProfanityRule
+from models.policy.rules.unclear import UnclearRule
+
+RULES: tuple[type[Rule], ...] = (
+    IdentificationRule,  # 2.1, 2.6 — first: the others read ctx.client
+    DuplicateRule,  # 2.6
+    ProfanityRule,  # 2.6
+    OutOfScopeRule,  # 2.4, 2.6
+    MonthlyLimitRule,  # 2.6
+    FaqRule,  # 2.5
+    PasswordChangeRule,  # 1.1
+    UnclearRule,  # 2.1-2.2
+)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One row of the suggestion chain: a finding of `code` at `severity` (and, when given, with
+    evidence["category"] == `category`) leads to `suggestion` with `reason`."""
+
+    code: FindingCode
+    severity: Severity
+    suggestion: Suggestion
+    reason: str | None
+    category: str | None = None
+
+
+SUGGESTIONS: tuple[Link, ...] = (
+    #    finding                    severity  suggestion    refuse reason     category
+    Link(FindingCode.DUPLICATE, "block", "refuse", "duplicate"),
+    Link(FindingCode.PROFANITY, "block", "refuse", "profanity"),
+    Link(FindingCode.UNIDENTIFIED, "block", "refuse", "unidentified"),
+    Link(FindingCode.OUT_OF_SCOPE, "block", "refuse", "consulting", "consulting"),
+    Link(FindingCode.OUT_OF_SCOPE, "block", "refuse", "out_of_scope"),
+    Link(FindingCode.MONTHLY_LIMIT, "block", "refuse", "monthly_limit"),
+    Link(FindingCode.FAQ, "info", "answer_faq", None),
+)  # nothing matched: "accept"
+
+
+def suggest(findings: list[Finding]) -> tuple[Suggestion, str | None]:
+    for link in SUGGESTIONS:
+        for f in findings:
+            if f.code == link.code and f.severity == link.severity and (
+                    link.category is None or f.evidence.get("category") == link.category):
+                return link.suggestion, link.reason
+    return "accept", None
+
+
+class PolicyEngine:
+    """Runs the chain. Data files are loaded once here, not per request."""
+
+    def __init__(self, config: PolicyConfig, repository: PolicyRepository,
+                 rules: tuple[type[Rule], ...] = RULES, data: PolicyData | None = None) -> None:
+        self.config = config
+        self.repository = repository
+        self.rules = [rule() for rule in rules]
+        # `data` may be shared between engines or preset with test doubles; loaders already run are kept.
+        self.data = data or PolicyData(config)
+        for rule in self.rules:
+            for loader in rule.loaders:
+                self.data.get(loader)
+
+    async def evaluate(self, req: PolicyRequest) -> Verdict:
+        if req.arrived_at.tzinfo is None:
+            raise ValueError("PolicyRequest.arrived_at must be timezone-aware")
+        ctx = PolicyContext(config=self.config, repository=self.repository, data=self.data)
+        findings: list[Finding] = []
+        for rule in self.rules:
+            findings += await rule.check(req, ctx)
+        suggestion, reason = suggest(findings)
+        return Verdict(
+            findings=findings, client=ctx.client, candidates=ctx.candidates,
+            sender_verified=ctx.sender_verified, month_count=ctx.month_count,
+            monthly_limit=self.config.monthly_limit, suggestion=suggestion, refuse_reason=reason,
+            duplicate_of=ctx.duplicate_of, faq_entries=ctx.faq_entries,
+            is_password_change=ctx.is_password_change,
+        )
+
+
+__all__ = [
+    "RULES", "SUGGESTIONS", "ClientMatch", "Finding", "FindingCode", "Link", "PolicyConfig", "PolicyContext",
+    "PolicyData", "PolicyEngine", "PolicyRepository", "PolicyRequest", "Rule", "TortoisePolicyRepository", "Verdict",
+    "content_hash", "month_key", "suggest",
+]

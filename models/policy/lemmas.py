@@ -1,0 +1,105 @@
+"""Word forms: tokenise text and match phrases on lemmas (pymorphy3), so "помогите написать скрипт"
+matches the listed phrase "помочь написать скрипт" whatever the case, number or tense.
+
+The analyser is built once per process and lemma look-ups are memoised: the same few thousand words
+recur in support mail, and pymorphy3 parsing is the expensive step of every text rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pymorphy3
+
+# Letters only (digits are facts, not words); inner hyphens keep "онлайн-касса" as one word.
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_CYRILLIC = re.compile(r"[а-яё]")
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str  # as written
+    start: int
+    end: int
+    lemma: str
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseHit:
+    key: str  # what the phrase belongs to (a category, an FAQ entry id...)
+    phrase: str  # the phrase as listed in the configuration
+    text: str  # the matched span as written in the mail
+    start: int
+    end: int
+
+
+@lru_cache(maxsize=1)
+def analyzer() -> pymorphy3.MorphAnalyzer:
+    # Loading the dictionaries takes ~0.1 s and tens of MB: once per process.
+    return pymorphy3.MorphAnalyzer()
+
+
+@lru_cache(maxsize=200_000)
+def lemma(word: str) -> str:
+    """Normal form of one word: pymorphy3 for Russian, a light plural strip for English."""
+    w = word.casefold().replace("ё", "е")
+    if _CYRILLIC.search(w):
+        return analyzer().parse(w)[0].normal_form.replace("ё", "е")
+    # English: no morphology dictionary installed; "scripts" -> "script" is enough for phrase lists,
+    # which list other forms ("writing code") explicitly.
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def tokenize(text: str) -> list[Token]:
+    return [Token(m.group(), m.start(), m.end(), lemma(m.group())) for m in _WORD.finditer(text)]
+
+
+def lemmas_of(phrase: str) -> tuple[str, ...]:
+    return tuple(t.lemma for t in tokenize(phrase))
+
+
+class PhraseMatcher:
+    """Finds listed phrases as lemma sequences in a text.
+
+    Up to `max_gap` other words may stand between the words of a phrase ("настроить наш скрипт"
+    matches "настроить скрипт"), but order is kept: listing both orders is the configuration's job.
+    """
+
+    def __init__(self, phrases: Iterable[tuple[str, str]], max_gap: int = 2) -> None:
+        self.max_gap = max_gap
+        # Index by first lemma so a text is scanned once, whatever the number of phrases.
+        self._by_first: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
+        for key, phrase in phrases:
+            seq = lemmas_of(phrase)
+            if seq:
+                self._by_first.setdefault(seq[0], []).append((key, phrase, seq))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_first.values())
+
+    def find(self, text: str, tokens: Sequence[Token] | None = None) -> list[PhraseHit]:
+        toks = tokenize(text) if tokens is None else tokens
+        hits: list[PhraseHit] = []
+        for i, tok in enumerate(toks):
+            for key, phrase, seq in self._by_first.get(tok.lemma, ()):
+                end = self._match_rest(toks, i, seq)
+                if end is not None:
+                    start_char, end_char = tok.start, toks[end].end
+                    hits.append(PhraseHit(key, phrase, text[start_char:end_char], start_char, end_char))
+        return hits
+
+    def _match_rest(self, toks: Sequence[Token], i: int, seq: tuple[str, ...]) -> int | None:
+        pos = i
+        for want in seq[1:]:
+            for j in range(pos + 1, min(pos + 2 + self.max_gap, len(toks))):
+                if toks[j].lemma == want:
+                    pos = j
+                    break
+            else:
+                return None
+        return pos

@@ -1,0 +1,1 @@
+"""One module per clause of the support regulations; `models.policy.RULES` lists the chain."""

@@ -1,0 +1,143 @@
+"""2.6: duplicated messages (a re-send, or the same mail sent to several of our addresses).
+
+Three checks, strongest first; the first that matches links the request to the original ticket:
+(a) message_id: the Message-ID (or Resent-Message-ID) is already stored on another ticket; this is
+    also how one mail addressed to several of our addresses shows up twice;
+(b) exact: the same `content_hash` (sender, subject without Re:/Fwd:/[#N], normalised new text,
+    attachment hashes);
+(c) near: the new text is at least `near_duplicate_ratio` similar AND carries the same facts
+    (numbers, dates, amounts, addresses, links, attachments). Differing facts mean a new request
+    written from the same template (another invoice), which is not a duplicate.
+(b) and (c) look only at earlier requests of the same client (or the same sender when the client is
+unknown) that arrived within `duplicate_window_days` or are still open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+from typing import Any
+
+from rapidfuzz import fuzz
+
+from models.inbound import InboundMessage
+from models.policy.base import Finding, FindingCode, PolicyContext, PolicyRequest, Rule
+from models.policy.repository import PriorTicket
+
+_SUBJECT_PREFIX = re.compile(
+    r"^\s*(?:re|fwd?|fw|aw|wg|отв|ответ|пересл|переслать)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
+_TICKET_TAG = re.compile(r"\[#\s*\d+\]")
+_SPACES = re.compile(r"\s+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# Numbers with inner separators: "12 500,00" is taken as "12", "500,00" — consistent on both sides.
+_NUMBER = re.compile(r"\d+(?:[.,/:\-]\d+)*")
+
+
+def normalise_subject(subject: str) -> str:
+    s = _TICKET_TAG.sub(" ", subject)
+    while True:
+        stripped = _SUBJECT_PREFIX.sub("", s)
+        if stripped == s:
+            break
+        s = stripped
+    return _SPACES.sub(" ", s).strip().casefold()
+
+
+def normalise_text(text: str) -> str:
+    """Case-folded, whitespace collapsed, quoted lines dropped (new_text has none, but a client's
+    mailer may still leave a stray "> ...")."""
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith(">")]
+    return _SPACES.sub(" ", " ".join(lines)).strip().casefold().replace("ё", "е")
+
+
+def text_facts(text: str, attachment_hashes: tuple[str, ...] | list[str] = ()) -> frozenset[str]:
+    """What makes a request about one specific thing: emails, links, numbers, attachments."""
+    facts = {f"email:{m.casefold()}" for m in _EMAIL.findall(text)}
+    facts |= {f"url:{m.rstrip('.,;)').casefold()}" for m in _URL.findall(text)}
+    rest = _URL.sub(" ", _EMAIL.sub(" ", text))
+    facts |= {f"num:{m}" for m in _NUMBER.findall(rest)}
+    facts |= {f"file:{h}" for h in attachment_hashes}
+    return frozenset(facts)
+
+
+def content_hash(message: InboundMessage) -> str:
+    """sha256 of what makes a mail the same request; stored on Ticket.content_hash by the workflow."""
+    parts = [
+        message.from_address.casefold(),
+        normalise_subject(message.subject),
+        normalise_text(message.new_text),
+        ",".join(sorted(a.sha256 for a in message.attachments)),
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def _original(t: PriorTicket) -> int:
+    return t.duplicate_of or t.id  # link a re-re-send to the first request, not to another copy
+
+
+class DuplicateRule(Rule):
+    code = FindingCode.DUPLICATE
+    clause = "2.6"
+    title_ru = "Дублирование сообщения"
+    title_en = "Duplicate message"
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        for check in (self._by_message_id, self._exact, self._near):
+            evidence = await check(req, ctx)
+            if evidence is not None:
+                ctx.duplicate_of = evidence["original_ticket"]
+                return [self.finding(evidence, "block")]
+        return []
+
+    async def _by_message_id(self, req: PolicyRequest, ctx: PolicyContext) -> dict[str, Any] | None:
+        msg = req.message
+        ids = {"Message-ID": msg.message_id, "Resent-Message-ID": msg.resent_message_id}
+        seen = await ctx.repository.messages_with_ids([v for v in ids.values() if v], req.ticket_id)
+        if not seen:
+            return None
+        first = seen[0]
+        header = next(h for h, v in ids.items() if v == first.message_id)
+        ours = sorted({a for a in [*msg.to, *msg.cc] if a in ctx.config.company_addresses})
+        return {"check": "message_id", "header": header, "message_id": first.message_id,
+                "original_ticket": first.ticket_duplicate_of or first.ticket_id,
+                "seen_on_ticket": first.ticket_id, "delivered_to": list(msg.delivered_to),
+                "company_addresses": ours}
+
+    async def _exact(self, req: PolicyRequest, ctx: PolicyContext) -> dict[str, Any] | None:
+        h = content_hash(req.message)
+        since = req.arrived_at - timedelta(days=ctx.config.duplicate_window_days)
+        earlier = await ctx.repository.earlier_with_hash(h, req.arrived_at, req.ticket_id, since)
+        if not earlier:
+            return None
+        t = earlier[0]
+        return {"check": "exact", "content_hash": h, "original_ticket": _original(t), "matched_ticket": t.id,
+                "original_status": t.status, "original_arrived_at": t.arrived_at.isoformat()}
+
+    async def _near(self, req: PolicyRequest, ctx: PolicyContext) -> dict[str, Any] | None:
+        msg = req.message
+        text = normalise_text(msg.new_text)
+        if not text:
+            return None  # nothing to compare; an identical empty re-send is caught by the exact check
+        facts = text_facts(msg.new_text, tuple(a.sha256 for a in msg.attachments))
+        since = req.arrived_at - timedelta(days=ctx.config.duplicate_window_days)
+        candidates = await ctx.repository.recent_tickets(
+            client_id=ctx.client.client_id if ctx.client else None,
+            sender_address=None if ctx.client else msg.from_address,
+            arrived_at=req.arrived_at, ticket_id=req.ticket_id, since=since)
+        best: tuple[float, PriorTicket] | None = None
+        for t in candidates:
+            other = normalise_text(t.new_text)
+            if not other:
+                continue
+            # score_cutoff lets rapidfuzz give up early on clearly different texts.
+            ratio = fuzz.ratio(text, other, score_cutoff=ctx.config.near_duplicate_ratio)
+            if ratio and text_facts(t.new_text, t.attachment_hashes) == facts and (best is None or ratio > best[0]):
+                best = (ratio, t)
+        if best is None:
+            return None
+        ratio, t = best
+        return {"check": "near", "ratio": round(ratio, 1), "threshold": ctx.config.near_duplicate_ratio,
+                "original_ticket": _original(t), "matched_ticket": t.id, "original_status": t.status,
+                "original_arrived_at": t.arrived_at.isoformat(), "facts": sorted(facts)}

@@ -1,0 +1,158 @@
+"""2.1, 2.6: identify the client (first in the chain; later rules read `ctx.client`).
+
+Evidence, strongest first: the sender's registered address, else its registered "@domain"; an INN
+(valid checksum) or a contract number written in the subject or the new text.
+
+- The address counts only when the sender is not proven forged: if our own server's
+  Authentication-Results say DMARC failed, or SPF failed with no passing DKIM, the address alone
+  identifies nobody (`unverified_sender`, warn), and whatever matched is listed as candidates.
+- Ambiguity is never guessed: one domain registered to two clients, or an address of one client and
+  an INN/contract of another, gives `unidentified` with the candidates. An INN/contract that picks
+  exactly one of the clients sharing the domain does resolve it (both pieces of evidence agree).
+- An INN/contract from an unregistered address identifies the client (matched_by "inn"/"contract");
+  the password rule still treats such a sender as unconfirmed.
+- Inactive client: identified (`client.active` is False), plus a warn-level `out_of_scope` finding
+  citing 2.6: the services are not under a current contract. Warn rather than block, because
+  staff may know that a renewal is under way; it shows on the card without forcing a refusal.
+"""
+
+from __future__ import annotations
+
+import re
+
+from models.policy.authresults import assess_sender
+from models.policy.base import ClientMatch, Finding, FindingCode, PolicyContext, PolicyRequest, Rule
+from models.policy.inn import find_inns
+from models.policy.repository import ClientRow
+
+# Contract-number candidates: an optional short letter prefix, then digits with / - . separators,
+# e.g. "Д-2024/117", "SO-17/2", "12345" after "№". Looked up as written (and upper-cased) in the DB.
+_CONTRACT = re.compile(r"(?<![\w/])(?:[A-Za-zА-Яа-яЁё]{1,4}[-‐–]?)?\d[\d/\-.‐–]*\d(?![\w/])")
+_MAX_TOKENS = 40
+
+
+def contract_candidates(text: str) -> list[str]:
+    """Tokens that may be contract numbers, as written and upper-cased, without duplicates."""
+    seen: dict[str, None] = {}
+    for m in _CONTRACT.finditer(text):
+        token = m.group().strip().strip(".").replace("‐", "-").replace("–", "-")
+        for variant in (token, token.upper()):
+            seen.setdefault(variant)
+        if len(seen) >= _MAX_TOKENS:
+            break
+    return list(seen)
+
+
+def _domains(address: str) -> list[str]:
+    """"@mail.client.ru" then "@client.ru": a registered parent domain covers its subdomains."""
+    if "@" not in address:
+        return []
+    labels = address.rsplit("@", 1)[1].split(".")
+    return ["@" + ".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
+def _match(row: ClientRow, by: str) -> ClientMatch:
+    return ClientMatch(client_id=row.id, name=row.name, inn=row.inn, contract=row.contract,
+                       active=row.active, matched_by=by)
+
+
+class IdentificationRule(Rule):
+    code = FindingCode.UNIDENTIFIED
+    clause = "2.6"
+    title_ru = "Невозможно идентифицировать клиента"
+    title_en = "The client cannot be identified"
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        msg = req.message
+        findings: list[Finding] = []
+        auth = assess_sender(msg.authentication_results, msg.from_address, ctx.config.trusted_authserv_ids)
+        ctx.sender_verified = auth.verified
+
+        by_address = await self._by_address(msg.from_address, ctx)
+        by_document, doc_evidence = await self._by_documents(f"{msg.subject}\n{msg.new_text}", ctx)
+
+        if auth.verified is False:
+            findings.append(self.finding(
+                {"auth": auth.evidence(), "from": msg.from_address,
+                 "address_matches": [m.client_id for m in by_address]},
+                "warn", code=FindingCode.UNVERIFIED_SENDER, clause="2.1",
+                title_ru="Отправитель не подтверждён (SPF/DKIM/DMARC)",
+                title_en="Sender not verified (SPF/DKIM/DMARC)"))
+            ctx.candidates = _unique(by_address + by_document)
+            findings.append(self.finding({"reason": "sender_not_verified", "from": msg.from_address,
+                                          **doc_evidence, "candidates": _ids(ctx.candidates)}))
+            return findings
+
+        client, reason = self._decide(by_address, by_document)
+        if client is None:
+            ctx.candidates = _unique(by_address + by_document)
+            findings.append(self.finding({"reason": reason, "from": msg.from_address, **doc_evidence,
+                                          "candidates": _ids(ctx.candidates)}))
+            return findings
+
+        ctx.client = client
+        if not client.active:
+            findings.append(self.finding(
+                {"reason": "inactive", "client_id": client.client_id, "matched_by": client.matched_by},
+                "warn", code=FindingCode.OUT_OF_SCOPE, clause="2.6",
+                title_ru="Клиент неактивен: услуги не оказываются по действующему договору",
+                title_en="Client inactive: services are not under a current contract"))
+        return findings
+
+    @staticmethod
+    async def _by_address(address: str, ctx: PolicyContext) -> list[ClientMatch]:
+        if not address:
+            return []
+        rows = await ctx.repository.addresses([address, *_domains(address)])
+        exact = [_match(r.client, "address") for r in rows if not r.is_domain and r.value == address]
+        if exact:
+            return _unique(exact)
+        # The most specific registered domain wins: "@mail.client.ru" before "@client.ru".
+        for domain in _domains(address):
+            hits = [_match(r.client, "domain") for r in rows if r.is_domain and r.value == domain]
+            if hits:
+                return _unique(hits)
+        return []
+
+    @staticmethod
+    async def _by_documents(text: str, ctx: PolicyContext) -> tuple[list[ClientMatch], dict]:
+        inns = find_inns(text)
+        matches = [_match(r, "inn") for r in await ctx.repository.clients_by_inn([i.inn for i in inns])]
+        contracts = await ctx.repository.clients_by_contract(contract_candidates(text))
+        matches += [_match(r, "contract") for r in contracts]
+        evidence: dict = {}
+        if inns:
+            evidence["inns"] = [{"inn": i.inn, "start": i.start, "end": i.end} for i in inns]
+        if contracts:
+            evidence["contracts"] = sorted({r.contract or "" for r in contracts})
+        return _unique(matches), evidence
+
+    @staticmethod
+    def _decide(by_address: list[ClientMatch], by_document: list[ClientMatch]) -> tuple[ClientMatch | None, str]:
+        addr_ids = {m.client_id for m in by_address}
+        doc_ids = {m.client_id for m in by_document}
+        if len(addr_ids) == 1:
+            if doc_ids - addr_ids:
+                return None, "address_and_document_disagree"
+            return by_address[0], ""
+        if len(addr_ids) > 1:
+            agreed = addr_ids & doc_ids
+            if len(agreed) == 1 and doc_ids == agreed:
+                return next(m for m in by_document if m.client_id in agreed), ""
+            return None, "ambiguous_domain"
+        if len(doc_ids) == 1:
+            return by_document[0], ""
+        if len(doc_ids) > 1:
+            return None, "ambiguous_documents"
+        return None, "not_registered"
+
+
+def _unique(matches: list[ClientMatch]) -> list[ClientMatch]:
+    seen: dict[int, ClientMatch] = {}
+    for m in matches:
+        seen.setdefault(m.client_id, m)
+    return list(seen.values())
+
+
+def _ids(matches: list[ClientMatch]) -> list[dict]:
+    return [{"client_id": m.client_id, "name": m.name, "matched_by": m.matched_by} for m in matches]

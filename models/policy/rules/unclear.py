@@ -1,0 +1,40 @@
+"""2.1-2.2: the request must state its task clearly. A mail with only a greeting, thanks or a
+signature, or only attachments, states nothing: staff should ask what is needed.
+
+"Meaningful" words are those left after removing greetings, politeness, function words and the
+sender's own name (the signature), counted over the subject and the new text together.
+"""
+
+from __future__ import annotations
+
+from models.policy.base import Finding, FindingCode, PolicyContext, PolicyRequest, Rule
+from models.policy.lemmas import lemmas_of
+
+MIN_MEANINGFUL_WORDS = 3
+
+# Lemmas (as produced by models.policy.lemmas.lemma) that carry no task.
+FILLER = frozenset(lemmas_of(
+    "здравствуйте здравствуй привет добрый день утро вечер доброго времени суток уважаемый уважаемые "
+    "коллеги спасибо благодарю заранее пожалуйста с уважением всего доброго хорошего "
+    "и в на по к о от для за у из а но или же ли это вот вопрос письмо тема сообщение файл "
+    "вложение вложении прикреплено прикрепляю высылаю направляю см re fwd fw отв пересл "
+    "hello hi dear good morning afternoon evening thanks thank you please regards best kind sincerely "
+    "cheers the a an to of for in on and or is it this see attached attachment file message subject question"
+))
+
+
+class UnclearRule(Rule):
+    code = FindingCode.UNCLEAR
+    clause = "2.1-2.2"
+    title_ru = "Задача не сформулирована"
+    title_en = "Task not stated"
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        msg = req.message
+        own_name = set(lemmas_of(msg.from_name)) | set(lemmas_of(msg.from_address.split("@", 1)[0]))
+        words = [lem for lem in lemmas_of(f"{msg.subject}\n{msg.new_text}")
+                 if lem not in FILLER and lem not in own_name and len(lem) > 1]
+        if len(words) >= MIN_MEANINGFUL_WORDS:
+            return []
+        return [self.finding({"meaningful_words": words, "min": MIN_MEANINGFUL_WORDS,
+                              "attachments": len(msg.attachments)}, "warn")]

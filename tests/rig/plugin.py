@@ -1,0 +1,111 @@
+"""Pytest plugin with the real-server fixtures. Load it from tests/conftest.py:
+
+    pytest_plugins = ["tests.rig.plugin"]
+
+Fixtures: ``dovecot`` (session), ``mailbox`` (per test: same server, fresh unique user),
+``smtp_server`` (per test), ``postgres_cluster`` (session, only started when requested) and
+``database_url`` (per test; see its docstring for TEST_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig.dovecot import DovecotServer
+from tests.rig.postgres import PostgresCluster, create_database_at, drop_database_at
+from tests.rig.smtp import SmtpCapture
+
+_counter = itertools.count(1)
+
+
+def _unique(prefix: str) -> str:
+    # pid keeps pytest-xdist workers apart; the random part keeps reruns apart.
+    return f"{prefix}{os.getpid()}_{next(_counter)}_{secrets.token_hex(3)}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SmtpCapture offers AUTH over plain TCP on purpose (no TLS in tests); aiosmtpd warns about
+    # that on every session, which would bury real warnings.
+    config.addinivalue_line("filterwarnings", "ignore:Requiring AUTH while not requiring TLS:UserWarning")
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """One Dovecot per test session (per xdist worker). Prefer ``mailbox`` in tests: it isolates
+    state by user, so nothing a test appends or deletes is visible to the next one."""
+    server = DovecotServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mailbox(dovecot: DovecotServer) -> Iterator[DovecotServer]:
+    """The session server seen as a brand-new user (``.user``/``.password``), empty INBOX.
+
+    ``restart()``/``reset_uidvalidity()`` are fine to call; they act on the shared server but
+    keep every other user's mail. The user and its mail are deleted afterwards.
+    """
+    view = dovecot.with_user(f"{_unique('t')}@storeolis.ru", secrets.token_urlsafe(12))
+    try:
+        yield view
+    finally:
+        if not dovecot.running:  # a test stopped it: bring the shared server back for the others
+            dovecot.start()
+        dovecot.remove_user(view.user)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpCapture]:
+    capture = SmtpCapture()
+    capture.start()
+    try:
+        yield capture
+    finally:
+        capture.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL per test.
+
+    * TEST_DATABASE_URL unset/empty: ``sqlite:///...`` file in tmp_path (tortoise reads
+      everything after ``sqlite://`` as the path, so this is the absolute path of the file).
+    * TEST_DATABASE_URL=postgres: a throwaway cluster (``postgres_cluster``) and a new database.
+    * TEST_DATABASE_URL=postgres://user@host:port/anything: a new database on that server
+      (the user needs CREATEDB); dropped after the test.
+    """
+    setting = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not setting:
+        yield f"sqlite://{tmp_path / 'test.sqlite3'}"
+        return
+    if setting == "postgres":
+        server_url = request.getfixturevalue("postgres_cluster").url
+    elif setting.startswith(("postgres://", "postgresql://")):
+        server_url = setting
+    else:
+        raise pytest.UsageError(f"TEST_DATABASE_URL must be 'postgres' or a postgres:// URL, not {setting!r}")
+    name = _unique("test_")
+    url = create_database_at(server_url, name)
+    try:
+        yield url
+    finally:
+        drop_database_at(server_url, name)

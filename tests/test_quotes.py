@@ -1,0 +1,254 @@
+"""Quote, attribution, forward and signature separation for plain text and HTML."""
+
+from __future__ import annotations
+
+import pytest
+
+from mail.quotes import split_quoted, strip_html_quotes
+
+NEW = "Спасибо, посылку получил."
+OLD = "Ваш заказ передан в службу доставки."
+
+ATTRIBUTION_STYLES = {
+    "gmail_ru": "пн, 6 окт. 2025 г. в 14:32, Служба поддержки <support@storeolis.ru>:",
+    "gmail_en": "On Mon, Oct 6, 2025 at 2:32 PM Storeolis Support <support@storeolis.ru> wrote:",
+    "yandex": '06.10.2025, 14:32, "Служба поддержки" <support@storeolis.ru>:',
+    "mailru": "Понедельник, 6 октября 2025, 14:32 +03:00 от Служба поддержки <support@storeolis.ru>:",
+    "mailru_no_address": "Понедельник, 6 октября 2025, 14:32 +03:00 от Служба поддержки:",
+    "thunderbird_ru": "06.10.2025 14:32, Служба поддержки пишет:",
+    "thunderbird_en": "On 06.10.2025 14:32, Storeolis Support wrote:",
+    "apple_ru": "6 окт. 2025 г., в 14:32, Служба поддержки <support@storeolis.ru> написал(а):",
+    "apple_en": "On Oct 6, 2025, at 14:32, Storeolis Support <support@storeolis.ru> wrote:",
+    "thebat_ru": "Вы писали 6 октября 2025 г., 14:32:",
+    "thebat_en": "Monday, October 6, 2025, 2:32:45 PM, you wrote:",
+}
+
+
+@pytest.mark.parametrize("style", sorted(ATTRIBUTION_STYLES))
+def test_attribution_with_quoted_block_is_cut(style: str) -> None:
+    attribution = ATTRIBUTION_STYLES[style]
+    result = split_quoted(f"{NEW}\n\n{attribution}\n\n> {OLD}\n>\n")
+    assert result.new_text == NEW
+    assert attribution in result.quoted_text
+    assert OLD in result.quoted_text
+
+
+@pytest.mark.parametrize("style", ["gmail_ru", "gmail_en", "yandex", "mailru", "thunderbird_ru", "apple_ru"])
+def test_attribution_without_quote_marks_cuts_everything_after_it(style: str) -> None:
+    result = split_quoted(f"{NEW}\n\n{ATTRIBUTION_STYLES[style]}\n\n{OLD}\n")
+    assert result.new_text == NEW
+    assert OLD in result.quoted_text
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("On Mon, Oct 6, 2025 at 2:32 PM Storeolis Customer Support Team <", "support@storeolis.ru> wrote:"),
+        (
+            "пн, 6 окт. 2025 г. в 14:32, Служба поддержки интернет-магазина Storeolis",
+            "<support@storeolis.ru>:",
+        ),
+    ],
+)
+def test_attribution_wrapped_over_two_lines(first: str, second: str) -> None:
+    result = split_quoted(f"{NEW}\n\n{first}\n{second}\n\n{OLD}\n")
+    assert result.new_text == NEW
+    assert second in result.quoted_text
+
+
+def test_thebat_greeting_and_bottom_posting() -> None:
+    text = (
+        "Здравствуйте, Служба.\n\nВы писали 6 октября 2025 г., 14:32:\n\n> Уточните номер заказа.\n\n"
+        "Номер заказа 4521.\n\n-- \nС уважением,\n Иван                mailto:ivan@example.ru\n"
+    )
+    result = split_quoted(text)
+    assert result.new_text == "Номер заказа 4521."
+    assert "Здравствуйте, Служба." in result.quoted_text
+    assert "mailto:ivan@example.ru" in result.quoted_text
+
+
+def test_inline_replies_keep_answers_between_quotes() -> None:
+    text = "> Какой размер?\n42\n> Какой цвет?\nсиний\n"
+    result = split_quoted(text)
+    assert result.new_text == "42\nсиний"
+    assert result.quoted_text == "> Какой размер?\n> Какой цвет?"
+
+
+@pytest.mark.parametrize(
+    "separator",
+    [
+        "-----Original Message-----",
+        "-----Исходное сообщение-----",
+        "-------- Оригинальное сообщение --------",
+    ],
+)
+def test_outlook_separator_cuts(separator: str) -> None:
+    result = split_quoted(f"{NEW}\n\n{separator}\nFrom: a\nSent: b\n\n{OLD}")
+    assert result.new_text == NEW
+    assert separator in result.quoted_text
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "От: Служба поддержки <support@storeolis.ru>\nОтправлено: 6 октября 2025 г. 14:32\nКому: Иван\nТема: Заказ",
+        "From: Storeolis Support <support@storeolis.ru>\nSent: Monday, October 6, 2025 2:32 PM\nTo: John\nSubject: Order",
+        "**From:** Storeolis Support\n**Sent:** Monday\n**Subject:** Order",
+        "От кого: Служба поддержки <support@storeolis.ru>\nКому: ivan@example.ru\nДата: Понедельник, 6 октября 2025",
+    ],
+)
+def test_header_block_cuts_with_or_without_underscores(block: str) -> None:
+    for prefix in ("", "________________________________\n"):
+        result = split_quoted(f"{NEW}\n\n{prefix}{block}\n\n{OLD}")
+        assert result.new_text == NEW
+        assert OLD in result.quoted_text
+
+
+def test_single_from_line_in_own_text_is_not_a_header_block() -> None:
+    text = "From: the warehouse, nothing arrived.\nPlease check."
+    assert split_quoted(text).new_text == text
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "---------- Forwarded message ---------",
+        "-------- Пересылаемое сообщение --------",
+        "-------- Перенаправленное сообщение --------",
+        "Begin forwarded message:",
+    ],
+)
+def test_bare_forward_keeps_forwarded_content_as_new_text(marker: str) -> None:
+    text = f"\n\n{marker}\nОт: Магазин <shop@example.ru>\nДата: 6 октября 2025\nТема: Чек\n\nВаш чек во вложении.\n"
+    result = split_quoted(text)
+    assert result.forwarded
+    assert "Ваш чек во вложении." in result.new_text
+    assert "От: Магазин <shop@example.ru>" in result.new_text
+    assert marker not in result.new_text
+
+
+def test_forward_with_own_comment_keeps_only_the_comment() -> None:
+    text = (
+        "Посмотрите, что пришло.\n\n---------- Forwarded message ---------\nОт: Магазин\nТема: Чек\n\nЧек.\n"
+    )
+    result = split_quoted(text)
+    assert not result.forwarded
+    assert result.new_text == "Посмотрите, что пришло."
+    assert "Чек." in result.quoted_text
+
+
+def test_forwarded_reply_chain_is_split_inside_the_forward() -> None:
+    text = (
+        "-------- Пересылаемое сообщение --------\nОт: Олег\nТема: Заказ\n\nНовый текст Олега.\n\n"
+        '06.10.2025, 14:32, "Магазин" <shop@example.ru>:\n> старое\n'
+    )
+    result = split_quoted(text)
+    assert "Новый текст Олега." in result.new_text
+    assert "старое" not in result.new_text
+
+
+@pytest.mark.parametrize(
+    "footer",
+    [
+        "Отправлено с iPhone",
+        "Sent from my iPhone",
+        "Отправлено из Почты Mail.ru",
+        "Отправлено из мобильной Почты Mail.ru",
+        "Отправлено из Яндекс.Почты",
+        "Отправлено из мобильного приложения Яндекс Почты",
+        "Get Outlook for Android",
+    ],
+)
+def test_device_footers_are_signatures(footer: str) -> None:
+    result = split_quoted(f"{NEW}\n\n{footer}\n")
+    assert result.new_text == NEW
+    assert result.quoted_text == footer
+
+
+@pytest.mark.parametrize(
+    "valediction", ["С уважением,", "С уважением, Иван", "Best regards,", "Kind regards"]
+)
+def test_valediction_and_following_lines_are_signature(valediction: str) -> None:
+    result = split_quoted(f"{NEW}\n\n{valediction}\nИван Петров\n+7 900 000-00-00\n")
+    assert result.new_text == NEW
+    assert "+7 900 000-00-00" in result.quoted_text
+
+
+def test_dash_dash_signature_then_quote() -> None:
+    text = f"{NEW}\n-- \nИван\n\n{ATTRIBUTION_STYLES['gmail_en']}\n> {OLD}\n"
+    result = split_quoted(text)
+    assert result.new_text == NEW
+    assert "Иван" in result.quoted_text and OLD in result.quoted_text
+
+
+def test_valediction_followed_by_a_long_letter_is_not_a_signature() -> None:
+    body = "\n".join(f"Пункт {i}: подробности." for i in range(15))
+    text = f"С уважением к вашей работе, хочу уточнить:\n{body}"
+    assert split_quoted(text).new_text == text
+
+
+def test_own_words_mentioning_what_someone_wrote_are_kept() -> None:
+    text = "Я оплатил 2 заказа, а менеджер написал:\nждите до понедельника.\nКогда же?"
+    assert split_quoted(text).new_text == text
+
+
+def test_text_without_history_is_unchanged() -> None:
+    text = "Первая строка.\n\nВторая строка > не цитата."
+    result = split_quoted(text)
+    assert (result.new_text, result.quoted_text) == (text, "")
+
+
+def test_crlf_and_empty_input() -> None:
+    assert split_quoted("a\r\n> b\r\n").new_text == "a"
+    assert split_quoted("") == split_quoted("\n\n")
+    assert split_quoted("").new_text == ""
+
+
+# ---- HTML
+
+
+def test_gmail_quote_container_is_removed() -> None:
+    html = (
+        '<div dir="ltr">Спасибо!</div><div class="gmail_quote"><div class="gmail_attr">On Mon wrote:</div>'
+        '<blockquote class="gmail_quote">old <div>nested</div></blockquote></div><div>P.S. after</div>'
+    )
+    result = strip_html_quotes(html)
+    assert "Спасибо!" in result.new_html and "P.S. after" in result.new_html
+    assert "old" not in result.new_html and "nested" not in result.new_html
+    assert "On Mon wrote:" in result.quoted_html
+
+
+@pytest.mark.parametrize("marker", ['<div id="divRplyFwdMsg">', '<div id="appendonsend"></div>'])
+def test_outlook_markers_remove_everything_after_them(marker: str) -> None:
+    html = f"<html><body><p>Новый текст</p>{marker}<b>From:</b> x</div><p>старый текст</p></body></html>"
+    result = strip_html_quotes(html)
+    assert "Новый текст" in result.new_html
+    assert "старый текст" not in result.new_html
+    assert "старый текст" in result.quoted_html
+
+
+def test_thunderbird_cite_prefix_and_cite_blockquote_are_removed() -> None:
+    html = (
+        '<p>Ответ</p><div class="moz-cite-prefix">06.10.2025 14:32, X пишет:<br></div>'
+        '<blockquote type="cite"><blockquote type="cite">старое</blockquote>ещё</blockquote><p>после</p>'
+    )
+    result = strip_html_quotes(html)
+    assert "Ответ" in result.new_html and "после" in result.new_html
+    assert "пишет" not in result.new_html and "старое" not in result.new_html and "ещё" not in result.new_html
+
+
+def test_trailing_blockquote_is_removed_but_a_middle_one_is_kept() -> None:
+    trailing = strip_html_quotes("<p>New</p><blockquote><p>old</p></blockquote>\n</body>")
+    assert "old" not in trailing.new_html and "old" in trailing.quoted_html
+    middle = strip_html_quotes("<p>New</p><blockquote><p>cited</p></blockquote><p>my answer</p>")
+    assert "cited" in middle.new_html and middle.quoted_html == ""
+
+
+def test_unclosed_quote_container_runs_to_the_end() -> None:
+    result = strip_html_quotes('<p>keep</p><div class="gmail_quote"><p>old')
+    assert result.new_html == "<p>keep</p>"
+
+
+def test_html_without_quotes_is_unchanged() -> None:
+    html = "<p>Just <b>text</b><br><img src=x></p>"
+    assert strip_html_quotes(html).new_html == html
