@@ -37,6 +37,9 @@ class OutboxStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # e.g. a refusal undone within its grace period
 
 
+# Docstrings below become SQL table comments in migrations: keep each on one line, without ";".
+
+
 class Client(Model):
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=300)
@@ -51,7 +54,7 @@ class Client(Model):
 
 
 class ClientAddress(Model):
-    """A registered email address ("a@b.ru") or a whole domain ("@b.ru"), lower-cased."""
+    """A registered email address (a@b.ru) or a whole domain (@b.ru), lower-cased."""
 
     id = fields.IntField(primary_key=True)
     client: fields.ForeignKeyRelation[Client] = fields.ForeignKeyField(
@@ -112,7 +115,13 @@ class Ticket(Model):
 
     class Meta:
         table = "ticket"
-        indexes = (("client_id", "month_key"), ("status", "arrived_at"), ("status", "sla_due_at"))
+        indexes = (
+            ("client_id", "month_key"),
+            ("client_id", "arrived_at"),
+            ("sender_address", "arrived_at"),
+            ("status", "arrived_at"),
+            ("status", "sla_due_at"),
+        )
 
 
 class MessageDirection(enum.StrEnum):
@@ -122,7 +131,7 @@ class MessageDirection(enum.StrEnum):
 
 
 class Message(Model):
-    """One message in a ticket's thread: client mail, our email, or an internal note."""
+    """One message in the thread of a ticket: client mail, our email, or an internal note."""
 
     id = fields.IntField(primary_key=True)
     ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
@@ -153,6 +162,7 @@ class Message(Model):
 
     class Meta:
         table = "message"
+        indexes = (("ticket_id", "id"),)
 
 
 class RawMail(Model):
@@ -210,8 +220,10 @@ class Decision(Model):
 
 
 class EmailOutbox(Model):
-    """An email we promised to send. The raw bytes are composed when the row is written, so a retry
-    sends exactly the same message (same Message-ID)."""
+    """An email we promised to send."""
+
+    # The raw bytes are composed when the row is written, so a retry sends exactly the same
+    # message (same Message-ID). Docstrings become table comments: keep them on one line.
 
     id = fields.IntField(primary_key=True)
     idempotency_key = fields.CharField(max_length=200, unique=True)
@@ -261,7 +273,7 @@ class TelegramOutbox(Model):
 
 
 class SlaAlert(Model):
-    """One fired SLA alert threshold for one ticket; the unique pair makes each fire once."""
+    """One fired SLA alert threshold for one ticket (the unique pair makes each fire once)."""
 
     id = fields.IntField(primary_key=True)
     ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(

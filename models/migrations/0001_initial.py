@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
                 ('value', fields.CharField(db_index=True, max_length=320)),
                 ('is_domain', fields.BooleanField(default=False)),
             ],
-            options={'table': 'client_address', 'app': 'models', 'unique_together': (('client', 'value'),), 'pk_attr': 'id', 'table_description': 'A registered email address ("a@b.ru") or a whole domain ("@b.ru"), lower-cased.'},
+            options={'table': 'client_address', 'app': 'models', 'unique_together': (('client', 'value'),), 'pk_attr': 'id', 'table_description': 'A registered email address (a@b.ru) or a whole domain (@b.ru), lower-cased.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -116,7 +116,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'ticket', 'app': 'models', 'indexes': [Index(fields=['client_id', 'month_key']), Index(fields=['status', 'arrived_at']), Index(fields=['status', 'sla_due_at'])], 'pk_attr': 'id', 'table_description': 'One client request. The primary key is the human ticket number (#123).'},
+            options={'table': 'ticket', 'app': 'models', 'indexes': [Index(fields=['client_id', 'month_key']), Index(fields=['client_id', 'arrived_at']), Index(fields=['sender_address', 'arrived_at']), Index(fields=['status', 'arrived_at']), Index(fields=['status', 'sla_due_at'])], 'pk_attr': 'id', 'table_description': 'One client request. The primary key is the human ticket number (#123).'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -153,7 +153,7 @@ class Migration(migrations.Migration):
                 ('delivery_failed', fields.BooleanField(default=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'email_outbox', 'app': 'models', 'indexes': [Index(fields=['status', 'not_before'])], 'pk_attr': 'id', 'table_description': 'An email we promised to send. The raw bytes are composed when the row is written, so a retry'},
+            options={'table': 'email_outbox', 'app': 'models', 'indexes': [Index(fields=['status', 'not_before'])], 'pk_attr': 'id', 'table_description': 'An email we promised to send.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -180,7 +180,7 @@ class Migration(migrations.Migration):
                 ('telegram_message_id', fields.BigIntField(null=True, db_index=True)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'message', 'app': 'models', 'pk_attr': 'id', 'table_description': "One message in a ticket's thread: client mail, our email, or an internal note."},
+            options={'table': 'message', 'app': 'models', 'indexes': [Index(fields=['ticket_id', 'id'])], 'pk_attr': 'id', 'table_description': 'One message in the thread of a ticket: client mail, our email, or an internal note.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -191,7 +191,7 @@ class Migration(migrations.Migration):
                 ('threshold', fields.CharField(max_length=40)),
                 ('fired_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'sla_alert', 'app': 'models', 'unique_together': (('ticket', 'threshold'),), 'pk_attr': 'id', 'table_description': 'One fired SLA alert threshold for one ticket; the unique pair makes each fire once.'},
+            options={'table': 'sla_alert', 'app': 'models', 'unique_together': (('ticket', 'threshold'),), 'pk_attr': 'id', 'table_description': 'One fired SLA alert threshold for one ticket (the unique pair makes each fire once).'},
             bases=['Model'],
         ),
         ops.CreateModel(
