@@ -91,7 +91,9 @@ def test_accusation_is_only_an_accusation(detector: ProfanityDetector, sentence:
         ("Х\u200bуйня с невидимым пробелом", "Х\u200bуйня", "хуй"),
     ],
 )
-def test_hit_points_at_original_characters(detector: ProfanityDetector, text: str, word: str, root: str) -> None:
+def test_hit_points_at_original_characters(
+    detector: ProfanityDetector, text: str, word: str, root: str
+) -> None:
     hits = detector.find(text)
     assert len(hits) == 1
     hit = hits[0]
@@ -155,7 +157,24 @@ def test_hits_always_point_into_the_text(detector: ProfanityDetector, text: str)
 
 
 _PIECES = sorted({w for line in CLEAN + [o[1] for o in OFFENSIVE] for w in line.split()}) + [
-    "х", "у", "й", "б", "л", "я", " ", " ", ". ", "-", "_", "*", "#", "@", "\u200b", "ё", "Y", "x",
+    "х",
+    "у",
+    "й",
+    "б",
+    "л",
+    "я",
+    " ",
+    " ",
+    ". ",
+    "-",
+    "_",
+    "*",
+    "#",
+    "@",
+    "\u200b",
+    "ё",
+    "Y",
+    "x",
 ]
 
 
@@ -173,7 +192,7 @@ def test_verdict_caches_do_not_change_results(detector: ProfanityDetector, text:
 def test_extending_config_adds_a_root_and_keeps_defaults(tmp_path: Path) -> None:
     custom = tmp_path / "profanity.toml"
     custom.write_text(
-        'extend_defaults = true\n\n[[insult]]\nroot = "бестолочь"\npattern = \'бестолоч\\w*\'\n',
+        "extend_defaults = true\n\n[[insult]]\nroot = \"бестолочь\"\npattern = 'бестолоч\\w*'\n",
         encoding="utf-8",
     )
     detector = ProfanityDetector(custom)
@@ -197,7 +216,7 @@ def test_replacing_config_uses_only_the_custom_words(tmp_path: Path) -> None:
 
 def test_bad_pattern_is_reported_with_its_root(tmp_path: Path) -> None:
     custom = tmp_path / "profanity.toml"
-    custom.write_text('[[obscene]]\nroot = "broken"\npattern = \'(\'\n', encoding="utf-8")
+    custom.write_text("[[obscene]]\nroot = \"broken\"\npattern = '('\n", encoding="utf-8")
     with pytest.raises(ValueError, match="broken"):
         ProfanityDetector(custom)
 

@@ -331,7 +331,9 @@ class ProfanityDetector:
         self._latin_table = str.maketrans({**cfg.latin_leet, **mask_map})
         self._latin_dual = {ch: cfg.latin_leet[ch] for ch in cfg.mask_chars if ch in cfg.latin_leet}
         self._matchers = {
-            script: _ScriptMatcher([e for e in cfg.entries if e.script == script], cfg.prefixes, cfg.chain_first)
+            script: _ScriptMatcher(
+                [e for e in cfg.entries if e.script == script], cfg.prefixes, cfg.chain_first
+            )
             for script in ("cyrillic", "latin")
         }
         self._phrase_rules = list(cfg.phrases)
@@ -551,7 +553,7 @@ def _trim_markup(raw: str, start: int, end: int) -> _Span | None:
 
 
 def _collapse(word: str) -> str:
-    """"хууууй" -> "хуй": repeated letters are both an obfuscation and a typo."""
+    """ "хууууй" -> "хуй": repeated letters are both an obfuscation and a typo."""
     # search() first: most words have no doubled letter and sub() is three times slower.
     return _REPEAT_RE.sub(r"\1", word) if _REPEAT_RE.search(word) else word
 
