@@ -50,11 +50,76 @@ class SettingsError(Exception):
 Security = Literal["ssl", "starttls", "none"]
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
+    """What commands that only touch the database need (migrate, clients, explain)."""
+
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
         hide_input_in_errors=True,
     )
+
+    # Domain
+    DATABASE_URL: str = "sqlite://./data/bridge.sqlite3"
+    TIMEZONE: str = "Europe/Moscow"
+    LANGUAGE: Literal["ru", "en"] = "ru"
+    CONFIG_DIR: Path | None = None  # operator overrides: word lists, FAQ, templates, calendar
+    MONTHLY_LIMIT: int = Field(default=3, ge=1)
+    COUNT_REFUSED_TOWARD_LIMIT: bool = True
+    DUPLICATE_WINDOW_DAYS: int = Field(default=30, ge=1)
+    TRUSTED_AUTHSERV_IDS: str = ""
+    SLA_BUSINESS_DAYS: int = Field(default=5, ge=1)
+    SLA_ALERT_THRESHOLDS: str = "1d,4h,breach"
+    SLA_BREACH_REPEAT_HOURS: float = Field(default=4.0, gt=0)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    SUPPORT_ADDRESS: str = "support@storeolis.ru"
+    COMPANY_ADDRESSES: str = ""  # other company addresses (comma separated), for duplicates (2.6)
+    COMPANY_NAME: str = "Storeolis"
+    PARSE_WORKERS: int = Field(default=2, ge=0, le=16)  # processes parsing a backlog; 0 parses inline
+
+    @field_validator("TIMEZONE")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
+            raise ValueError("must start with sqlite:// or postgres://")
+        return value
+
+    @field_validator("SUPPORT_ADDRESS")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value.count("@") != 1 or any(c in value for c in " \r\n,<>"):
+            raise ValueError("must be a single email address")
+        return value
+
+    # Derived values -------------------------------------------------------------------------------
+    @property
+    def support_domain(self) -> str:
+        return self.SUPPORT_ADDRESS.split("@", 1)[1]
+
+    @property
+    def company_addresses(self) -> frozenset[str]:
+        extra = {a.strip().lower() for a in self.COMPANY_ADDRESSES.split(",") if a.strip()}
+        return frozenset(extra | {self.SUPPORT_ADDRESS})
+
+    @property
+    def trusted_authserv_ids(self) -> frozenset[str]:
+        return frozenset(a.strip().lower() for a in self.TRUSTED_AUTHSERV_IDS.split(",") if a.strip())
+
+
+class Settings(CoreSettings):
+    """Everything `run` and `check` need: the core plus Telegram, IMAP and SMTP."""
 
     # Telegram
     TELEGRAM_BOT_TOKEN: SecretStr
@@ -89,50 +154,9 @@ class Settings(BaseSettings):
     SMTP_PASSWORD: SecretStr = SecretStr("")
     SMTP_SECURITY: Security = "ssl"
     SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
-    SUPPORT_ADDRESS: str = "support@storeolis.ru"
     SUPPORT_NAME: str = ""  # display name in From; default depends on LANGUAGE
-    COMPANY_ADDRESSES: str = ""  # other company addresses (comma separated), for duplicates (2.6)
-    COMPANY_NAME: str = "Storeolis"
     EMAIL_SIGNATURE: str = ""
     REFUSAL_GRACE_SECONDS: int = Field(default=30, ge=0)
-
-    # Domain
-    DATABASE_URL: str = "sqlite://./data/bridge.sqlite3"
-    TIMEZONE: str = "Europe/Moscow"
-    LANGUAGE: Literal["ru", "en"] = "ru"
-    CONFIG_DIR: Path | None = None  # operator overrides: word lists, FAQ, templates, calendar
-    MONTHLY_LIMIT: int = Field(default=3, ge=1)
-    COUNT_REFUSED_TOWARD_LIMIT: bool = True
-    DUPLICATE_WINDOW_DAYS: int = Field(default=30, ge=1)
-    TRUSTED_AUTHSERV_IDS: str = ""
-    SLA_BUSINESS_DAYS: int = Field(default=5, ge=1)
-    SLA_ALERT_THRESHOLDS: str = "1d,4h,breach"
-    SLA_BREACH_REPEAT_HOURS: float = Field(default=4.0, gt=0)
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    @field_validator("TIMEZONE")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
-    @field_validator("SUPPORT_ADDRESS")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value.count("@") != 1 or any(c in value for c in " \r\n,<>"):
-            raise ValueError("must be a single email address")
-        return value
-
-    @field_validator("DATABASE_URL")
-    @classmethod
-    def _db_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite://", "postgres://", "postgresql://", "asyncpg://")):
-            raise ValueError("must start with sqlite:// or postgres://")
-        return value
 
     @field_validator("TELEGRAM_API_URL")
     @classmethod
@@ -146,23 +170,13 @@ class Settings(BaseSettings):
         # Plain-text IMAP/SMTP would send the mailbox password in the clear: allow it for loopback only.
         for prefix in ("IMAP", "SMTP"):
             host = getattr(self, f"{prefix}_HOST")
-            if getattr(self, f"{prefix}_SECURITY") == "none" and host not in ("127.0.0.1", "localhost", "::1"):
+            if getattr(self, f"{prefix}_SECURITY") == "none" and host not in (
+                "127.0.0.1",
+                "localhost",
+                "::1",
+            ):
                 raise ValueError(f"{prefix}_SECURITY=none is allowed only for 127.0.0.1/localhost")
         return self
-
-    # Derived values -------------------------------------------------------------------------------
-    @property
-    def support_domain(self) -> str:
-        return self.SUPPORT_ADDRESS.split("@", 1)[1]
-
-    @property
-    def company_addresses(self) -> frozenset[str]:
-        extra = {a.strip().lower() for a in self.COMPANY_ADDRESSES.split(",") if a.strip()}
-        return frozenset(extra | {self.SUPPORT_ADDRESS})
-
-    @property
-    def trusted_authserv_ids(self) -> frozenset[str]:
-        return frozenset(a.strip().lower() for a in self.TRUSTED_AUTHSERV_IDS.split(",") if a.strip())
 
     @property
     def support_name(self) -> str:
@@ -187,7 +201,16 @@ def _describe(error: dict) -> str:
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: object) -> Settings:
     """Read the settings, raising SettingsError with one line per problem (never a secret value)."""
+    return _load(Settings, env_file, overrides)  # type: ignore[return-value]
+
+
+def load_core_settings(env_file: str | Path | None = ".env", **overrides: object) -> CoreSettings:
+    """The database/domain settings only: for commands that need no Telegram, IMAP or SMTP."""
+    return _load(CoreSettings, env_file, overrides)
+
+
+def _load(cls: type[CoreSettings], env_file: str | Path | None, overrides: dict) -> CoreSettings:
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError([_describe(e) for e in exc.errors(include_input=False)]) from None

@@ -1,0 +1,168 @@
+"""Command line: `python -m bot [run|migrate|check|clients|explain|status]`.
+
+Bad settings print one line per problem and exit with code 2, never a traceback or a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bot.settings import CoreSettings, SettingsError, load_core_settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Storeolis Support Bridge: the support mailbox and the Telegram staff chat as one desk.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="run the bridge (the default): mail watcher, staff chat, outboxes, SLA alerts")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("check", help="check IMAP, SMTP, Telegram, the database and the templates; exit 0 if all OK")
+    clients = sub.add_parser("clients", help="the client registry (CSV: name,inn,contract,emails)")
+    clients_sub = clients.add_subparsers(dest="clients_command", metavar="ACTION", required=True)
+    imp = clients_sub.add_parser("import", help="load or update clients from a CSV file (idempotent)")
+    imp.add_argument("file", type=Path)
+    exp = clients_sub.add_parser("export", help="print the registry as CSV")
+    exp.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+    explain = sub.add_parser("explain", help="show the policy findings for ticket N, or dry-run a raw .eml file")
+    explain.add_argument("target", help="a ticket number or a path to an .eml file")
+    explain.add_argument("--json", action="store_true", help="print one JSON object")
+    status = sub.add_parser("status", help="state of each component, outbox depths, oldest waiting request")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        if command == "run":
+            settings = load_settings()
+            _configure_logging(settings.LOG_LEVEL)
+            from bot.app import run_app
+
+            return asyncio.run(run_app(settings))
+        if command == "check":
+            settings = load_settings()
+            _configure_logging("WARNING")
+            from bot.checks import run_checks
+
+            return asyncio.run(run_checks(settings))
+        core = load_core_settings()
+        _configure_logging("WARNING")
+        if command == "migrate":
+            return asyncio.run(_migrate(core))
+        if command == "clients":
+            if args.clients_command == "import":
+                return asyncio.run(_with_db(core, lambda: _clients_import(args.file)))
+            return asyncio.run(_with_db(core, lambda: _clients_export(args.output)))
+        if command == "explain":
+            from bot.explain import explain
+
+            return asyncio.run(_with_db(core, lambda: explain(core, args.target, as_json=args.json)))
+        if command == "status":
+            from bot.status import print_status
+
+            return asyncio.run(_with_db(core, lambda: print_status(core, as_json=args.json)))
+    except SettingsError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        print("Settings come from the environment and .env; see .env.example and the README.", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # aiogram logs every update at INFO; keep the operator's log about our own events.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+
+
+async def _migrate(core: CoreSettings) -> int:
+    from models import db
+
+    try:
+        applied = await db.apply_migrations(core.DATABASE_URL)
+    except Exception as exc:
+        print(f"error: could not migrate the database: {_safe(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await db.close_db()
+    print("applied: " + ", ".join(applied) if applied else "the database schema is up to date")
+    return EXIT_OK
+
+
+async def _with_db(core: CoreSettings, action: Callable[[], Awaitable[int]]) -> int:
+    """Run `action` on an up-to-date database; always close connections (aiosqlite threads block exit)."""
+    from models import db
+
+    try:
+        await db.init_db(core.DATABASE_URL)
+        pending = await db.pending_migrations()
+        if pending:
+            print(
+                f"error: the database schema is out of date ({len(pending)} migration(s) pending); "
+                "run: python -m bot migrate",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        return await action()
+    except Exception as exc:
+        print(f"error: {_safe(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await db.close_db()
+
+
+async def _clients_import(path: Path) -> int:
+    from models.clients import ImportError_, import_clients
+
+    if not path.is_file():
+        print(f"error: {path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = await import_clients(path)
+    except ImportError_ as exc:
+        for line in exc.problems:
+            print(f"error: {path}: {line}", file=sys.stderr)
+        print("nothing was imported", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"clients: {report.created} created, {report.updated} updated, {report.unchanged} unchanged; "
+        f"{report.addresses} addresses and domains"
+    )
+    return EXIT_OK
+
+
+async def _clients_export(output: Path | None) -> int:
+    from models.clients import export_clients
+
+    text = await export_clients()
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _safe(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text.splitlines()[0][:300]
+
+
+def print_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, ensure_ascii=False, default=str))
