@@ -66,8 +66,19 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_migrate(core))
         if command == "clients":
             if args.clients_command == "import":
-                return asyncio.run(_with_db(core, lambda: _clients_import(args.file)))
-            return asyncio.run(_with_db(core, lambda: _clients_export(args.output)))
+                if not args.file.is_file():
+                    print(f"error: {args.file}: no such file", file=sys.stderr)
+                    return EXIT_USAGE
+                text = args.file.read_text(encoding="utf-8-sig")
+                return asyncio.run(_with_db(core, lambda: _clients_import(args.file, text)))
+            exported: list[str] = []
+            code = asyncio.run(_with_db(core, lambda: _clients_export(exported)))
+            if code == EXIT_OK:
+                if args.output:
+                    args.output.write_text(exported[0], encoding="utf-8")
+                else:
+                    sys.stdout.write(exported[0])
+            return code
         if command == "explain":
             from bot.explain import explain
 
@@ -128,14 +139,11 @@ async def _with_db(core: CoreSettings, action: Callable[[], Awaitable[int]]) -> 
         await db.close_db()
 
 
-async def _clients_import(path: Path) -> int:
+async def _clients_import(path: Path, text: str) -> int:
     from models.clients import ImportError_, import_clients
 
-    if not path.is_file():
-        print(f"error: {path}: no such file", file=sys.stderr)
-        return EXIT_USAGE
     try:
-        report = await import_clients(path)
+        report = await import_clients(text)
     except ImportError_ as exc:
         for line in exc.problems:
             print(f"error: {path}: {line}", file=sys.stderr)
@@ -148,14 +156,10 @@ async def _clients_import(path: Path) -> int:
     return EXIT_OK
 
 
-async def _clients_export(output: Path | None) -> int:
+async def _clients_export(into: list[str]) -> int:
     from models.clients import export_clients
 
-    text = await export_clients()
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    into.append(await export_clients())
     return EXIT_OK
 
 

@@ -128,7 +128,8 @@ class _TrackingSMTP(aiosmtplib.SMTP):
 
     data_started: bool = False
 
-    async def data(self, message: str | bytes, /, *, timeout: Any = Default.token) -> Any:
+    # The signature mirrors aiosmtplib's own (sendmail passes timeout=...).
+    async def data(self, message: str | bytes, /, *, timeout: Any = Default.token) -> Any:  # noqa: ASYNC109
         self.data_started = True
         return await super().data(message, timeout=timeout)
 
@@ -395,8 +396,8 @@ class EmailSender:
     async def _deliver(self, row: EmailOutbox) -> _Result:
         recipients = [str(r) for r in (row.recipients or [])]
         content = bytes(row.content)
-        outcome_written = False
         smtp_box: list[_TrackingSMTP] = []
+        record: asyncio.Future[_Result] | None = None
         try:
             try:
                 if not recipients:
@@ -415,11 +416,12 @@ class EmailSender:
                     )
                     log.warning("email outbox #%s <%s>: %s", row.id, row.message_id, note)
                 result = _Result("sent", note)
-            # Shielded: once the server has answered, a shutdown must not tear the one write apart.
-            result = await asyncio.shield(self._record(row, result))
-            outcome_written = True
+            # Shielded: once the server has answered, a shutdown must not tear the one write apart
+            # (the task runs to completion even if we are cancelled while awaiting it).
+            record = asyncio.ensure_future(self._record(row, result))
+            result = await asyncio.shield(record)
         except asyncio.CancelledError:
-            if not outcome_written:
+            if record is None:
                 smtp = smtp_box[-1] if smtp_box else None
                 ambiguous = bool(smtp is not None and smtp.data_started)
                 self._drop_smtp()
@@ -437,8 +439,8 @@ class EmailSender:
         self, recipients: list[str], content: bytes, smtp_box: list[_TrackingSMTP]
     ) -> dict[str, Any]:
         for attempt in (1, 2):
-            reused = self._smtp is not None and self._smtp_used
             smtp = await self._connection()
+            reused = self._smtp_used
             smtp_box.append(smtp)
             smtp.data_started = False
             try:
@@ -594,14 +596,14 @@ class EmailSender:
         """How long the loop may sleep: until the next not_before, the connection retry, or a poll."""
         now = self._clock()
         delay = self._poll_interval
-        nxt = (
+        upcoming = (
             await EmailOutbox.filter(status=OutboxStatus.PENDING)
             .order_by("not_before")
-            .first()
+            .limit(1)
             .values_list("not_before", flat=True)
         )
-        if nxt is not None:
-            delay = min(delay, max(0.0, (nxt - now).total_seconds()))
+        if upcoming:
+            delay = min(delay, max(0.0, (upcoming[0] - now).total_seconds()))
         if self._retry_connect_at is not None:
             delay = max(delay, (self._retry_connect_at - now).total_seconds())
         return max(0.0, min(delay, self._max_backoff))

@@ -11,7 +11,6 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tortoise.transactions import in_transaction
 
@@ -106,8 +105,8 @@ def _parse_row(number: int, record: dict[str, str | None]) -> tuple[ClientRow | 
     return row, errors
 
 
-async def import_clients(path: Path) -> ImportReport:
-    rows = parse_csv(path.read_text(encoding="utf-8-sig"))
+async def import_clients(text: str) -> ImportReport:
+    rows = parse_csv(text)
     report = ImportReport()
     async with in_transaction():
         for row in rows:

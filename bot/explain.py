@@ -1,0 +1,74 @@
+"""`python -m bot explain N|FILE.eml [--json]`: the policy findings of a stored ticket, or a dry run of a
+raw email against the current database and rules (nothing is stored), for operators tuning word lists."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.factory import make_parser, make_policy
+from bot.settings import CoreSettings
+from models.inbound import MalformedMessage
+from models.policy import PolicyRequest, Verdict
+from models.tables import Message, MessageDirection, RawMail, Ticket
+
+
+async def explain(settings: CoreSettings, target: str, *, as_json: bool) -> int:
+    policy = make_policy(settings)
+    parser = make_parser(settings)
+    if target.lstrip("#").isdigit():
+        ticket = await Ticket.get_or_none(id=int(target.lstrip("#")))
+        if ticket is None:
+            print(f"error: no ticket #{target.lstrip('#')}", file=sys.stderr)
+            return 1
+        first = await Message.filter(ticket_id=ticket.id, direction=MessageDirection.INBOUND).order_by("id").first()
+        raw = await RawMail.get_or_none(id=first.raw_mail_id) if first and first.raw_mail_id else None
+        if raw is None:
+            verdict = Verdict.from_json(ticket.verdict)
+        else:
+            message = parser(bytes(raw.content))
+            verdict = await policy.evaluate(PolicyRequest(ticket.id, _aware(ticket.arrived_at), message))
+        header = {"ticket": ticket.id, "status": ticket.status.value, "sender": ticket.sender_address}
+    else:
+        path = Path(target)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        try:
+            message = parser(data)
+        except MalformedMessage as exc:
+            print(f"error: {path}: the email would be quarantined: {exc}", file=sys.stderr)
+            return 1
+        verdict = await policy.evaluate(PolicyRequest(None, datetime.now(UTC), message))
+        header = {"file": str(path), "sender": message.from_address, "kind": message.kind.value}
+    report = {**header, **verdict.to_json()}
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False, default=str))
+    else:
+        _print_human(report, verdict, settings.LANGUAGE)
+    return 0
+
+
+def _print_human(report: dict[str, Any], verdict: Verdict, language: str) -> None:
+    for key in ("ticket", "file", "status", "sender", "kind"):
+        if key in report:
+            print(f"{key}: {report[key]}")
+    client = verdict.client
+    print(f"client: {client.name} (INN {client.inn or '-'}, by {client.matched_by})" if client else "client: -")
+    print(f"suggestion: {verdict.suggestion}" + (f" ({verdict.refuse_reason})" if verdict.refuse_reason else ""))
+    if not verdict.findings:
+        print("findings: none")
+    for finding in verdict.findings:
+        title = finding.title_ru if language == "ru" else finding.title_en
+        evidence = json.dumps(finding.evidence, ensure_ascii=False, default=str)
+        print(f"- {finding.code} [{finding.severity}] clause {finding.clause}: {title} {evidence}")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

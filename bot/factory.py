@@ -1,0 +1,76 @@
+"""Builders shared by `run`, `check`, `explain` and the tests: settings in, configured parts out."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from bot.settings import CoreSettings, Settings
+from mail.mailer import TemplateMailer
+from mail.parse import parse_message
+from mail.render import EmailRenderer
+from models.calendar import BusinessCalendar
+from models.inbound import InboundMessage
+from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
+from models.workflow import WorkflowConfig
+
+
+def config_file(settings: CoreSettings, name: str) -> Path | None:
+    """An operator's override in CONFIG_DIR, when it exists."""
+    if settings.CONFIG_DIR is None:
+        return None
+    path = settings.CONFIG_DIR / name
+    return path if path.exists() else None
+
+
+def make_renderer(settings: Settings) -> EmailRenderer:
+    override = config_file(settings, "templates/email")
+    return EmailRenderer(
+        override_dir=override,
+        company_name=settings.COMPANY_NAME,
+        support_address=settings.SUPPORT_ADDRESS,
+        signature=settings.EMAIL_SIGNATURE or None,
+    )
+
+
+def make_mailer(settings: Settings) -> TemplateMailer:
+    return TemplateMailer(make_renderer(settings), from_address=settings.SUPPORT_ADDRESS, from_name=settings.support_name)
+
+
+def make_parser(settings: CoreSettings, max_bytes: int = 25 * 1024 * 1024) -> Callable[[bytes], InboundMessage]:
+    # A partial of a module-level function pickles, so a process pool can run it.
+    return functools.partial(
+        parse_message, max_bytes=getattr(settings, "MAX_MESSAGE_BYTES", max_bytes), own_addresses=settings.company_addresses
+    )
+
+
+def make_policy(settings: CoreSettings) -> PolicyEngine:
+    config = PolicyConfig(
+        monthly_limit=settings.MONTHLY_LIMIT,
+        count_refused=settings.COUNT_REFUSED_TOWARD_LIMIT,
+        duplicate_window_days=settings.DUPLICATE_WINDOW_DAYS,
+        company_addresses=settings.company_addresses,
+        trusted_authserv_ids=settings.trusted_authserv_ids,
+        timezone=settings.TIMEZONE,
+        config_dir=settings.CONFIG_DIR,
+    )
+    return PolicyEngine(config, TortoisePolicyRepository())
+
+
+def make_calendar(settings: CoreSettings) -> BusinessCalendar:
+    return BusinessCalendar(settings.TIMEZONE, override_path=config_file(settings, "calendar.toml"))
+
+
+def make_workflow_config(settings: Settings) -> WorkflowConfig:
+    return WorkflowConfig(
+        staff_chat_id=settings.STAFF_CHAT_ID,
+        support_address=settings.SUPPORT_ADDRESS,
+        company_addresses=settings.company_addresses,
+        language=settings.LANGUAGE,
+        timezone=settings.TIMEZONE,
+        sla_business_days=settings.SLA_BUSINESS_DAYS,
+        refusal_grace=timedelta(seconds=settings.REFUSAL_GRACE_SECONDS),
+        monthly_limit=settings.MONTHLY_LIMIT,
+    )

@@ -1,0 +1,726 @@
+"""The one Telegram output path: delivers `TelegramOutbox` rows, paced and retried, exactly once.
+
+The domain writes a row in the same transaction as the decision that caused it; this sender turns
+rows into Bot API calls. The Bot API cannot list a chat's messages, so after a crash we cannot ask
+Telegram whether a post went out: the only window in which a post can be doubled is between
+Telegram's answer and our commit of its message id, and that commit is ONE transaction (the row
+marked SENT with its message id, plus the ticket/message row that records it).
+
+Row payload (the contract with the domain code that writes rows)::
+
+    {"method": "sendMessage" | "editMessageText" | "editMessageReplyMarkup" | "sendDocument"
+               | "sendPhoto" | "deleteMessage",
+     "params": {aiogram kwargs except chat_id/message_id/reply_parameters/document/photo:
+                text, parse_mode, reply_markup (Bot API JSON dict), caption, disable_notification,
+                link_preview_options {"is_disabled": true}, ...},
+     "reply_to": {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (optional)
+     "target":   {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (edits, deletes)
+     "record":   {"ticket_card": <ticket id>} | {"message_row": <Message id>},       (optional)
+     "file":     {"raw_mail_eml": <RawMail id>, "filename": "..."}
+               | {"raw_mail_attachment": [<RawMail id>, <part index>]}
+               | {"text": "...", "filename": "message.txt"}}                        (documents, photos)
+
+Order: rows of one chat are taken in id order; a row that cannot go yet (not due, waiting for its
+card) holds back every later row that touches the same ticket or message, so an older edit is never
+applied after a newer one. A digest row ("kind": "digest") goes before everything else of its chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import html
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiogram import Bot
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.methods import (
+    DeleteMessage,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+)
+from aiogram.methods.base import TelegramMethod
+from aiogram.types import (
+    BufferedInputFile,
+    ForceReply,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    ReplyParameters,
+)
+from aiogram.types import (
+    Message as TgMessage,
+)
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from bot.ratelimit import RateLimiter, is_group_chat
+from mail.parse import extract_attachment
+from models.tables import Message, OutboxStatus, RawMail, TelegramOutbox, Ticket
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4096  # characters after entity parsing, counted in UTF-16 code units
+MAX_CAPTION = 1024
+
+_METHODS: dict[str, type[TelegramMethod[Any]]] = {
+    "sendMessage": SendMessage,
+    "editMessageText": EditMessageText,
+    "editMessageReplyMarkup": EditMessageReplyMarkup,
+    "sendDocument": SendDocument,
+    "sendPhoto": SendPhoto,
+    "deleteMessage": DeleteMessage,
+}
+_TARGETED = frozenset({"editMessageText", "editMessageReplyMarkup", "deleteMessage"})
+_FILE_FIELD = {"sendDocument": "document", "sendPhoto": "photo"}
+_OPEN = (OutboxStatus.PENDING, OutboxStatus.SENDING)
+_GAVE_UP = (OutboxStatus.FAILED, OutboxStatus.CANCELLED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def html_to_text(text: str) -> str:
+    """What the reader would see of our HTML, as plain text (for the plain-text fallback)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def truncate_utf16(text: str, limit: int) -> str:
+    """Cut `text` to `limit` UTF-16 code units (Telegram's measure), ending with an ellipsis if cut."""
+    if len(text.encode("utf-16-le")) // 2 <= limit:
+        return text
+    out: list[str] = []
+    used = 0
+    for char in text:
+        size = 2 if ord(char) > 0xFFFF else 1
+        if used + size > limit - 1:
+            break
+        out.append(char)
+        used += size
+    return "".join(out) + "…"
+
+
+def default_digest_text(language: str) -> Callable[[int], str]:
+    def russian(count: int) -> str:
+        if count % 10 == 1 and count % 100 != 11:
+            words = "новое обращение"
+        elif count % 10 in (2, 3, 4) and count % 100 not in (12, 13, 14):
+            words = "новых обращения"
+        else:
+            words = "новых обращений"
+        return f"Поступило {count} {words}; карточки следуют по очереди, начиная с самых старых."
+
+    def english(count: int) -> str:
+        noun = "request" if count == 1 else "requests"
+        return f"{count} new {noun} arrived; their cards follow in order, oldest first."
+
+    return russian if language == "ru" else english
+
+
+class _Outcome(enum.Enum):
+    DONE = "done"  # finished (sent, dropped or failed for good)
+    SKIPPED = "skipped"  # another worker claimed it
+    WAIT = "wait"  # cannot go yet (its card is not posted); later rows of the same ticket wait too
+    RETRY = "retry"  # transient failure or flood control: stop this chat for this pass
+
+
+class _Fallback(Exception):
+    """A permanent answer that the caller handles by sending a changed request once."""
+
+
+class TelegramSender:
+    def __init__(
+        self,
+        bot: Bot,
+        *,
+        limiter: RateLimiter,
+        clock: Callable[[], datetime] = utcnow,
+        on_failed: Callable[[TelegramOutbox, str], Awaitable[None]] | None = None,
+        digest_threshold: int = 10,
+        digest_text: Callable[[int], str] | None = None,
+        staff_chat_id: int | None = None,
+        language: str = "ru",
+        poll_interval: float = 2.0,
+        request_timeout: float = 60.0,
+        backoff_base: float = 1.0,
+        backoff_max: float = 300.0,
+        card_wait: float = 1.0,
+        batch_size: int = 500,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        self.bot = bot
+        self.limiter = limiter
+        self.clock = clock
+        self.on_failed = on_failed
+        self.digest_threshold = digest_threshold
+        self.digest_text = digest_text or default_digest_text(language)
+        self.staff_chat_id = staff_chat_id
+        self.poll_interval = poll_interval
+        self.request_timeout = request_timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.card_wait = card_wait
+        self.batch_size = batch_size
+        self.shutdown_grace = shutdown_grace
+        self._wakeup = asyncio.Event()
+        self._workers: dict[int, asyncio.Task[int]] = {}
+        self._stopping = False
+
+    # ------------------------------------------------------------------------------------ loop
+
+    def wake(self) -> None:
+        """Call after committing new rows: the loop looks at once instead of at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Deliver rows until cancelled: one worker task per chat with due rows, so a group paced at
+        20 a minute never holds back a private alert."""
+        await self.recover()
+        self._stopping = False
+        try:
+            while True:
+                self._wakeup.clear()
+                try:
+                    await self._ensure_digest()
+                    for chat_id in await self._due_chats():
+                        worker = self._workers.get(chat_id)
+                        if worker is None or worker.done():
+                            worker = asyncio.create_task(self._process_chat(chat_id))
+                            worker.add_done_callback(self._worker_done)
+                            self._workers[chat_id] = worker
+                    timeout = await self._sleep_time()
+                except Exception:
+                    log.exception("telegram outbox: database error in the scheduling loop; retrying")
+                    timeout = self.poll_interval
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wakeup.wait()
+        finally:
+            await self._stop_workers()
+
+    async def recover(self) -> int:
+        """Rows left SENDING by a dead process go back to PENDING. We cannot know whether Telegram got
+        them (the one-write window): they may be posted twice, which is the accepted cost."""
+        stuck = await TelegramOutbox.filter(status=OutboxStatus.SENDING).values_list("id", flat=True)
+        if not stuck:
+            return 0
+        count = await TelegramOutbox.filter(id__in=list(stuck), status=OutboxStatus.SENDING).update(
+            status=OutboxStatus.PENDING, not_before=self.clock()
+        )
+        log.warning(
+            "telegram outbox: %d row(s) were being sent when the previous process stopped (ids %s); "
+            "sending them again, a duplicate post is possible",
+            count,
+            ", ".join(map(str, stuck[:20])),
+        )
+        return count
+
+    async def drain(self) -> int:
+        """One pass over the due rows (every chat concurrently); returns how many rows finished."""
+        await self._ensure_digest()
+        chats = await self._due_chats()
+        done = await asyncio.gather(*(self._process_chat(chat_id) for chat_id in chats))
+        return sum(done)
+
+    def _worker_done(self, task: asyncio.Task[int]) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("telegram outbox: chat worker crashed", exc_info=task.exception())
+        elif task.result() > 0:
+            self.wake()  # it made progress: there may be more
+
+    async def _stop_workers(self) -> None:
+        # Let a request in flight finish and commit its message id: cancelling it between
+        # Telegram's answer and our commit is exactly the window that doubles a post.
+        self._stopping = True
+        workers = [w for w in self._workers.values() if not w.done()]
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=self.shutdown_grace)
+            for worker in pending:
+                worker.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._workers.clear()
+
+    async def _due_chats(self) -> list[int]:
+        rows = (
+            await TelegramOutbox.filter(status=OutboxStatus.PENDING, not_before__lte=self.clock())
+            .distinct()
+            .values_list("chat_id", flat=True)
+        )
+        return list(rows)
+
+    async def _sleep_time(self) -> float:
+        # Only rows due in the future set an earlier wake-up: a due row that could not go (held
+        # behind a waiting row, claimed by another process) would otherwise make the loop spin.
+        now = self.clock()
+        first = (
+            await TelegramOutbox.filter(status=OutboxStatus.PENDING, not_before__gt=now)
+            .order_by("not_before")
+            .first()
+            .values_list("not_before", flat=True)
+        )
+        if first is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(0.01, (_aware(first) - now).total_seconds()))
+
+    # ---------------------------------------------------------------------------------- digest
+
+    async def _ensure_digest(self) -> None:
+        """Before a burst of cards, one short message tells the staff what is coming. Keyed by the
+        first card of the burst, and skipped while the oldest pending card is still covered by the
+        last digest, so a restart in the middle of a burst does not announce it again."""
+        if self.staff_chat_id is None or self.digest_threshold <= 0:
+            return
+        cards = (
+            await TelegramOutbox.filter(chat_id=self.staff_chat_id, kind="card", status=OutboxStatus.PENDING)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        if len(cards) <= self.digest_threshold:
+            return
+        latest = (
+            await TelegramOutbox.filter(chat_id=self.staff_chat_id, kind="digest").order_by("-id").first()
+        )
+        if latest is not None:
+            covers = latest.payload.get("covers") or [0, 0]
+            if covers[1] >= cards[0]:
+                return
+        try:
+            await TelegramOutbox.create(
+                idempotency_key=f"digest:{cards[0]}",
+                kind="digest",
+                chat_id=self.staff_chat_id,
+                payload={
+                    "method": "sendMessage",
+                    "params": {"text": self.digest_text(len(cards))},
+                    "covers": [cards[0], cards[-1]],
+                },
+                not_before=self.clock(),
+            )
+        except IntegrityError:
+            pass  # another process wrote it first
+        else:
+            log.info("telegram outbox: %d cards queued for the staff chat; digest posted first", len(cards))
+
+    # ------------------------------------------------------------------------------ one chat
+
+    async def _process_chat(self, chat_id: int) -> int:
+        rows = (
+            await TelegramOutbox.filter(chat_id=chat_id, status__in=_OPEN)
+            .order_by("id")
+            .limit(self.batch_size)
+        )
+        rows.sort(key=lambda r: (r.kind != "digest", r.id))
+        held: set[tuple[Any, ...]] = set()
+        finished = 0
+        for row in rows:
+            if self._stopping:
+                break
+            keys = _order_keys(row)
+            blocking = keys & held
+            card_of = _card_ticket(row)
+            if card_of is not None:
+                # A card never waits behind rows of its own ticket: they may be waiting for it
+                # (an edit written before its card would otherwise hold it back forever).
+                blocking.discard(("ticket", card_of))
+            if blocking:
+                continue
+            if row.status != OutboxStatus.PENDING or _aware(row.not_before) > self.clock():
+                held |= keys
+                continue
+            try:
+                outcome = await self._deliver(row)
+            except Exception:
+                # A database error or a bug: leave the row for the next pass, stop this chat.
+                log.exception("telegram outbox: row %s (%s) could not be processed", row.id, row.kind)
+                await self._release(
+                    row, self._backoff(row.attempts + 1), "internal error", refund=False, also_pending=True
+                )
+                break
+            if outcome is _Outcome.DONE:
+                finished += 1
+            elif outcome is _Outcome.WAIT:
+                held |= keys
+            elif outcome is _Outcome.RETRY:
+                break
+        return finished
+
+    async def _deliver(self, row: TelegramOutbox) -> _Outcome:
+        payload = row.payload or {}
+        method_name = payload.get("method")
+        if method_name not in _METHODS:
+            return await self._fail_unclaimed(row, f"unknown method {method_name!r}")
+        params: dict[str, Any] = dict(payload.get("params") or {})
+        chat_id = row.chat_id
+        note: str | None = None
+
+        # References to the ticket card: wait for it, or fall back when it will never exist.
+        target_id: int | None = None
+        try:
+            target = await self._resolve(payload.get("target"), row) if method_name in _TARGETED else None
+            reply = await self._resolve(payload["reply_to"], row) if payload.get("reply_to") else None
+        except (ValueError, KeyError, TypeError) as error:
+            return await self._fail_unclaimed(row, f"bad reference: {error!r}")
+        if method_name in _TARGETED:
+            ref = target
+            if ref is _Outcome.WAIT:
+                return await self._wait(row)
+            if ref is None:
+                return await self._finish_unclaimed(row, "dropped: the message to change was never posted")
+            chat_id, target_id = ref
+        reply_to_id: int | None = None
+        if payload.get("reply_to"):
+            ref = reply
+            if ref is _Outcome.WAIT:
+                return await self._wait(row)
+            if ref is None:
+                note = "sent without reply: the card was never posted"
+            else:
+                reply_to_id = ref[1]
+
+        await self.limiter.acquire(chat_id, is_group_chat(chat_id))
+        claimed = await TelegramOutbox.filter(id=row.id, status=OutboxStatus.PENDING).update(
+            status=OutboxStatus.SENDING, attempts=F("attempts") + 1
+        )
+        if not claimed:
+            return _Outcome.SKIPPED
+        row.attempts += 1
+
+        try:
+            if method_name in _FILE_FIELD:
+                params[_FILE_FIELD[method_name]] = await self._load_file(payload.get("file"))
+            if target_id is not None:
+                params["message_id"] = target_id
+            if reply_to_id is not None:
+                params["reply_parameters"] = ReplyParameters(
+                    message_id=reply_to_id, allow_sending_without_reply=True
+                )
+            method = _build(method_name, chat_id, params)
+        except Exception as error:  # noqa: BLE001 - a malformed row is our bug, reported, not retried
+            log.error("telegram outbox: row %s has a bad payload: %s", row.id, error)
+            return await self._fail(row, f"bad payload: {error}")
+
+        result, error_note = await self._call_with_fallbacks(row, method, chat_id)
+        if isinstance(result, _Outcome):
+            return result
+        message_id = result.message_id if isinstance(result, TgMessage) else target_id
+        await self._commit_sent(row, message_id, error_note or note)
+        return _Outcome.DONE
+
+    async def _call_with_fallbacks(
+        self, row: TelegramOutbox, method: TelegramMethod[Any], chat_id: int
+    ) -> tuple[Any, str | None]:
+        """Call Telegram; on a fixable 400 retry once with plain or shortened text. Returns
+        (result, note) on success or (an _Outcome, None) when the row was settled otherwise."""
+        tried: set[str] = set()
+        note: str | None = None
+        while True:
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    return await self.bot(method), note
+            except TelegramRetryAfter as error:
+                self.limiter.penalize(chat_id, error.retry_after)
+                log.warning("telegram outbox: flood control, row %s waits %ss", row.id, error.retry_after)
+                await self._release(
+                    row, float(error.retry_after), f"429 retry after {error.retry_after}", refund=True
+                )
+                return _Outcome.RETRY, None
+            except TelegramBadRequest as error:
+                text = error.message
+                lowered = text.lower()
+                if "message is not modified" in lowered:
+                    return None, "not modified"
+                if "message to edit not found" in lowered or "message to delete not found" in lowered:
+                    await self._commit_sent(row, None, f"done without effect: {text}")
+                    return _Outcome.DONE, None
+                if "can't parse entities" in lowered and "plain" not in tried:
+                    tried.add("plain")
+                    log.error(
+                        "telegram outbox: row %s: Telegram refused our HTML (%s); sending it as plain text",
+                        row.id,
+                        text,
+                    )
+                    method = _as_plain(method)
+                    note = f"sent as plain text: {text}"
+                elif ("message is too long" in lowered or "caption is too long" in lowered) and (
+                    "short" not in tried
+                ):
+                    tried.add("short")
+                    log.error("telegram outbox: row %s is too long for Telegram; truncating", row.id)
+                    method = _as_plain(method, truncate=True)
+                    note = f"truncated: {text}"
+                else:
+                    return await self._fail(row, text), None
+                await self.limiter.acquire(chat_id, is_group_chat(chat_id))
+            except TelegramForbiddenError as error:
+                return await self._fail(row, error.message), None
+            except TelegramMigrateToChat as error:
+                return await self._fail(row, f"the group became supergroup {error.migrate_to_chat_id}"), None
+            except TelegramEntityTooLarge as error:  # before TelegramNetworkError: it subclasses it
+                return await self._fail(row, f"file too large: {error.message}"), None
+            except (TelegramUnauthorizedError, TelegramConflictError) as error:
+                # Not this row's fault: a bad or revoked token. Keep the row, shout, retry slowly.
+                log.error("telegram outbox: Telegram refuses the bot itself: %s", error.message)
+                await self._release(row, self._backoff(row.attempts), error.message, refund=False)
+                return _Outcome.RETRY, None
+            except (
+                TelegramServerError,
+                TelegramNetworkError,
+                ClientDecodeError,
+                aiohttp.ClientError,
+                OSError,
+                TimeoutError,
+            ) as error:
+                delay = self._backoff(row.attempts)
+                reason = f"{type(error).__name__}: {error}"[:500]
+                log.warning(
+                    "telegram outbox: row %s, attempt %d failed (%s); retry in %.1fs",
+                    row.id,
+                    row.attempts,
+                    reason,
+                    delay,
+                )
+                await self._release(row, delay, reason, refund=False)
+                return _Outcome.RETRY, None
+            except TelegramAPIError as error:  # 404 and any other answer we do not know
+                return await self._fail(row, f"{type(error).__name__}: {error.message}"), None
+
+    # --------------------------------------------------------------------------- references
+
+    async def _resolve(self, ref: Any, row: TelegramOutbox) -> tuple[int, int] | _Outcome | None:
+        """(chat id, message id) of a reference; WAIT while its card is still to be posted; None
+        when the card will never exist (its row failed or was cancelled, or there is none)."""
+        if not isinstance(ref, dict):
+            raise ValueError(f"bad reference {ref!r}")
+        if "telegram_message_id" in ref:
+            return row.chat_id, int(ref["telegram_message_id"])
+        ticket_id = int(ref["ticket_card"])
+        ticket = await Ticket.filter(id=ticket_id).only("id", "card_chat_id", "card_message_id").first()
+        if ticket is None:
+            return None
+        if ticket.card_message_id is not None:
+            return (ticket.card_chat_id or row.chat_id), ticket.card_message_id
+        card_rows = await TelegramOutbox.filter(ticket_id=ticket_id).exclude(id=row.id)
+        card_rows = [r for r in card_rows if (r.payload or {}).get("record") == {"ticket_card": ticket_id}]
+        if any(r.status not in _GAVE_UP for r in card_rows):
+            return _Outcome.WAIT
+        return None
+
+    async def _load_file(self, spec: Any) -> BufferedInputFile:
+        if not isinstance(spec, dict):
+            raise ValueError(f"bad file {spec!r}")
+        if "text" in spec:
+            return BufferedInputFile(str(spec["text"]).encode("utf-8"), spec.get("filename") or "message.txt")
+        if "raw_mail_eml" in spec:
+            raw = await RawMail.get(id=int(spec["raw_mail_eml"]))
+            return BufferedInputFile(bytes(raw.content), spec.get("filename") or f"mail-{raw.id}.eml")
+        if "raw_mail_attachment" in spec:
+            raw_id, part_index = spec["raw_mail_attachment"]
+            raw = await RawMail.get(id=int(raw_id))
+            # Parsing a big mail is CPU work: keep it off the event loop.
+            filename, _, content = await asyncio.to_thread(
+                extract_attachment, bytes(raw.content), int(part_index)
+            )
+            return BufferedInputFile(content, spec.get("filename") or filename)
+        raise ValueError(f"unknown file kind {sorted(spec)}")
+
+    # ------------------------------------------------------------------------------- writes
+
+    async def _commit_sent(self, row: TelegramOutbox, message_id: int | None, note: str | None) -> None:
+        """THE one write after Telegram answered: the row and what records its message id, together.
+        Retried a few times (a locked SQLite, a PostgreSQL failover): giving up here means a restart
+        may post this again."""
+        record = (row.payload or {}).get("record") or {}
+        for attempt in range(5):
+            try:
+                async with in_transaction() as conn:
+                    await (
+                        TelegramOutbox.filter(id=row.id, status=OutboxStatus.SENDING)
+                        .using_db(conn)
+                        .update(
+                            status=OutboxStatus.SENT,
+                            result_message_id=message_id,
+                            sent_at=self.clock(),
+                            last_error=note,
+                        )
+                    )
+                    if message_id is not None and "ticket_card" in record:
+                        await (
+                            Ticket.filter(id=int(record["ticket_card"]))
+                            .using_db(conn)
+                            .update(card_message_id=message_id, card_chat_id=row.chat_id)
+                        )
+                    elif message_id is not None and "message_row" in record:
+                        await (
+                            Message.filter(id=int(record["message_row"]))
+                            .using_db(conn)
+                            .update(telegram_message_id=message_id)
+                        )
+                return
+            except Exception:
+                if attempt == 4:
+                    log.exception(
+                        "telegram outbox: row %s was delivered (message %s) but could not be "
+                        "recorded; a restart may post it again",
+                        row.id,
+                        message_id,
+                    )
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _release(
+        self, row: TelegramOutbox, delay: float, reason: str, *, refund: bool, also_pending: bool = False
+    ) -> None:
+        """Back to PENDING, due after `delay` seconds. refund: a 429 is not a failed attempt."""
+        changes: dict[str, Any] = {
+            "status": OutboxStatus.PENDING,
+            "not_before": self.clock() + timedelta(seconds=delay),
+            "last_error": reason[:2000],
+        }
+        if refund:
+            changes["attempts"] = F("attempts") - 1
+        statuses = _OPEN if also_pending else (OutboxStatus.SENDING,)
+        await TelegramOutbox.filter(id=row.id, status__in=statuses).update(**changes)
+
+    async def _wait(self, row: TelegramOutbox) -> _Outcome:
+        await TelegramOutbox.filter(id=row.id, status=OutboxStatus.PENDING).update(
+            not_before=self.clock() + timedelta(seconds=self.card_wait)
+        )
+        return _Outcome.WAIT
+
+    async def _finish_unclaimed(self, row: TelegramOutbox, note: str) -> _Outcome:
+        changed = await TelegramOutbox.filter(id=row.id, status=OutboxStatus.PENDING).update(
+            status=OutboxStatus.SENT, sent_at=self.clock(), last_error=note
+        )
+        if changed:
+            log.info("telegram outbox: row %s (%s) %s", row.id, row.kind, note)
+        return _Outcome.DONE if changed else _Outcome.SKIPPED
+
+    async def _fail_unclaimed(self, row: TelegramOutbox, reason: str) -> _Outcome:
+        changed = await TelegramOutbox.filter(id=row.id, status=OutboxStatus.PENDING).update(
+            status=OutboxStatus.SENDING
+        )
+        if not changed:
+            return _Outcome.SKIPPED
+        return await self._fail(row, reason)
+
+    async def _fail(self, row: TelegramOutbox, reason: str) -> _Outcome:
+        """Permanent failure: FAILED, logged, and the caller's on_failed (it may fall back to the group)."""
+        await TelegramOutbox.filter(id=row.id, status=OutboxStatus.SENDING).update(
+            status=OutboxStatus.FAILED, last_error=reason[:2000]
+        )
+        log.warning(
+            "telegram outbox: row %s (%s to chat %s) failed: %s", row.id, row.kind, row.chat_id, reason
+        )
+        row.status, row.last_error = OutboxStatus.FAILED, reason
+        if self.on_failed is not None:
+            try:
+                await self.on_failed(row, reason)
+            except Exception:
+                log.exception("telegram outbox: on_failed for row %s raised", row.id)
+        return _Outcome.DONE
+
+    def _backoff(self, attempts: int) -> float:
+        exponent = min(max(attempts, 1) - 1, 30)
+        return min(self.backoff_max, self.backoff_base * 2**exponent) * random.uniform(0.5, 1.5)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _refs(payload: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for name in ("target", "reply_to", "record"):
+        ref = payload.get(name)
+        if isinstance(ref, dict):
+            yield ref
+
+
+def _order_keys(row: TelegramOutbox) -> set[tuple[Any, ...]]:
+    """What a row must stay in order with: its ticket, the tickets and messages it refers to.
+    Rows without any (notices) keep their order among themselves."""
+    keys: set[tuple[Any, ...]] = set()
+    if row.kind == "digest":
+        return {("digest",)}
+    if row.ticket_id is not None:
+        keys.add(("ticket", row.ticket_id))
+    for ref in _refs(row.payload or {}):
+        if "ticket_card" in ref:
+            keys.add(("ticket", int(ref["ticket_card"])))
+        if "telegram_message_id" in ref:
+            keys.add(("message", int(ref["telegram_message_id"])))
+    return keys or {("misc",)}
+
+
+def _card_ticket(row: TelegramOutbox) -> int | None:
+    record = (row.payload or {}).get("record")
+    if isinstance(record, dict) and "ticket_card" in record:
+        return int(record["ticket_card"])
+    return None
+
+
+def _markup(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    if "inline_keyboard" in value:
+        return InlineKeyboardMarkup.model_validate(value)
+    if "keyboard" in value:
+        return ReplyKeyboardMarkup.model_validate(value)
+    if "remove_keyboard" in value:
+        return ReplyKeyboardRemove.model_validate(value)
+    if "force_reply" in value:
+        return ForceReply.model_validate(value)
+    raise ValueError(f"unknown reply_markup {sorted(value)}")
+
+
+def _build(method_name: str, chat_id: int, params: dict[str, Any]) -> TelegramMethod[Any]:
+    params = dict(params)
+    if "reply_markup" in params:
+        params["reply_markup"] = _markup(params["reply_markup"])
+    if isinstance(params.get("link_preview_options"), dict):
+        params["link_preview_options"] = LinkPreviewOptions.model_validate(params["link_preview_options"])
+    return _METHODS[method_name](chat_id=chat_id, **params)
+
+
+def _as_plain(method: TelegramMethod[Any], truncate: bool = False) -> TelegramMethod[Any]:
+    """The same request without parse mode: text (or caption) turned into what the reader would see."""
+    field, limit = ("caption", MAX_CAPTION) if hasattr(method, "caption") else ("text", MAX_TEXT)
+    value = getattr(method, field, None)
+    if not isinstance(value, str):
+        return method
+    parse_mode = getattr(method, "parse_mode", None)
+    plain = html_to_text(value) if isinstance(parse_mode, str) and parse_mode.lower() == "html" else value
+    if truncate:
+        plain = truncate_utf16(plain.strip(), limit)
+    entities_field = "caption_entities" if field == "caption" else "entities"
+    # parse_mode=None explicitly: leaving it unset would let a bot-wide default parse mode come back.
+    return method.model_copy(update={field: plain, "parse_mode": None, entities_field: None})
