@@ -52,12 +52,12 @@ class Supervisor:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self.max_backoff)
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
         """Cancel every component and wait (bounded) for them to finish their current unit of work."""
         for task in self.tasks:
             task.cancel()
         if self.tasks:
-            done, pending = await asyncio.wait(self.tasks, timeout=timeout)
+            _done, pending = await asyncio.wait(self.tasks, timeout=grace)
             for task in pending:
-                log.warning("component %s did not stop within %.0f s", task.get_name(), timeout)
+                log.warning("component %s did not stop within %.0f s", task.get_name(), grace)
         self.tasks.clear()

@@ -121,12 +121,22 @@ class MailWatcher:
 
     async def sync_once(self) -> int:
         """Connect (or reuse the connection) and store everything new; returns rows stored."""
+        reused = self._session is not None and self._session.alive
         session = await self._ensure_session()
         try:
             stored = await self._sync(session)
-        except ImapError:
+        except ImapError as exc:
             self._drop_session()
-            raise
+            if not reused:
+                raise
+            # A kept connection may have died quietly (server restart, NAT timeout): one fresh try.
+            log.info("IMAP connection went stale (%s); reconnecting", exc)
+            session = await self._ensure_session()
+            try:
+                stored = await self._sync(session)
+            except ImapError:
+                self._drop_session()
+                raise
         self.state.last_sync_at = self.clock()
         if self.state.last_error is not None:
             log.info("IMAP intake for %s is working again", self.mailbox)
