@@ -73,6 +73,8 @@ class CoreSettings(BaseSettings):
     SLA_BUSINESS_DAYS: int = Field(default=5, ge=1)
     SLA_ALERT_THRESHOLDS: str = "1d,4h,breach"
     SLA_BREACH_REPEAT_HOURS: float = Field(default=4.0, gt=0)
+    SLA_DIGEST_TIME: str = Field(default="09:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # morning digest, local
+    ONCALL_ROTATION_FILE: Path | None = None  # weekly/daily on-call schedule (TOML)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     SUPPORT_ADDRESS: str = "support@storeolis.ru"
     COMPANY_ADDRESSES: str = ""  # other company addresses (comma separated), for duplicates (2.6)
@@ -86,6 +88,14 @@ class CoreSettings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("SLA_ALERT_THRESHOLDS")
+    @classmethod
+    def _thresholds(cls, value: str) -> str:
+        from models.sla_rules import parse_thresholds
+
+        parse_thresholds(value)  # raises ValueError with the bad item named
         return value
 
     @field_validator("DATABASE_URL")
@@ -154,6 +164,7 @@ class Settings(CoreSettings):
     SMTP_PASSWORD: SecretStr = SecretStr("")
     SMTP_SECURITY: Security = "ssl"
     SMTP_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    SMTP_SENT_FOLDER: str = ""  # IMAP folder that receives a copy of every email sent
     SUPPORT_NAME: str = ""  # display name in From; default depends on LANGUAGE
     EMAIL_SIGNATURE: str = ""
     REFUSAL_GRACE_SECONDS: int = Field(default=30, ge=0)

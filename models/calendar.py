@@ -281,6 +281,13 @@ class BusinessCalendar:
 
     # ----- internals -------------------------------------------------------------------------
 
+    def to_local(self, dt: datetime) -> datetime:
+        """An aware instant in the calendar's time zone."""
+        return self._to_local(dt)
+
+    def local_date(self, dt: datetime) -> date:
+        return self._to_local(dt).date()
+
     def _to_local(self, dt: datetime) -> datetime:
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise ValueError(f"naive datetime {dt!r}: pass an aware datetime (e.g. UTC from IMAP)")

@@ -94,6 +94,7 @@ class Ticket(Model):
     month_key = fields.CharField(max_length=7)  # "2026-11" in TIMEZONE, for the monthly limit
     counts_toward_limit = fields.BooleanField(default=True)
     sla_due_at = fields.DatetimeField(null=True)
+    next_alert_at = fields.DatetimeField(null=True)  # the next SLA alert due; null when none is left
     first_decided_at = fields.DatetimeField(null=True)
     subject = fields.CharField(max_length=1000, default="")
     sender_address = fields.CharField(max_length=320, default="", db_index=True)
@@ -121,6 +122,7 @@ class Ticket(Model):
             ("sender_address", "arrived_at"),
             ("status", "arrived_at"),
             ("status", "sla_due_at"),
+            ("status", "next_alert_at"),
         )
 
 

@@ -19,6 +19,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot.ratelimit import RateLimiter
 from bot.telegram_outbox import TelegramSender
 from mail.parse import extract_attachment
+from models import db as database
 from models.tables import Message, MessageDirection, OutboxStatus, RawMail, TelegramOutbox, Ticket
 from tests.rig.fake_telegram import FakeTelegram
 
@@ -26,6 +27,20 @@ GROUP = -1001234567890
 ALICE, STRANGER = 1001, 1003
 CORPUS = Path(__file__).parent / "corpus"
 _keys = itertools.count(1)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[str]:
+    """Shadows conftest's `db`: `apply_migrations` leaves tortoise initialised without its query
+    builders (Model.create fails with "'Query' object has no attribute 'where'"), so initialise again.
+    Remove once conftest's fixture does this."""
+    await database.apply_migrations(database_url)
+    await database.close_db()
+    await database.init_db(database_url)
+    try:
+        yield database_url
+    finally:
+        await database.close_db()
 
 
 @pytest.fixture
@@ -71,7 +86,9 @@ async def drain_until(sender: TelegramSender, predicate: Any, timeout: float = 1
 
 def all_done() -> Any:
     async def check() -> bool:
-        return not await TelegramOutbox.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING]).exists()
+        return not await TelegramOutbox.filter(
+            status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING]
+        ).exists()
 
     return check
 
@@ -111,7 +128,7 @@ async def add_edit(ticket: Ticket, text: str) -> TelegramOutbox:
 
 
 async def add_raw_mail(path: Path) -> RawMail:
-    content = path.read_bytes()
+    content = await asyncio.to_thread(path.read_bytes)
     return await RawMail.create(
         mailbox="INBOX", uidvalidity=1, uid=next(_keys), internal_date=datetime.now(UTC),
         sha256=hashlib.sha256(content).hexdigest(), size=len(content), content=content,
@@ -144,7 +161,9 @@ async def test_card_is_posted_and_its_message_id_recorded(db: str, fake: FakeTel
     assert len(sends(fake)) == 1
 
 
-async def test_edit_written_before_its_card_waits_and_applies_after(db: str, fake: FakeTelegram, bot: Bot) -> None:
+async def test_edit_written_before_its_card_waits_and_applies_after(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
     ticket = await new_ticket()
     edit = await add_edit(ticket, f"<b>#{ticket.id}</b> принято")  # written first: lower id
     await add_card(ticket)
@@ -256,7 +275,7 @@ async def test_edit_with_identical_content_counts_as_success(db: str, fake: Fake
     await edit.refresh_from_db()
     await ticket.refresh_from_db()
     assert edit.status == OutboxStatus.SENT and edit.result_message_id == ticket.card_message_id
-    assert any("not modified" in str(params) or m == "editMessageText" for m, params in fake.calls)
+    assert [m for m, _ in fake.calls].count("editMessageText") == 1  # tried once, answered "not modified"
     assert sends(fake, "editMessageText") == []  # Telegram changed nothing
 
 
@@ -336,7 +355,9 @@ async def test_connection_refused_is_retried(db: str, fake: FakeTelegram, bot: B
     assert [s["text"] for s in sends(fake)] == ["hello"]
 
 
-async def test_hundred_cards_to_one_group_are_paced_under_the_limit(db: str, fake: FakeTelegram, bot: Bot) -> None:
+async def test_hundred_cards_to_one_group_are_paced_under_the_limit(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
     scale = 0.03  # "20 a minute" becomes 20 per 1.8 s; 100 cards take about 9 s
     fake.set_rate_limit(per_chat_per_minute=20, per_chat_per_second=1, global_per_second=30, time_scale=scale)
     tickets = [await new_ticket(f"Вопрос {n}") for n in range(100)]
@@ -358,7 +379,9 @@ async def test_hundred_cards_to_one_group_are_paced_under_the_limit(db: str, fak
     assert await Ticket.filter(card_message_id__isnull=True).count() == 0
 
 
-async def test_burst_is_announced_by_one_digest_even_across_a_restart(db: str, fake: FakeTelegram, bot: Bot) -> None:
+async def test_burst_is_announced_by_one_digest_even_across_a_restart(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
     scale = 0.02  # 20 per 1.2 s: slow enough to stop the sender in the middle of the burst
     fake.set_rate_limit(per_chat_per_minute=20, per_chat_per_second=1, global_per_second=30, time_scale=scale)
     tickets = [await new_ticket(f"Вопрос {n}") for n in range(30)]
@@ -395,7 +418,9 @@ async def test_small_batches_get_no_digest(db: str, fake: FakeTelegram, bot: Bot
     assert len(sends(fake)) == 10 and not await TelegramOutbox.filter(kind="digest").exists()
 
 
-async def test_forbidden_private_chat_fails_and_tells_the_caller(db: str, fake: FakeTelegram, bot: Bot) -> None:
+async def test_forbidden_private_chat_fails_and_tells_the_caller(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
     row = await add_row("alert", {"method": "sendMessage", "params": {"text": "SLA"}}, chat_id=STRANGER)
     calls: list[tuple[int, str, OutboxStatus]] = []
 

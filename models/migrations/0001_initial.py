@@ -101,6 +101,7 @@ class Migration(migrations.Migration):
                 ('month_key', fields.CharField(max_length=7)),
                 ('counts_toward_limit', fields.BooleanField(default=True)),
                 ('sla_due_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('next_alert_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('first_decided_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('subject', fields.CharField(default='', max_length=1000)),
                 ('sender_address', fields.CharField(default='', db_index=True, max_length=320)),
@@ -116,7 +117,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'ticket', 'app': 'models', 'indexes': [Index(fields=['client_id', 'month_key']), Index(fields=['client_id', 'arrived_at']), Index(fields=['sender_address', 'arrived_at']), Index(fields=['status', 'arrived_at']), Index(fields=['status', 'sla_due_at'])], 'pk_attr': 'id', 'table_description': 'One client request. The primary key is the human ticket number (#123).'},
+            options={'table': 'ticket', 'app': 'models', 'indexes': [Index(fields=['client_id', 'month_key']), Index(fields=['client_id', 'arrived_at']), Index(fields=['sender_address', 'arrived_at']), Index(fields=['status', 'arrived_at']), Index(fields=['status', 'sla_due_at']), Index(fields=['status', 'next_alert_at'])], 'pk_attr': 'id', 'table_description': 'One client request. The primary key is the human ticket number (#123).'},
             bases=['Model'],
         ),
         ops.CreateModel(

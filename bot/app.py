@@ -1,0 +1,223 @@
+"""The composition root: settings in, a running bridge out.
+
+`run_app` wires the adapters around the domain and runs each long-lived part as a supervised task:
+the mail watcher (IMAP -> raw mail), the mail processor (raw mail -> tickets and cards), the email
+sender (SMTP), the Telegram sender (cards, edits, notices), the SLA scheduler and the Telegram
+dispatcher (long polling). SIGTERM/SIGINT stop them gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aiogram import Bot, Dispatcher
+
+from bot.board import TelegramBoard
+from bot.factory import (
+    config_file,
+    make_calendar,
+    make_mailer,
+    make_parser,
+    make_policy,
+    make_workflow_config,
+)
+from bot.handlers import build_router, register_commands
+from bot.notifications import EmailNotifier, TelegramFailureHandler
+from bot.ratelimit import RateLimiter
+from bot.settings import Settings
+from bot.supervisor import Supervisor
+from bot.telegram import make_bot
+from bot.telegram_outbox import TelegramSender
+from mail.imap import ImapConfig
+from mail.intake import MailWatcher
+from mail.send import EmailSender, SmtpConfig
+from models import db
+from models.sla import SlaConfig, SlaService
+from models.sla_rules import parse_thresholds
+from models.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Bridge:
+    """Everything a running process holds; built by `build_bridge`, also used by tests."""
+
+    settings: Settings
+    bot: Bot
+    dispatcher: Dispatcher
+    workflow: Workflow
+    watcher: MailWatcher
+    email_sender: EmailSender
+    telegram_sender: TelegramSender
+    sla: SlaService
+    executor: Executor | None
+    mail_stored: asyncio.Event = field(default_factory=asyncio.Event)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+
+
+def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore[no-untyped-def]
+    bot = make_bot(settings)
+    calendar = make_calendar(settings)
+    board = TelegramBoard(settings, calendar=calendar, clock=clock)
+    mail_stored = asyncio.Event()
+    executor: Executor | None = None
+    if settings.PARSE_WORKERS > 0:
+        # spawn, not fork: the parent holds database threads and sockets a fork would copy.
+        executor = ProcessPoolExecutor(settings.PARSE_WORKERS, mp_context=multiprocessing.get_context("spawn"))
+    email_sender: EmailSender
+    telegram_sender: TelegramSender
+
+    workflow = Workflow(
+        make_workflow_config(settings),
+        policy=make_policy(settings),
+        calendar=calendar,
+        mailer=make_mailer(settings),
+        board=board,
+        parser=make_parser(settings),
+        clock=clock,
+        parse_executor=executor,
+        on_email_queued=lambda: email_sender.wake(),
+        on_post_queued=lambda: telegram_sender.wake(),
+    )
+    imap_config = ImapConfig.from_settings(settings)
+    watcher = MailWatcher(imap_config, on_stored=mail_stored.set, clock=clock)
+    notifier = EmailNotifier(workflow, board)
+    email_sender = EmailSender(
+        SmtpConfig.from_settings(settings), on_event=notifier.on_email_event, clock=clock, imap_config=imap_config
+    )
+    limiter = RateLimiter(
+        group_per_minute=settings.TELEGRAM_GROUP_PER_MINUTE,
+        global_per_second=settings.TELEGRAM_GLOBAL_PER_SECOND,
+        time_scale=settings.TELEGRAM_RATE_SCALE,
+    )
+    failures = TelegramFailureHandler(workflow, board, staff_chat_id=settings.STAFF_CHAT_ID)
+    telegram_sender = TelegramSender(
+        bot,
+        limiter=limiter,
+        clock=clock,
+        on_failed=failures.on_failed,
+        staff_chat_id=settings.STAFF_CHAT_ID,
+        language=settings.LANGUAGE,
+    )
+    sla = SlaService(
+        SlaConfig(
+            thresholds=tuple(parse_thresholds(settings.SLA_ALERT_THRESHOLDS)),
+            breach_repeat=timedelta(hours=settings.SLA_BREACH_REPEAT_HOURS),
+            staff_chat_id=settings.STAFF_CHAT_ID,
+            oncall_chat_id=settings.ONCALL_CHAT_ID,
+            language=settings.LANGUAGE,
+            digest_time=settings.SLA_DIGEST_TIME,
+            rotation_path=settings.ONCALL_ROTATION_FILE or config_file(settings, "oncall.toml"),
+        ),
+        calendar=calendar,
+        board=board,
+        clock=clock,
+        on_post_queued=telegram_sender.wake,
+    )
+    dispatcher = Dispatcher()
+    dispatcher.include_router(build_router(settings))
+    dispatcher["workflow"] = workflow
+    dispatcher["board"] = board
+    dispatcher["settings"] = settings
+    return Bridge(
+        settings=settings,
+        bot=bot,
+        dispatcher=dispatcher,
+        workflow=workflow,
+        watcher=watcher,
+        email_sender=email_sender,
+        telegram_sender=telegram_sender,
+        sla=sla,
+        executor=executor,
+        mail_stored=mail_stored,
+    )
+
+
+async def process_mail_forever(bridge: Bridge, poll_seconds: float = 5.0) -> None:
+    """Turn stored raw mail into tickets as soon as the watcher stores it (or every few seconds)."""
+    while True:
+        bridge.mail_stored.clear()
+        while await bridge.workflow.process_stored(batch=50):
+            await asyncio.sleep(0)  # let the dispatcher and senders run during a backlog
+        try:
+            await asyncio.wait_for(bridge.mail_stored.wait(), poll_seconds)
+        except TimeoutError:
+            pass
+
+
+async def sla_forever(bridge: Bridge, tick_seconds: float = 20.0) -> None:
+    while True:
+        await bridge.sla.run_due()
+        await bridge.sla.morning_digest()
+        await asyncio.sleep(tick_seconds)
+
+
+async def poll_telegram(bridge: Bridge) -> None:
+    await register_commands(bridge.bot, bridge.settings)
+    await bridge.dispatcher.start_polling(bridge.bot, handle_signals=False, close_bot_session=False)
+
+
+async def run_app(settings: Settings) -> int:
+    await db.init_db(settings.DATABASE_URL)
+    try:
+        pending = await db.pending_migrations()
+        if pending:
+            log.error(
+                "the database schema is out of date (%d migration(s) pending): run `python -m bot migrate`",
+                len(pending),
+            )
+            print("error: the database schema is out of date; run: python -m bot migrate")
+            return 1
+        bridge = build_bridge(settings)
+        await serve(bridge)
+        return 0
+    finally:
+        await db.close_db()
+
+
+async def serve(bridge: Bridge, stop: asyncio.Event | None = None) -> None:
+    """Run every component until `stop` is set or SIGTERM/SIGINT arrives; then shut down in order."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    sup = bridge.supervisor
+    sup.start("telegram-sender", bridge.telegram_sender.run)
+    sup.start("email-sender", bridge.email_sender.run)
+    sup.start("mail-processor", lambda: process_mail_forever(bridge))
+    sup.start("mail-watcher", bridge.watcher.run)
+    sup.start("sla-scheduler", lambda: sla_forever(bridge))
+    sup.start("telegram-updates", lambda: poll_telegram(bridge))
+    log.info("bridge running: mailbox %s, staff chat %s", bridge.watcher.mailbox, bridge.settings.STAFF_CHAT_ID)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        try:
+            await bridge.dispatcher.stop_polling()
+        except RuntimeError:
+            pass  # polling had not started
+        await sup.stop()
+        await bridge.email_sender.aclose()
+        await bridge.bot.session.close()
+        if bridge.executor is not None:
+            bridge.executor.shutdown(wait=False, cancel_futures=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass

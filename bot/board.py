@@ -1,0 +1,607 @@
+"""`TelegramBoard`: what the staff chat shows, rendered from the database into outbox payloads.
+
+The domain calls it inside its transactions (reads only) and stores the returned `BoardPost` as a
+`TelegramOutbox` row; `bot.telegram_outbox.TelegramSender` delivers it. The handlers use it too, for
+keyboards and for the command views.
+
+Two guarantees, whatever a client put in an email:
+* every piece of email text is escaped (`html.escape(text, quote=False)` through the Environment's
+  `finalize`), and the templates use only Telegram's tags, so Telegram's entity parser never fails;
+* a post never exceeds 4096 characters after entity parsing, counted in UTF-16 units as Telegram
+  counts: fields are capped first, then the body (never the markup) is shortened to what is left.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from markupsafe import Markup
+
+from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction
+from bot.i18n import finding_title, norm_lang, reason_label, t
+from models.calendar import BusinessCalendar
+from models.policy.base import Verdict
+from models.ports import BoardPost
+from models.sla_rules import format_time_left
+from models.tables import (
+    Client,
+    Decision,
+    EmailOutbox,
+    Message,
+    MessageDirection,
+    OutboxStatus,
+    StaffMember,
+    Ticket,
+    TicketStatus,
+)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "telegram"
+
+TELEGRAM_LIMIT = 4096
+# Room kept below the hard limit: Telegram's own trimming is the only thing we do not model exactly.
+SAFE_LIMIT = 4000
+MAX_FILE_BYTES = 50 * 1024 * 1024  # the Bot API's upload limit
+
+STATUS_ICONS = {
+    TicketStatus.NEW: "🆕",
+    TicketStatus.ACCEPTED: "✅",
+    TicketStatus.REFUSED: "⛔",
+    TicketStatus.ANSWERED: "📘",
+    TicketStatus.CLOSED: "🔒",
+}
+SEVERITY_ICONS = {"block": "🚫", "warn": "⚠️", "info": "ℹ️"}
+REASONS: tuple[str, ...] = tuple(r.value for r in Reason)
+
+_TAG_RE = re.compile(r"<[^>]*>")
+_ENTITY_RE = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+
+
+# ------------------------------------------------------------------------------------------------
+# Text helpers
+# ------------------------------------------------------------------------------------------------
+def tg_escape(value: Any) -> Markup:
+    """Telegram-HTML-safe text: <, > and & escaped; quotes left alone (Telegram needs no more)."""
+    if isinstance(value, Markup):
+        return value
+    if value is None:
+        return Markup("")
+    return Markup(html.escape(str(value), quote=False))
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def visible_text(html_text: str) -> str:
+    """What Telegram shows of our HTML: tags removed, the four named entities decoded, trimmed.
+    Valid only for HTML built here (every user text escaped, so every '<' starts one of our tags)."""
+    plain = _TAG_RE.sub("", html_text)
+    return html.unescape(_ENTITY_RE.sub(lambda m: m.group(0), plain)).strip()
+
+
+def visible_len(html_text: str) -> int:
+    return utf16_len(visible_text(html_text))
+
+
+def cut_utf16(text: str, limit: int) -> str:
+    """The longest prefix of `text` within `limit` UTF-16 units, never splitting a surrogate pair."""
+    if limit <= 0:
+        return ""
+    if utf16_len(text) <= limit:
+        return text
+    used = 0
+    for i, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return text[:i]
+    return text
+
+
+def short(text: str | None, limit: int) -> str:
+    """One line, at most `limit` UTF-16 units, an ellipsis when cut."""
+    line = " ".join((text or "").split())
+    if utf16_len(line) <= limit:
+        return line
+    return cut_utf16(line, limit - 1) + "…"
+
+
+def human_size(size: int, lang: str) -> str:
+    units = ("Б", "КБ", "МБ", "ГБ") if norm_lang(lang) == "ru" else ("B", "KB", "MB", "GB")
+    value = float(size)
+    for unit in units:
+        if value < 1024 or unit == units[-1]:
+            return f"{value:.0f} {unit}" if unit == units[0] else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} {units[0]}"
+
+
+def button(text: str, data: TicketAction | RefuseAction) -> dict[str, str]:
+    return {"text": text, "callback_data": data.pack()}
+
+
+def keyboard(rows: list[list[dict[str, str]]]) -> dict[str, Any]:
+    return {"inline_keyboard": [row for row in rows if row]}
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    staff_chat_id: int
+    language: str = "ru"
+    timezone: str = "Europe/Moscow"
+    refusal_grace: timedelta = timedelta(seconds=30)
+    monthly_limit: int = 3
+
+
+class TelegramViews:
+    """One jinja2 Environment for templates/telegram/<view>.<lang>.html (an override dir first)."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if override_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(override_dir)))
+        loaders.append(jinja2.FileSystemLoader(str(TEMPLATES_DIR)))
+        self.env = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders),
+            undefined=jinja2.StrictUndefined,
+            autoescape=True,
+            # finalize runs before autoescape: it escapes the Telegram way and marks the result safe.
+            finalize=tg_escape,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+
+    def render(self, view: str, lang: str, **context: Any) -> str:
+        return self.env.get_template(f"{view}.{norm_lang(lang)}.html").render(**context).strip()
+
+    def render_fitted(self, view: str, lang: str, body: str, cut_key: str = "card.cut", **context: Any) -> str:
+        """Render with as much of `body` as fits in SAFE_LIMIT; the markup is never cut."""
+        full = self.render(view, lang, body=body, cut="", **context)
+        if visible_len(full) <= SAFE_LIMIT:
+            return full
+        cut = t(cut_key, lang, n=len(body))
+        base = self.render(view, lang, body="", cut=cut, **context)
+        budget = SAFE_LIMIT - visible_len(base) - 2
+        return self.render(view, lang, body=cut_utf16(body, budget).rstrip(), cut=cut, **context)
+
+    def render_list(self, view: str, lang: str, items: list[Any], **context: Any) -> str:
+        """Render a list view, dropping items from the end (with "… and N more") until it fits."""
+        count = min(len(items), 60)
+        while True:
+            more = t("more_items", lang, n=len(items) - count) if count < len(items) else ""
+            text = self.render(view, lang, items=items[:count], more=more, **context)
+            if visible_len(text) <= SAFE_LIMIT or count == 0:
+                return text if visible_len(text) <= SAFE_LIMIT else cut_utf16(visible_text(text), SAFE_LIMIT)
+            count -= 1 if count < 10 else max(1, count // 5)
+
+
+# ------------------------------------------------------------------------------------------------
+# The board
+# ------------------------------------------------------------------------------------------------
+class TelegramBoard:
+    """Implements models.ports.StaffBoard, plus the keyboards and views the handlers show."""
+
+    def __init__(
+        self,
+        config: BoardConfig,
+        *,
+        calendar: BusinessCalendar,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        views: TelegramViews | None = None,
+    ) -> None:
+        self.config = config
+        self.calendar = calendar
+        self.clock = clock
+        self.views = views or TelegramViews()
+        self.tz = ZoneInfo(config.timezone)
+
+    @property
+    def lang(self) -> str:
+        return norm_lang(self.config.language)
+
+    def when(self, value: datetime | None, seconds: bool = False) -> str:
+        if value is None:
+            return ""
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(self.tz).strftime("%d.%m.%Y %H:%M:%S" if seconds else "%d.%m.%Y %H:%M")
+
+    # StaffBoard ------------------------------------------------------------------------------
+    async def new_card(self, ticket_id: int) -> BoardPost:
+        text, markup = await self.render_card(ticket_id)
+        return BoardPost(
+            kind="card",
+            chat_id=self.config.staff_chat_id,
+            payload={
+                "method": "sendMessage",
+                "params": self._params(text, markup),
+                "record": {"ticket_card": ticket_id},
+            },
+            extra={"ticket_id": ticket_id},
+        )
+
+    async def card_update(self, ticket_id: int) -> BoardPost:
+        text, markup = await self.render_card(ticket_id)
+        return BoardPost(
+            kind="card_edit",
+            chat_id=self.config.staff_chat_id,
+            payload={
+                "method": "editMessageText",
+                "params": self._params(text, markup),
+                "target": {"ticket_card": ticket_id},
+            },
+            extra={"ticket_id": ticket_id},
+        )
+
+    async def followup(self, ticket_id: int, message_id: int, note: str = "") -> BoardPost:
+        message = await Message.get(id=message_id)
+        lang = self.lang
+        notes: list[str] = []
+        if note == "reopened":
+            notes.append(t("msg.reopened", lang))
+        elif note.startswith("bounce:"):
+            notes.append(t("msg.bounce", lang, who=short(note[len("bounce:") :], 300)))
+        elif note:
+            notes.append(short(note, 300))
+        if message.kind == "auto_reply":
+            notes.append(t("msg.auto_reply", lang))
+        text = self.views.render_fitted(
+            "followup",
+            lang,
+            body=(message.new_text or message.text or "").strip() or t("card.no_text", lang),
+            title=t("msg.followup", lang, n=ticket_id),
+            sender=self._sender(message.from_name, message.from_address),
+            subject=short(message.subject, 300),
+            notes=notes,
+            attachments=self._attachment_line(message.attachments or []),
+        )
+        return BoardPost(
+            kind="followup",
+            chat_id=self.config.staff_chat_id,
+            payload={
+                "method": "sendMessage",
+                "params": self._params(text, None),
+                "reply_to": {"ticket_card": ticket_id},
+                "record": {"message_row": message_id},
+            },
+            extra={"ticket_id": ticket_id},
+        )
+
+    async def notice(self, event: str, facts: dict[str, Any], ticket_id: int | None = None) -> BoardPost:
+        text = self.notice_text(event, facts)
+        payload: dict[str, Any] = {"method": "sendMessage", "params": self._params(text, None)}
+        if ticket_id is not None:
+            payload["reply_to"] = {"ticket_card": ticket_id}
+        return BoardPost(
+            kind="notice",
+            chat_id=self.config.staff_chat_id,
+            payload=payload,
+            extra={"ticket_id": ticket_id} if ticket_id is not None else {},
+        )
+
+    def notice_text(self, event: str, facts: dict[str, Any]) -> str:
+        lang = self.lang
+        if event == "quarantined":
+            line = t(
+                "msg.quarantined",
+                lang,
+                id=facts.get("raw_mail_id"),
+                size=human_size(int(facts.get("size") or 0), lang),
+                reason=short(str(facts.get("reason") or ""), 500),
+            )
+        elif event == "email_sent":
+            line = t("msg.email_sent", lang, n=facts.get("ticket_id"))
+        elif event == "email_failed":
+            error = short(str(facts.get("error") or "?"), 500)
+            if facts.get("ticket_id"):
+                line = t("msg.email_failed", lang, n=facts.get("ticket_id"), error=error)
+            else:
+                line = t("msg.email_failed_unknown", lang, error=error)
+        else:
+            detail = ", ".join(f"{k}: {short(str(v), 200)}" for k, v in list(facts.items())[:10])
+            line = short(f"{event}: {detail}" if detail else event, 3000)
+        return self.views.render("notice", lang, text=line)
+
+    @staticmethod
+    def _params(text: str, markup: dict[str, Any] | None) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "text": text,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": True},
+        }
+        if markup is not None:
+            params["reply_markup"] = markup
+        return params
+
+    # The card --------------------------------------------------------------------------------
+    async def render_card(self, ticket_id: int) -> tuple[str, dict[str, Any]]:
+        """The card's HTML text and its inline keyboard, as the ticket is now."""
+        ticket = await Ticket.get(id=ticket_id)
+        lang = self.lang
+        now = self.clock()
+        verdict = Verdict.from_json(ticket.verdict) if ticket.verdict else None
+        first = (
+            await Message.filter(ticket_id=ticket_id, direction=MessageDirection.INBOUND).order_by("id").first()
+        )
+        files = await self.ticket_files(ticket_id)
+        client = await Client.get_or_none(id=ticket.client_id) if ticket.client_id else None
+        status = TicketStatus(ticket.status)
+
+        due = left = ""
+        if ticket.sla_due_at is not None:
+            due = self.when(ticket.sla_due_at)
+            if status == TicketStatus.NEW:
+                left = format_time_left(self.calendar, now, _aware(ticket.sla_due_at), lang)
+
+        client_ctx: dict[str, str] | None = None
+        candidates = ""
+        if client is not None:
+            month = ""
+            if verdict is not None and verdict.client is not None and verdict.month_count:
+                month = t("card.month", lang, count=verdict.month_count, limit=verdict.monthly_limit)
+            client_ctx = {"name": short(client.name, 200), "inn": client.inn or "", "month": month}
+        elif verdict is not None and verdict.candidates:
+            candidates = ", ".join(
+                short(f"{c.name}" + (f" ({c.inn})" if c.inn else ""), 80) for c in verdict.candidates[:3]
+            )
+
+        findings = []
+        if verdict is not None:
+            for f in verdict.findings[:8]:
+                data = f.to_json()
+                findings.append(
+                    {
+                        "icon": SEVERITY_ICONS.get(f.severity, "•"),
+                        "title": short(finding_title(data, lang), 120),
+                        "clause": f.clause,
+                        "evidence": evidence_text(data, lang, verdict),
+                    }
+                )
+
+        queue = ""
+        if status == TicketStatus.NEW:
+            pos, total = await self.queue_position(ticket)
+            queue = t("card.queue", lang, pos=pos, total=total)
+
+        state = await self._state_lines(ticket, status, now)
+        undo = status == TicketStatus.REFUSED and await self._undo_possible(ticket_id)
+        body = ((first.new_text or first.text) if first else "") or ""
+        context = {
+            "n": ticket.id,
+            "icon": STATUS_ICONS.get(status, ""),
+            "status": t(f"status.{status.value}", lang),
+            "arrived": self.when(ticket.arrived_at),
+            "due": due,
+            "left": left,
+            "client": client_ctx,
+            "candidates": candidates,
+            "sender": self._sender(ticket.sender_name, ticket.sender_address),
+            "subject": short(ticket.subject, 300) or t("card.no_subject", lang),
+            "attachments": self._attachment_line([f for _, f in files]),
+            "findings": findings,
+            "queue": queue,
+            "state": state,
+        }
+        text = self.views.render_fitted("card", lang, body=body.strip() or t("card.no_text", lang), **context)
+        if visible_len(text) > SAFE_LIMIT:  # pathological headers: drop the evidence and the file names
+            for f in findings:
+                f["evidence"] = ""
+            context["attachments"] = self._attachment_line([f for _, f in files][:3])
+            text = self.views.render_fitted("card", lang, body=body.strip() or "-", **context)
+        has_faq = bool(verdict and verdict.faq_entries)
+        return text, self.card_keyboard(ticket.id, status, has_faq=has_faq, undo=undo)
+
+    async def _state_lines(self, ticket: Ticket, status: TicketStatus, now: datetime) -> list[str]:
+        lang = self.lang
+        lines: list[str] = []
+        decisions = await Decision.filter(ticket_id=ticket.id).order_by("id")
+        staff_ids = {d.staff_id for d in decisions if d.staff_id}
+        names = {s.id: s.name or (s.username or str(s.telegram_id)) for s in await StaffMember.filter(id__in=staff_ids)}
+
+        def who(d: Decision) -> str:
+            return short(names.get(d.staff_id or 0, t("system", lang)), 80)
+
+        last = {d.action: d for d in decisions}
+        if status in (TicketStatus.ACCEPTED, TicketStatus.CLOSED) and "accepted" in last:
+            d = last["accepted"]
+            lines.append("✅ " + t("card.accepted_by", lang, who=who(d), when=self.when(d.created_at)))
+        if status == TicketStatus.REFUSED and "refused" in last:
+            d = last["refused"]
+            lines.append(
+                "⛔ "
+                + t("card.refused_by", lang, reason=reason_label(d.reason or "", lang), who=who(d),
+                    when=self.when(d.created_at))
+            )
+            if d.comment:
+                lines.append(t("msg.comment", lang, text=short(d.comment, 300)).strip())
+            email = await EmailOutbox.get_or_none(idempotency_key=f"refuse:{d.id}")
+            if email is not None and email.status == OutboxStatus.PENDING:
+                lines.append("↩️ " + t("card.undo_until", lang, when=self.when(email.not_before, seconds=True)))
+        if status in (TicketStatus.ANSWERED, TicketStatus.CLOSED) and "answered_faq" in last:
+            d = last["answered_faq"]
+            lines.append("📘 " + t("card.answered_by", lang, who=who(d), when=self.when(d.created_at)))
+        if "replied" in last and status != TicketStatus.REFUSED:
+            d = last["replied"]
+            lines.append("💬 " + t("card.last_reply", lang, who=who(d), when=self.when(d.created_at)))
+        if status == TicketStatus.CLOSED and "closed" in last:
+            lines.append("🔒 " + t("card.closed", lang, when=self.when(last["closed"].created_at)))
+        if ticket.sla_due_at is not None:
+            due = _aware(ticket.sla_due_at)
+            decided = _aware(ticket.first_decided_at) if ticket.first_decided_at else None
+            if (decided is not None and decided > due) or (decided is None and now > due):
+                lines.append("🔥 " + t("card.sla_breached", lang))
+        failed = (
+            await EmailOutbox.filter(ticket_id=ticket.id)
+            .filter(status=OutboxStatus.FAILED)
+            .order_by("-id")
+            .first()
+        )
+        bounced = await EmailOutbox.filter(ticket_id=ticket.id, delivery_failed=True).order_by("-id").first()
+        if failed is not None:
+            lines.append("❗ " + t("card.delivery_failed", lang, error=short(failed.last_error or "?", 300)))
+        elif bounced is not None:
+            lines.append("❗ " + t("card.delivery_failed", lang, error="bounce"))
+        return lines
+
+    async def _undo_possible(self, ticket_id: int) -> bool:
+        decision = await Decision.filter(ticket_id=ticket_id, action="refused").order_by("-id").first()
+        if decision is None:
+            return False
+        email = await EmailOutbox.get_or_none(idempotency_key=f"refuse:{decision.id}")
+        if email is None:  # nothing to hold back (no email is sent to this sender): undo stays possible
+            return True
+        return email.status == OutboxStatus.PENDING
+
+    async def queue_position(self, ticket: Ticket) -> tuple[int, int]:
+        """(position among waiting requests by arrival order, how many wait): 2.3."""
+        from tortoise.expressions import Q
+
+        before = await Ticket.filter(status=TicketStatus.NEW).filter(
+            Q(arrived_at__lt=ticket.arrived_at)
+            | Q(arrived_at=ticket.arrived_at, arrival_uid__lt=ticket.arrival_uid)
+            | Q(arrived_at=ticket.arrived_at, arrival_uid=ticket.arrival_uid, id__lt=ticket.id)
+        ).count()
+        total = await Ticket.filter(status=TicketStatus.NEW).count()
+        return before + 1, total
+
+    async def ticket_files(self, ticket_id: int) -> list[tuple[Message, dict[str, Any]]]:
+        """Attachments of the client's emails in this ticket, oldest first."""
+        messages = await Message.filter(ticket_id=ticket_id, direction=MessageDirection.INBOUND).order_by("id")
+        return [(m, a) for m in messages for a in (m.attachments or []) if isinstance(a, dict)]
+
+    def _sender(self, name: str | None, address: str | None) -> str:
+        name = short(name, 100)
+        address = short(address, 200)
+        return f"{name} <{address}>" if name and address else (address or name or "?")
+
+    def _attachment_line(self, attachments: list[dict[str, Any]]) -> str:
+        shown = [
+            f"{short(a.get('filename') or 'file', 80)} ({human_size(int(a.get('size') or 0), self.lang)})"
+            for a in attachments[:10]
+        ]
+        if len(attachments) > 10:
+            shown.append(t("more_items", self.lang, n=len(attachments) - 10))
+        return ", ".join(shown)
+
+    # Keyboards ------------------------------------------------------------------------------
+    def card_keyboard(self, ticket_id: int, status: TicketStatus, *, has_faq: bool, undo: bool) -> dict[str, Any]:
+        lang = self.lang
+
+        def b(key: str, op: Op, **kw: Any) -> dict[str, str]:
+            return button(t(key, lang, **kw), TicketAction(op=op, ticket_id=ticket_id))
+
+        more = b("btn.more", Op.MORE)
+        if status == TicketStatus.NEW:
+            rows = [[b("btn.accept", Op.ACCEPT), b("btn.refuse", Op.REFUSE)]]
+            if has_faq:
+                rows.append([b("btn.faq", Op.FAQ)])
+            rows.append([more])
+        elif status == TicketStatus.ACCEPTED:
+            rows = [[b("btn.reply_hint", Op.HINT_REPLY)], [b("btn.close", Op.CLOSE), more]]
+        elif status == TicketStatus.ANSWERED:
+            rows = [[b("btn.close", Op.CLOSE), more]]
+        elif status == TicketStatus.REFUSED and undo:
+            rows = [[b("btn.undo", Op.UNDO)], [more]]
+        else:
+            rows = [[more]]
+        return keyboard(rows)
+
+    async def card_keyboard_now(self, ticket_id: int) -> dict[str, Any]:
+        ticket = await Ticket.get(id=ticket_id)
+        status = TicketStatus(ticket.status)
+        has_faq = bool(ticket.verdict and Verdict.from_json(ticket.verdict).faq_entries)
+        undo = status == TicketStatus.REFUSED and await self._undo_possible(ticket_id)
+        return self.card_keyboard(ticket_id, status, has_faq=has_faq, undo=undo)
+
+    async def more_keyboard(self, ticket_id: int) -> dict[str, Any]:
+        lang = self.lang
+        ticket = await Ticket.get(id=ticket_id)
+        files = await self.ticket_files(ticket_id)
+
+        def b(key: str, op: Op, **kw: Any) -> dict[str, str]:
+            return button(t(key, lang, **kw), TicketAction(op=op, ticket_id=ticket_id))
+
+        rows = [[b("btn.full_text", Op.FULL_TEXT)]]
+        if files:
+            rows.append([b("btn.files", Op.FILES, n=len(files))])
+        rows.append([b("btn.eml", Op.EML)])
+        if ticket.status in (TicketStatus.NEW, TicketStatus.ACCEPTED, TicketStatus.ANSWERED):
+            rows.append([b("btn.close", Op.CLOSE)])
+        rows.append([b("btn.back", Op.BACK)])
+        return keyboard(rows)
+
+    def refuse_keyboard(self, ticket_id: int, suggested: str | None) -> dict[str, Any]:
+        lang = self.lang
+        order = sorted(REASONS, key=lambda r: r != suggested)
+        rows = []
+        for reason in order:
+            label = reason_label(reason, lang)
+            if reason == suggested:
+                label = "⭐ " + label
+            rows.append([button(label, RefuseAction(op=RefuseOp.PICK, ticket_id=ticket_id, reason=Reason(reason)))])
+        rows.append([button(t("btn.back", lang), TicketAction(op=Op.BACK, ticket_id=ticket_id))])
+        return keyboard(rows)
+
+    def refuse_prompt_keyboard(self, ticket_id: int, reason: str) -> dict[str, Any]:
+        lang = self.lang
+        r = Reason(reason)
+        return keyboard(
+            [
+                [button(t("btn.no_comment", lang), RefuseAction(op=RefuseOp.NO_COMMENT, ticket_id=ticket_id, reason=r))],
+                [button(t("btn.cancel", lang), RefuseAction(op=RefuseOp.CANCEL, ticket_id=ticket_id, reason=r))],
+            ]
+        )
+
+    def confirm_keyboard(self, ticket_id: int, findings: list[dict[str, Any]]) -> dict[str, Any]:
+        lang = self.lang
+        what = short(", ".join(finding_title(f, lang) for f in findings), 60)
+        return keyboard(
+            [
+                [button(t("btn.confirm_accept", lang, what=what), TicketAction(op=Op.CONFIRM_ACCEPT, ticket_id=ticket_id))],
+                [button(t("btn.back", lang), TicketAction(op=Op.BACK, ticket_id=ticket_id))],
+            ]
+        )
+
+    def open_keyboard(self, ticket_id: int) -> dict[str, Any]:
+        return keyboard([[button(t("btn.open", self.lang, n=ticket_id), TicketAction(op=Op.OPEN, ticket_id=ticket_id))]])
+
+
+def evidence_text(finding: dict[str, Any], lang: str, verdict: Verdict | None = None) -> str:
+    """A one-line summary of a finding's evidence: the matched words, the original ticket, the count."""
+    ev = finding.get("evidence") or {}
+    parts: list[str] = []
+    hits = ev.get("hits")
+    if isinstance(hits, list) and hits:
+        words = list(dict.fromkeys(str(h.get("word", "")) for h in hits if isinstance(h, dict)))
+        parts.append(t("card.evidence.words", lang, words=", ".join(f"«{w}»" for w in words[:5] if w)))
+    matches = ev.get("matches")
+    if isinstance(matches, dict):  # FAQ: entry id -> hits
+        matches = [h for hs in matches.values() if isinstance(hs, list) for h in hs]
+    if isinstance(matches, list) and matches:
+        words = list(dict.fromkeys(str(h.get("text") or h.get("phrase") or "") for h in matches if isinstance(h, dict)))
+        parts.append(t("card.evidence.matches", lang, words=", ".join(f"«{w}»" for w in words[:5] if w)))
+    if "original_ticket" in ev and ev["original_ticket"]:
+        parts.append(t("card.evidence.original", lang, n=ev["original_ticket"]))
+    if "count" in ev and "limit" in ev:
+        parts.append(t("card.evidence.count", lang, count=ev["count"], limit=ev["limit"]))
+    if finding.get("code") == "faq" and verdict is not None and verdict.faq_entries:
+        key = "title_en" if norm_lang(lang) == "en" else "title_ru"
+        titles = ", ".join(str(e.get(key) or e.get("id")) for e in verdict.faq_entries[:3])
+        parts.append(t("card.evidence.entries", lang, titles=titles))
+    warning = ev.get("warning_ru") if norm_lang(lang) == "ru" else ev.get("warning")
+    if warning:
+        parts.append(str(warning))
+    elif ev.get("reason") and isinstance(ev.get("reason"), str):
+        parts.append(str(ev["reason"]).replace("_", " "))
+    return short("; ".join(p for p in parts if p), 200)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
