@@ -61,7 +61,6 @@ SEVERITY_ICONS = {"block": "🚫", "warn": "⚠️", "info": "ℹ️"}
 REASONS: tuple[str, ...] = tuple(r.value for r in Reason)
 
 _TAG_RE = re.compile(r"<[^>]*>")
-_ENTITY_RE = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -83,8 +82,7 @@ def utf16_len(text: str) -> int:
 def visible_text(html_text: str) -> str:
     """What Telegram shows of our HTML: tags removed, the four named entities decoded, trimmed.
     Valid only for HTML built here (every user text escaped, so every '<' starts one of our tags)."""
-    plain = _TAG_RE.sub("", html_text)
-    return html.unescape(_ENTITY_RE.sub(lambda m: m.group(0), plain)).strip()
+    return html.unescape(_TAG_RE.sub("", html_text)).strip()
 
 
 def visible_len(html_text: str) -> int:
@@ -139,6 +137,16 @@ class BoardConfig:
     refusal_grace: timedelta = timedelta(seconds=30)
     monthly_limit: int = 3
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> BoardConfig:
+        return cls(
+            staff_chat_id=settings.STAFF_CHAT_ID,
+            language=settings.LANGUAGE,
+            timezone=settings.TIMEZONE,
+            refusal_grace=timedelta(seconds=settings.REFUSAL_GRACE_SECONDS),
+            monthly_limit=settings.MONTHLY_LIMIT,
+        )
+
 
 class TelegramViews:
     """One jinja2 Environment for templates/telegram/<view>.<lang>.html (an override dir first)."""
@@ -162,14 +170,16 @@ class TelegramViews:
     def render(self, view: str, lang: str, **context: Any) -> str:
         return self.env.get_template(f"{view}.{norm_lang(lang)}.html").render(**context).strip()
 
-    def render_fitted(self, view: str, lang: str, body: str, cut_key: str = "card.cut", **context: Any) -> str:
-        """Render with as much of `body` as fits in SAFE_LIMIT; the markup is never cut."""
+    def render_fitted(
+        self, view: str, lang: str, body: str, cut_key: str = "card.cut", limit: int = SAFE_LIMIT, **context: Any
+    ) -> str:
+        """Render with as much of `body` as fits in `limit`; the markup is never cut."""
         full = self.render(view, lang, body=body, cut="", **context)
-        if visible_len(full) <= SAFE_LIMIT:
+        if visible_len(full) <= limit:
             return full
         cut = t(cut_key, lang, n=len(body))
         base = self.render(view, lang, body="", cut=cut, **context)
-        budget = SAFE_LIMIT - visible_len(base) - 2
+        budget = limit - visible_len(base) - 2
         return self.render(view, lang, body=cut_utf16(body, budget).rstrip(), cut=cut, **context)
 
     def render_list(self, view: str, lang: str, items: list[Any], **context: Any) -> str:
@@ -191,12 +201,18 @@ class TelegramBoard:
 
     def __init__(
         self,
-        config: BoardConfig,
+        config: BoardConfig | Any,
         *,
         calendar: BusinessCalendar,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         views: TelegramViews | None = None,
     ) -> None:
+        """`config` is a BoardConfig, or the Settings it is built from (the composition root's choice)."""
+        if not isinstance(config, BoardConfig):
+            override = getattr(config, "CONFIG_DIR", None)
+            if views is None and override is not None and (override / "telegram").is_dir():
+                views = TelegramViews(override / "telegram")
+            config = BoardConfig.from_settings(config)
         self.config = config
         self.calendar = calendar
         self.clock = clock
@@ -321,7 +337,7 @@ class TelegramBoard:
         return params
 
     # The card --------------------------------------------------------------------------------
-    async def render_card(self, ticket_id: int) -> tuple[str, dict[str, Any]]:
+    async def render_card(self, ticket_id: int, limit: int = SAFE_LIMIT) -> tuple[str, dict[str, Any]]:
         """The card's HTML text and its inline keyboard, as the ticket is now."""
         ticket = await Ticket.get(id=ticket_id)
         lang = self.lang
@@ -389,12 +405,14 @@ class TelegramBoard:
             "queue": queue,
             "state": state,
         }
-        text = self.views.render_fitted("card", lang, body=body.strip() or t("card.no_text", lang), **context)
-        if visible_len(text) > SAFE_LIMIT:  # pathological headers: drop the evidence and the file names
+        text = self.views.render_fitted(
+            "card", lang, body=body.strip() or t("card.no_text", lang), limit=limit, **context
+        )
+        if visible_len(text) > limit:  # pathological headers: drop the evidence and the file names
             for f in findings:
                 f["evidence"] = ""
             context["attachments"] = self._attachment_line([f for _, f in files][:3])
-            text = self.views.render_fitted("card", lang, body=body.strip() or "-", **context)
+            text = self.views.render_fitted("card", lang, body=body.strip() or "-", limit=limit, **context)
         has_faq = bool(verdict and verdict.faq_entries)
         return text, self.card_keyboard(ticket.id, status, has_faq=has_faq, undo=undo)
 

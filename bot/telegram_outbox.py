@@ -99,6 +99,7 @@ _TARGETED = frozenset({"editMessageText", "editMessageReplyMarkup", "deleteMessa
 _FILE_FIELD = {"sendDocument": "document", "sendPhoto": "photo"}
 _OPEN = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 _GAVE_UP = (OutboxStatus.FAILED, OutboxStatus.CANCELLED)
+_WAITING_FOR_CARD = "waiting for the ticket card to be posted"
 
 
 def utcnow() -> datetime:
@@ -351,8 +352,15 @@ class TelegramSender:
                 blocking.discard(("ticket", card_of))
             if blocking:
                 continue
-            if row.status != OutboxStatus.PENDING or _aware(row.not_before) > self.clock():
-                held |= keys
+            if row.status == OutboxStatus.PENDING and _aware(row.not_before) > self.clock():
+                if row.last_error not in (None, _WAITING_FOR_CARD):
+                    # In backoff after flood control or an outage: the whole chat waits, or cards
+                    # of other tickets would overtake it and the burst would lose its order.
+                    break
+                held |= keys  # scheduled for later or waiting for its card: only its ticket waits
+                continue
+            if row.status != OutboxStatus.PENDING:
+                held |= keys  # being sent by another worker
                 continue
             try:
                 outcome = await self._deliver(row)
@@ -610,7 +618,7 @@ class TelegramSender:
 
     async def _wait(self, row: TelegramOutbox) -> _Outcome:
         await TelegramOutbox.filter(id=row.id, status=OutboxStatus.PENDING).update(
-            not_before=self.clock() + timedelta(seconds=self.card_wait)
+            not_before=self.clock() + timedelta(seconds=self.card_wait), last_error=_WAITING_FOR_CARD
         )
         return _Outcome.WAIT
 

@@ -72,7 +72,8 @@ async def pending_migrations() -> list[str]:
 
 
 async def apply_migrations(url: str) -> list[str]:
-    """Bring the database schema up to date; returns the names applied. Leaves tortoise initialised."""
+    """Bring the database schema up to date; returns the names applied. Leaves tortoise initialised
+    for normal queries (the migration API initialises it without query builders)."""
     ensure_sqlite_dir(normalise_url(url))
     applied: list[str] = []
 
@@ -81,4 +82,6 @@ async def apply_migrations(url: str) -> list[str]:
             applied.append(f"{app_label}.{name}")
 
     await tortoise_migrate(config=tortoise_config(url), progress=progress)
+    await close_db()
+    await init_db(url)
     return applied

@@ -19,7 +19,6 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot.ratelimit import RateLimiter
 from bot.telegram_outbox import TelegramSender
 from mail.parse import extract_attachment
-from models import db as database
 from models.tables import Message, MessageDirection, OutboxStatus, RawMail, TelegramOutbox, Ticket
 from tests.rig.fake_telegram import FakeTelegram
 
@@ -27,20 +26,6 @@ GROUP = -1001234567890
 ALICE, STRANGER = 1001, 1003
 CORPUS = Path(__file__).parent / "corpus"
 _keys = itertools.count(1)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[str]:
-    """Shadows conftest's `db`: `apply_migrations` leaves tortoise initialised without its query
-    builders (Model.create fails with "'Query' object has no attribute 'where'"), so initialise again.
-    Remove once conftest's fixture does this."""
-    await database.apply_migrations(database_url)
-    await database.close_db()
-    await database.init_db(database_url)
-    try:
-        yield database_url
-    finally:
-        await database.close_db()
 
 
 @pytest.fixture

@@ -1,0 +1,71 @@
+"""The bot's routers, built fresh by a factory (a module-level Router can be attached only once).
+
+Dependencies come as Dispatcher keyword arguments: `workflow` (models.workflow.Workflow) and `board`
+(bot.board.TelegramBoard). The staff directory (membership cache) is built here from the settings.
+
+Order matters: outside-the-staff-chat handling first (private /start, my_chat_member), then the staff
+chat, where `StaffOnly` admits members only and `CallbackAnswerMiddleware` answers every button press,
+even when a handler fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.utils.callback_answer import CallbackAnswerMiddleware
+
+from bot.handlers.access import InjectDirectory, StaffDirectory, StaffOnly
+from bot.handlers.commands import build_commands_router, set_commands
+from bot.handlers.content import build_content_router
+from bot.handlers.decisions import build_decisions_router
+from bot.handlers.membership import build_membership_router
+from bot.handlers.replies import build_replies_router
+
+__all__ = ["StaffDirectory", "build_router", "register_commands", "set_commands", "setup_routers"]
+
+
+def build_router(settings: Any = None, *, directory: StaffDirectory | None = None) -> Router:
+    """`settings` (bot.settings.Settings) gives STAFF_CHAT_ID, LANGUAGE and STAFF_CACHE_SECONDS;
+    or pass a ready `directory` (tests)."""
+    if directory is None:
+        if settings is None:
+            raise ValueError("build_router needs settings or a StaffDirectory")
+        directory = StaffDirectory(
+            settings.STAFF_CHAT_ID, language=settings.LANGUAGE, cache_seconds=settings.STAFF_CACHE_SECONDS
+        )
+    root = Router(name="support-bridge")
+    inject = InjectDirectory(directory)
+    for observer in (root.message, root.callback_query, root.my_chat_member):
+        observer.outer_middleware(inject)
+    root.include_router(build_membership_router())
+
+    staff_chat = Router(name="staff-chat")
+    gate = StaffOnly(directory)
+    staff_chat.message.outer_middleware(gate)
+    staff_chat.callback_query.outer_middleware(gate)
+    staff_chat.callback_query.middleware(CallbackAnswerMiddleware())
+    staff_chat.include_routers(
+        build_decisions_router(),
+        build_content_router(),
+        build_commands_router(),  # before replies: "/note text" as a reply is a command
+        build_replies_router(),
+    )
+    root.include_router(staff_chat)
+    return root
+
+
+async def register_commands(bot: Bot, settings: Any) -> None:
+    await set_commands(bot, settings.LANGUAGE, settings.STAFF_CHAT_ID)
+
+
+def setup_routers(dp: Dispatcher, settings: Any = None, *, directory: StaffDirectory | None = None) -> None:
+    """Attach the routers and register the command menu at start-up."""
+    dp.include_router(build_router(settings, directory=directory))
+    language = settings.LANGUAGE if settings is not None else directory.language if directory else "ru"
+    chat_id = settings.STAFF_CHAT_ID if settings is not None else directory.staff_chat_id if directory else None
+
+    async def on_startup(bot: Bot) -> None:
+        await set_commands(bot, language, chat_id)
+
+    dp.startup.register(on_startup)

@@ -1,0 +1,201 @@
+"""Card buttons that decide: accept (with confirmation when the policy objects), refuse (reason picker,
+optional comment), undo a refusal, answer from FAQ, close, and the keyboard navigation ("…", back).
+
+Each press becomes one workflow call; the workflow's guarded updates turn a double click or a faster
+colleague into "already handled". Every query is answered by CallbackAnswerMiddleware, even when a
+handler fails.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.types import CallbackQuery
+from aiogram.utils.callback_answer import CallbackAnswer
+
+from bot.board import TelegramBoard, short
+from bot.callbacks import Op, RefuseAction, RefuseOp, TicketAction
+from bot.handlers.common import NO_PREVIEW, markup, outcome_text, set_keyboard
+from bot.i18n import finding_title, reason_label, t
+from models.policy.base import Verdict
+from models.ports import BoardPost
+from models.tables import KeyValue, StaffMember, Ticket, TicketStatus
+from models.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+PROMPT_KEY = "refuse_prompt:{chat_id}:{message_id}"
+
+
+def prompt_key(chat_id: int, message_id: int) -> str:
+    return PROMPT_KEY.format(chat_id=chat_id, message_id=message_id)
+
+
+def build_decisions_router() -> Router:
+    router = Router(name="decisions")
+
+    @router.callback_query(TicketAction.filter(F.op.in_({Op.ACCEPT, Op.CONFIRM_ACCEPT})))
+    async def accept(
+        query: CallbackQuery,
+        callback_data: TicketAction,
+        workflow: Workflow,
+        board: TelegramBoard,
+        staff: StaffMember,
+        bot: Bot,
+        callback_answer: CallbackAnswer,
+    ) -> None:
+        lang = board.lang
+        ticket_id = callback_data.ticket_id
+        confirmed = callback_data.op == Op.CONFIRM_ACCEPT
+        outcome = await workflow.accept(ticket_id, staff, confirmed=confirmed)
+        if outcome.status == "needs_confirmation":
+            what = ", ".join(finding_title(f, lang) for f in outcome.findings)
+            callback_answer.text = short(t("ans.confirm", lang, what=what), 200)
+            callback_answer.show_alert = True
+            if query.message is not None:
+                await set_keyboard(
+                    bot, query.message.chat.id, query.message.message_id,
+                    board.confirm_keyboard(ticket_id, outcome.findings),
+                )
+            return
+        callback_answer.text = outcome_text(outcome, lang, "ans.accepted")
+        if outcome.ok and outcome.older_waiting:
+            # 2.3: requests are handled in order of arrival; say so, with the oldest one a click away.
+            oldest = outcome.older_waiting[0]
+            ids = ", ".join(f"#{i}" for i in outcome.older_waiting)
+            text = board.views.render("notice", lang, text=t("msg.older_waiting", lang, n=ticket_id, ids=ids))
+            await workflow.post(
+                BoardPost(
+                    kind="notice",
+                    chat_id=board.config.staff_chat_id,
+                    payload={
+                        "method": "sendMessage",
+                        "params": {"text": text, "parse_mode": "HTML", "reply_markup": board.open_keyboard(oldest)},
+                        "reply_to": {"ticket_card": ticket_id},
+                    },
+                    extra={"ticket_id": ticket_id},
+                ),
+                f"older:{ticket_id}:{query.id}",
+            )
+        elif not outcome.ok and query.message is not None:
+            await set_keyboard(bot, query.message.chat.id, query.message.message_id, await board.card_keyboard_now(ticket_id))
+
+    @router.callback_query(TicketAction.filter(F.op == Op.REFUSE))
+    async def refuse_menu(
+        query: CallbackQuery, callback_data: TicketAction, board: TelegramBoard, bot: Bot,
+        callback_answer: CallbackAnswer,
+    ) -> None:
+        ticket = await Ticket.get_or_none(id=callback_data.ticket_id)
+        if ticket is None or ticket.status not in (TicketStatus.NEW, TicketStatus.ACCEPTED):
+            callback_answer.text = t("ans.already" if ticket else "ans.not_found", board.lang)
+            return
+        suggested = Verdict.from_json(ticket.verdict).refuse_reason if ticket.verdict else None
+        callback_answer.text = t("ans.pick_reason", board.lang)
+        if query.message is not None:
+            await set_keyboard(
+                bot, query.message.chat.id, query.message.message_id, board.refuse_keyboard(ticket.id, suggested)
+            )
+
+    @router.callback_query(RefuseAction.filter(F.op == RefuseOp.PICK))
+    async def refuse_reason_picked(
+        query: CallbackQuery, callback_data: RefuseAction, board: TelegramBoard, staff: StaffMember, bot: Bot,
+        callback_answer: CallbackAnswer,
+    ) -> None:
+        lang = board.lang
+        ticket_id = callback_data.ticket_id
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None or ticket.status not in (TicketStatus.NEW, TicketStatus.ACCEPTED):
+            callback_answer.text = t("ans.already" if ticket else "ans.not_found", lang)
+            return
+        if query.message is None:
+            return
+        chat_id = query.message.chat.id
+        reason = callback_data.reason.value
+        # The prompt's message id is the handle: a reply to it carries the comment (replies.py).
+        prompt = await bot.send_message(
+            chat_id,
+            board.views.render("notice", lang, text=t("msg.refuse_prompt", lang, n=ticket_id,
+                                                      reason=reason_label(reason, lang))),
+            parse_mode="HTML",
+            reply_to_message_id=query.message.message_id,
+            reply_markup=markup(board.refuse_prompt_keyboard(ticket_id, reason)),
+            link_preview_options=NO_PREVIEW,
+        )
+        await KeyValue.update_or_create(
+            key=prompt_key(chat_id, prompt.message_id),
+            defaults={"value": {"ticket_id": ticket_id, "reason": reason, "staff_id": staff.id}},
+        )
+        callback_answer.text = short(reason_label(reason, lang), 200)
+        await set_keyboard(bot, chat_id, query.message.message_id, await board.card_keyboard_now(ticket_id))
+
+    @router.callback_query(RefuseAction.filter(F.op.in_({RefuseOp.NO_COMMENT, RefuseOp.CANCEL})))
+    async def refuse_prompt_button(
+        query: CallbackQuery, callback_data: RefuseAction, workflow: Workflow, board: TelegramBoard,
+        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+    ) -> None:
+        lang = board.lang
+        ticket_id = callback_data.ticket_id
+        reason = callback_data.reason.value
+        if query.message is None:
+            return
+        chat_id, message_id = query.message.chat.id, query.message.message_id
+        await KeyValue.filter(key=prompt_key(chat_id, message_id)).delete()
+        if callback_data.op == RefuseOp.CANCEL:
+            callback_answer.text = t("ans.cancelled", lang)
+            text = t("msg.refuse_cancelled", lang, n=ticket_id)
+        else:
+            outcome = await workflow.refuse(ticket_id, staff, reason)
+            callback_answer.text = outcome_text(
+                outcome, lang, "ans.refused", seconds=int(workflow.config.refusal_grace.total_seconds())
+            )
+            if not outcome.ok:
+                await set_keyboard(bot, chat_id, message_id, None)
+                return
+            text = t("msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang), comment="")
+        await bot.edit_message_text(
+            board.views.render("notice", lang, text=text), chat_id=chat_id, message_id=message_id,
+            parse_mode="HTML", reply_markup=None, link_preview_options=NO_PREVIEW,
+        )
+
+    @router.callback_query(TicketAction.filter(F.op.in_({Op.UNDO, Op.FAQ, Op.CLOSE})))
+    async def simple_decision(
+        query: CallbackQuery, callback_data: TicketAction, workflow: Workflow, board: TelegramBoard,
+        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+    ) -> None:
+        ticket_id = callback_data.ticket_id
+        if callback_data.op == Op.UNDO:
+            outcome, key = await workflow.undo_refusal(ticket_id, staff), "ans.undone"
+        elif callback_data.op == Op.FAQ:
+            outcome, key = await workflow.answer_faq(ticket_id, staff), "ans.faq_sent"
+        else:
+            outcome, key = await workflow.close(ticket_id, staff), "ans.closed"
+        callback_answer.text = outcome_text(outcome, board.lang, key)
+        if outcome.status in ("too_late", "already", "invalid") and query.message is not None:
+            # The card may show a stale keyboard: put the one for the ticket's current state back.
+            await set_keyboard(bot, query.message.chat.id, query.message.message_id,
+                               await board.card_keyboard_now(ticket_id))
+
+    @router.callback_query(TicketAction.filter(F.op.in_({Op.MORE, Op.BACK, Op.HINT_REPLY})))
+    async def navigate(
+        query: CallbackQuery, callback_data: TicketAction, board: TelegramBoard, bot: Bot,
+        callback_answer: CallbackAnswer,
+    ) -> None:
+        ticket_id = callback_data.ticket_id
+        if callback_data.op == Op.HINT_REPLY:
+            callback_answer.text = short(t("ans.reply_hint", board.lang), 200)
+            callback_answer.show_alert = True
+            return
+        if not await Ticket.exists(id=ticket_id):
+            callback_answer.text = t("ans.not_found", board.lang)
+            return
+        if query.message is None:
+            return
+        value = (
+            await board.more_keyboard(ticket_id)
+            if callback_data.op == Op.MORE
+            else await board.card_keyboard_now(ticket_id)
+        )
+        await set_keyboard(bot, query.message.chat.id, query.message.message_id, value)
+
+    return router

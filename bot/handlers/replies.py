@@ -1,0 +1,144 @@
+"""Telegram replies in the staff chat: to a card or a thread post -> an email to the client (documents
+and photos attached), "!text" -> an internal note; to a refusal prompt -> the refusal's comment."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Message as TgMessage
+from aiogram.types import ReactionTypeEmoji
+
+from bot.board import TelegramBoard, short
+from bot.handlers.common import NO_PREVIEW
+from bot.handlers.decisions import prompt_key
+from bot.i18n import reason_label, t
+from models.tables import KeyValue, Message, StaffMember, TelegramOutbox, Ticket
+from models.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API serves files up to 20 MB
+
+
+async def ticket_for_message(chat_id: int, message_id: int) -> int | None:
+    """The ticket a bot message in the staff chat belongs to: its card, a thread post, or any post
+    the outbox made for a ticket (notices, full text, files)."""
+    ticket = await Ticket.filter(card_message_id=message_id).filter(card_chat_id=chat_id).first()
+    if ticket is None:
+        ticket = await Ticket.filter(card_message_id=message_id, card_chat_id=None).first()
+    if ticket is not None:
+        return ticket.id
+    message = await Message.filter(telegram_message_id=message_id).order_by("-id").first()
+    if message is not None:
+        return message.ticket_id
+    row = (
+        await TelegramOutbox.filter(chat_id=chat_id, result_message_id=message_id)
+        .exclude(ticket_id=None)
+        .order_by("-id")
+        .first()
+    )
+    return row.ticket_id if row is not None else None
+
+
+async def download_attachments(bot: Bot, message: TgMessage) -> list[tuple[str, str, bytes]]:
+    files: list[tuple[str, str, bytes]] = []
+    if message.document is not None:
+        doc = message.document
+        buffer = io.BytesIO()
+        await bot.download(doc.file_id, destination=buffer)
+        files.append((doc.file_name or "file", doc.mime_type or "application/octet-stream", buffer.getvalue()))
+    if message.photo:
+        photo = message.photo[-1]  # the largest size
+        buffer = io.BytesIO()
+        await bot.download(photo.file_id, destination=buffer)
+        files.append((f"photo-{message.message_id}.jpg", "image/jpeg", buffer.getvalue()))
+    return files
+
+
+def build_replies_router() -> Router:
+    router = Router(name="replies")
+
+    @router.message(F.reply_to_message)
+    async def on_reply(
+        message: TgMessage, bot: Bot, workflow: Workflow, board: TelegramBoard, staff: StaffMember
+    ) -> None:
+        lang = board.lang
+        target = message.reply_to_message
+        assert target is not None
+        if target.from_user is None or target.from_user.id != bot.id:
+            return  # staff talking to each other
+        chat_id = message.chat.id
+        text = (message.text or message.caption or "").strip()
+
+        pending = await KeyValue.get_or_none(key=prompt_key(chat_id, target.message_id))
+        if pending is not None:
+            await _refuse_with_comment(message, bot, workflow, board, staff, pending, text)
+            return
+
+        ticket_id = await ticket_for_message(chat_id, target.message_id)
+        if ticket_id is None:
+            await message.reply(t("msg.no_ticket", lang))
+            return
+        if text.startswith("!"):
+            outcome = await workflow.note(ticket_id, staff, text[1:].strip())
+            if outcome.ok:
+                await message.reply(t("msg.note_saved", lang, n=ticket_id))
+            return
+        if message.document is None and not message.photo and not text:
+            return  # stickers and the like: nothing to send
+        too_big = (message.document is not None and (message.document.file_size or 0) > MAX_DOWNLOAD) or (
+            bool(message.photo) and (message.photo[-1].file_size or 0) > MAX_DOWNLOAD
+        )
+        if too_big:
+            await message.reply(t("msg.reply_invalid", lang, detail="> 20 MB"))
+            return
+        try:
+            attachments = await download_attachments(bot, message)
+        except TelegramAPIError as error:
+            log.warning("could not download a staff attachment: %s", error)
+            await message.reply(t("msg.reply_invalid", lang, detail=short(str(error), 200)))
+            return
+        outcome = await workflow.reply(
+            ticket_id, staff, text, key=f"{chat_id}:{message.message_id}", attachments=attachments or None
+        )
+        if outcome.ok:
+            try:
+                await bot.set_message_reaction(chat_id, message.message_id, [ReactionTypeEmoji(emoji="👀")])
+            except TelegramAPIError:
+                pass  # a reaction is a courtesy; the SMTP confirmation follows anyway
+        elif outcome.status != "already":
+            await message.reply(t("msg.reply_invalid", lang, detail=outcome.detail or outcome.status))
+
+    return router
+
+
+async def _refuse_with_comment(
+    message: TgMessage, bot: Bot, workflow: Workflow, board: TelegramBoard, staff: StaffMember,
+    pending: KeyValue, comment: str,
+) -> None:
+    lang = board.lang
+    ticket_id = int(pending.value["ticket_id"])
+    reason = str(pending.value["reason"])
+    # Claim the prompt first: a redelivered update or a second reply finds nothing to do.
+    if not await KeyValue.filter(key=pending.key).delete():
+        return
+    outcome = await workflow.refuse(ticket_id, staff, reason, comment=comment)
+    if not outcome.ok:
+        await message.reply(t("ans.already", lang) if outcome.status == "already" else outcome.status)
+        return
+    text = t(
+        "msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang),
+        comment=t("msg.comment", lang, text=short(comment, 500)) if comment else "",
+    )
+    target = message.reply_to_message
+    assert target is not None
+    try:
+        await bot.edit_message_text(
+            board.views.render("notice", lang, text=text), chat_id=message.chat.id, message_id=target.message_id,
+            parse_mode="HTML", reply_markup=None, link_preview_options=NO_PREVIEW,
+        )
+    except TelegramAPIError as error:
+        log.info("could not edit the refusal prompt: %s", error)

@@ -1,0 +1,140 @@
+"""The command views (/queue, /ticket, /client, /stats): database in, Telegram HTML out, always within
+Telegram's limits (`TelegramViews.render_list` drops items from the end until the text fits)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from markupsafe import Markup
+from tortoise.expressions import Q
+
+from bot.board import SAFE_LIMIT, TelegramBoard, short, visible_len
+from bot.i18n import RU, reason_label, t
+from models.policy import month_key
+from models.sla_rules import format_time_left
+from models.tables import (
+    Client,
+    Decision,
+    Message,
+    MessageDirection,
+    StaffMember,
+    Ticket,
+    TicketStatus,
+)
+
+OPEN = (TicketStatus.NEW, TicketStatus.ACCEPTED)
+
+
+async def queue_view(board: TelegramBoard) -> str:
+    lang = board.lang
+    now = board.clock()
+    tickets = await Ticket.filter(status=TicketStatus.NEW).order_by("arrived_at", "arrival_uid", "id").limit(200)
+    total = await Ticket.filter(status=TicketStatus.NEW).count()
+    if not tickets:
+        return board.views.render("notice", lang, text=t("cmd.queue_empty", lang))
+    clients = {c.id: c.name for c in await Client.filter(id__in={x.client_id for x in tickets if x.client_id})}
+    items = [
+        {
+            "n": x.id,
+            "arrived": board.when(x.arrived_at),
+            "client": short(clients.get(x.client_id or 0) or x.sender_address, 60),
+            "subject": short(x.subject, 80) or t("card.no_subject", lang),
+            "left": format_time_left(board.calendar, now, _aware(x.sla_due_at), lang) if x.sla_due_at else "",
+        }
+        for x in tickets
+    ]
+    return board.views.render_list("queue", lang, items, total=total)
+
+
+async def ticket_view(board: TelegramBoard, ticket_id: int) -> str:
+    """The card as it is now, plus the audit trail (Decision rows, newest kept when space is short)."""
+    lang = board.lang
+    decisions = await Decision.filter(ticket_id=ticket_id).order_by("id")
+    names = {s.id: s.name or s.username or str(s.telegram_id)
+             for s in await StaffMember.filter(id__in={d.staff_id for d in decisions if d.staff_id})}
+    items = [
+        {
+            "when": board.when(d.created_at),
+            "what": (t(f"action.{d.action}", lang) if f"action.{d.action}" in RU else d.action)
+            + (f" — {reason_label(d.reason, lang)}" if d.reason else ""),
+            "who": short(names.get(d.staff_id or 0, ""), 60),
+            "comment": short(d.comment, 100),
+        }
+        for d in decisions
+    ]
+    thread = await Message.filter(ticket_id=ticket_id).exclude(direction=MessageDirection.NOTE).count()
+    for keep in (12, 5, 0):
+        shown = items[-keep:] if keep else []
+        more = t("more_items", lang, n=len(items) - len(shown)) if len(shown) < len(items) else ""
+        history = board.views.render("ticket", lang, items=shown, more=more, card="", thread=thread)
+        card, _ = await board.render_card(ticket_id, limit=SAFE_LIMIT - visible_len(history) - 4)
+        text = board.views.render("ticket", lang, items=shown, more=more, card=Markup(card), thread=thread)
+        if visible_len(text) <= SAFE_LIMIT:
+            return text
+    return board.views.render("ticket", lang, items=[], more="", card="", thread=thread)
+
+
+async def client_view(board: TelegramBoard, query: str) -> str:
+    lang = board.lang
+    q = query.strip()
+    cond = Q(name__icontains=q) | Q(inn=q) | Q(contract__icontains=q) | Q(addresses__value__icontains=q.lower())
+    clients = await Client.filter(cond).distinct().order_by("name").limit(20)
+    if not clients:
+        return board.views.render("notice", lang, text=t("cmd.no_client", lang))
+    month = month_key(board.clock(), board.config.timezone)
+    items = []
+    for c in clients:
+        addresses = await c.addresses.all().values_list("value", flat=True)
+        month_count = await Ticket.filter(client_id=c.id, month_key=month, counts_toward_limit=True).count()
+        open_ids = await Ticket.filter(client_id=c.id, status__in=OPEN).order_by("id").values_list("id", flat=True)
+        items.append(
+            {
+                "name": short(c.name, 150),
+                "inn": c.inn or "",
+                "contract": short(c.contract or "", 60),
+                "active": c.active,
+                "addresses": short(", ".join(addresses), 300),
+                "month_count": month_count,
+                "open": ", ".join(f"#{i}" for i in open_ids[:20]),
+            }
+        )
+    return board.views.render_list("client", lang, items, query=short(q, 100), limit=board.config.monthly_limit)
+
+
+async def stats_view(board: TelegramBoard, month: str) -> str:
+    lang = board.lang
+    rows = await Ticket.filter(month_key=month).values(
+        "id", "status", "refuse_reason", "sla_due_at", "first_decided_at"
+    )
+    ids = [r["id"] for r in rows]
+    actions: Counter[str] = Counter()
+    if ids:
+        for d in await Decision.filter(ticket_id__in=ids, action__in=["accepted", "answered_faq"]).values(
+            "ticket_id", "action"
+        ):
+            actions[d["action"]] += 1
+    # Auto-replies recorded as closed tickets without an SLA are not requests.
+    requests = [r for r in rows if r["sla_due_at"] is not None]
+    refused = Counter(r["refuse_reason"] for r in requests if r["status"] == TicketStatus.REFUSED)
+    decided = [r for r in requests if r["first_decided_at"] is not None]
+    met = sum(1 for r in decided if _aware(r["first_decided_at"]) <= _aware(r["sla_due_at"]))
+    sla = f"{round(100 * met / len(decided))}% ({met}/{len(decided)})" if decided else t("stats.no_data", lang)
+    return board.views.render(
+        "stats",
+        lang,
+        month=month,
+        received=len(requests),
+        accepted=actions["accepted"],
+        refused=sum(refused.values()),
+        reasons=[{"label": reason_label(r or "?", lang), "count": n} for r, n in refused.most_common()],
+        faq=actions["answered_faq"],
+        closed=sum(1 for r in requests if r["status"] == TicketStatus.CLOSED),
+        waiting=sum(1 for r in requests if r["status"] == TicketStatus.NEW),
+        sla=sla,
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+

@@ -1,0 +1,88 @@
+"""Telling staff what happened to the emails they caused.
+
+`mail/send.py` reports every delivery attempt as a `DeliveryEvent`; `EmailNotifier.on_email_event`
+turns it into staff-chat posts (outbox rows, idempotent by key):
+* a staff reply handed to the SMTP server -> "✉️ Email sent (#N)" as a reply to the card;
+* any email that failed for good -> an error notice and a card update (the card shows the failure);
+* "retrying" -> nothing (the sender retries with backoff; only the final outcome is news).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from bot.board import TelegramBoard
+from models.ports import BoardPost
+from models.tables import TelegramOutbox, Ticket
+from models.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryEventLike(Protocol):
+    """The attributes of mail.send.DeliveryEvent this module reads."""
+
+    outbox_id: int
+    ticket_id: int | None
+    event: str
+    outcome: Any  # "sent" | "failed" | "retrying"
+    error: str | None
+    ambiguous: bool
+
+
+class EmailNotifier:
+    def __init__(self, workflow: Workflow, board: TelegramBoard) -> None:
+        self.workflow = workflow
+        self.board = board
+
+    async def on_email_event(self, event: DeliveryEventLike) -> None:
+        outcome = str(getattr(event.outcome, "value", event.outcome))
+        ticket_id = event.ticket_id
+        if ticket_id is not None and not await Ticket.exists(id=ticket_id):
+            ticket_id = None
+        if outcome == "sent" and event.event == "staff_reply":
+            post = await self.board.notice("email_sent", {"ticket_id": ticket_id}, ticket_id=ticket_id)
+            await self.workflow.post(post, f"email_sent:{event.outbox_id}")
+        elif outcome == "failed":
+            facts = {"ticket_id": ticket_id, "error": event.error or "", "event": event.event}
+            post = await self.board.notice("email_failed", facts, ticket_id=ticket_id)
+            await self.workflow.post(post, f"email_failed:{event.outbox_id}")
+            if ticket_id is not None:
+                update = await self.board.card_update(ticket_id)
+                await self.workflow.post(update, f"edit:email_failed:{event.outbox_id}")
+            log.warning("email %s (%s) failed: %s", event.outbox_id, event.event, event.error)
+
+
+def make_email_event_handler(workflow: Workflow, board: TelegramBoard) -> Callable[[Any], Awaitable[None]]:
+    """`on_email_event(event)` for mail.send's sender, bound to this workflow and board."""
+    return EmailNotifier(workflow, board).on_email_event
+
+
+class TelegramFailureHandler:
+    """`TelegramSender(on_failed=...)`: a staff-chat post failed for good. Tell staff, in plain text
+    (whatever broke the post cannot break this one), unless the failed post was such a warning."""
+
+    def __init__(self, workflow: Workflow, board: TelegramBoard, *, staff_chat_id: int | None = None) -> None:
+        self.workflow = workflow
+        self.board = board
+        self.staff_chat_id = staff_chat_id if staff_chat_id is not None else board.config.staff_chat_id
+
+    async def on_failed(self, row: TelegramOutbox, reason: str) -> None:
+        if row.kind == "post_failed" or row.idempotency_key.startswith("post_failed:"):
+            return
+        lang = self.board.lang
+        ticket = f" #{row.ticket_id}" if row.ticket_id else ""
+        text = (
+            f"⚠️ Не удалось опубликовать{ticket} ({row.kind}): {reason[:500]}"
+            if lang == "ru"
+            else f"⚠️ Could not post{ticket} ({row.kind}): {reason[:500]}"
+        )
+        post = BoardPost(
+            kind="post_failed",
+            chat_id=self.staff_chat_id,
+            payload={"method": "sendMessage", "params": {"text": text}},
+            extra={"ticket_id": row.ticket_id} if row.ticket_id else {},
+        )
+        await self.workflow.post(post, f"post_failed:{row.id}")
