@@ -28,7 +28,6 @@ RU: dict[str, str] = {
     "btn.no_comment": "Отказать без комментария",
     "btn.cancel": "Отмена",
     "btn.open": "Открыть #{n}",
-    "btn.suggested": "⭐ {label}",
     # statuses
     "status.new": "ждёт решения",
     "status.accepted": "принято в работу",

@@ -31,11 +31,21 @@ from mail.imap import (
     uid_set,
 )
 from mail.intake import MailWatcher, split_by_bytes
+from models import db as database
 from models.tables import MailCursor, RawMail, RawMailStatus
 from tests.rig.dovecot import DovecotServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG = "$StoreolisHandled"
+
+
+@pytest.fixture
+async def db(db: str) -> str:
+    """The shared migrated database, with tortoise initialised again: after apply_migrations the
+    models' filter tables are empty here (``filter(mailbox=...)`` raises FieldError)."""
+    await database.close_db()
+    await database.init_db(db)
+    return db
 
 
 def make_config(mailbox: DovecotServer, **overrides: Any) -> ImapConfig:
@@ -440,16 +450,22 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(db: str, mailb
     )
     server_uids = await asyncio.to_thread(mailbox.list_uids)
 
-    for _ in range(3):
+    # Kill while ingestion is under way: each run is killed once the table has passed a random
+    # row count (then after a random few milliseconds), so the kills land between fetch, commit
+    # and flag at random. The parent only runs short reads, so it never holds SQLite's write lock.
+    for low, high in ((1, 400), (450, 900), (950, 1400)):
+        target = rnd.randint(low, high)
         proc = _start_watcher(mailbox, db)
         try:
             await _wait_started(proc)
-            await asyncio.sleep(rnd.uniform(0.05, 1.5))
+            deadline = time.monotonic() + 60
+            while await rows_count() < target and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(rnd.uniform(0, 0.05))
         finally:
             proc.send_signal(signal.SIGKILL)
             await asyncio.to_thread(proc.wait, 30)
-        # The parent only reads, between runs, so it never holds SQLite's write lock.
-        print(f"after a kill: {await rows_count()} rows")
+        print(f"killed after row {target}: {await rows_count()} rows stored")
 
     proc = _start_watcher(mailbox, db)
     try:

@@ -110,9 +110,12 @@ def count_connections(server: SmtpCapture) -> _SessionCountingHandler:
     return handler
 
 
-async def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]  # noqa: ASYNC109
+async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]  # noqa: ASYNC109
+    """Poll the database for an outcome (no event to wait on there), failing after `timeout`."""
     async with asyncio.timeout(timeout):
-        while not await predicate():
+        while True:
+            if await predicate():
+                return
             await asyncio.sleep(0.02)
 
 
@@ -224,12 +227,12 @@ async def test_smtp_down_for_a_while_then_everything_delivered_once(
     task = asyncio.create_task(sender.run())
     try:
         # Several connection attempts fail while no row is touched.
-        await wait_until(lambda: _true(sender._connect_failures >= 3), what="connect failures")
+        await wait_until(lambda: _true(sender._connect_failures >= 3))
         assert await EmailOutbox.filter(status=OutboxStatus.PENDING, attempts=0).count() == 20
         smtp_server.set_mode(None)
         sender.wake()
         await smtp_server.wait_for_count(20)
-        await wait_until(lambda: _all_sent(len(rows)), what="all SENT")
+        await wait_until(lambda: _all_sent(len(rows)))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -508,8 +511,9 @@ async def test_sent_copy_is_appended_to_the_imap_folder(db: str, smtp_server: Sm
     await sender.aclose()
     assert mailbox.count("Sent") == 2
     assert all(r"\Seen" in flags for flags in mailbox.fetch_flags("Sent").values())
+    # Maildir files keep LF line endings; otherwise the copy is the sent message itself.
     stored = sorted(p.read_bytes() for p in mailbox.maildir("Sent").glob("cur/*"))
-    assert stored == sorted(bytes(r.content) for r in rows)
+    assert stored == sorted(bytes(r.content).replace(b"\r\n", b"\n") for r in rows)
 
 
 async def test_failed_sent_copy_never_resends(

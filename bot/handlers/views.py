@@ -78,7 +78,10 @@ async def ticket_view(board: TelegramBoard, ticket_id: int) -> str:
 async def client_view(board: TelegramBoard, query: str) -> str:
     lang = board.lang
     q = query.strip()
-    cond = Q(name__icontains=q) | Q(inn=q) | Q(contract__icontains=q) | Q(addresses__value__icontains=q.lower())
+    cond = Q(inn=q) | Q(contract__icontains=q) | Q(addresses__value__icontains=q.lower())
+    # SQLite's LIKE folds ASCII case only: try the usual spellings of a Cyrillic name as well.
+    for variant in {q, q.lower(), q.upper(), q.capitalize(), q.title()}:
+        cond |= Q(name__icontains=variant)
     clients = await Client.filter(cond).distinct().order_by("name").limit(20)
     if not clients:
         return board.views.render("notice", lang, text=t("cmd.no_client", lang))

@@ -1,0 +1,144 @@
+"""TelegramBoard rendering: whatever an email contains, a post parses as Telegram HTML and fits 4096
+UTF-16 units; keyboards carry ids only, within 64 bytes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.board import BoardConfig, TelegramBoard, TelegramViews, cut_utf16, tg_escape, visible_len
+from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction
+from bot.i18n import EN, RU, t
+from models.calendar import BusinessCalendar
+from models.policy.base import ClientMatch, Finding, FindingCode, Verdict
+from models.tables import Client, Decision, Message, MessageDirection, StaffMember, Ticket, TicketStatus
+from tests.rig.fake_telegram import MAX_TEXT_LENGTH, parse_html, strip_formatted, utf16_len
+
+HOSTILE = [
+    "<script>alert(1)</script>",
+    "</b></i></blockquote>",
+    "&amp; &nbsp; & &#0; &#xD800;",
+    "unmatched < and > and <b",
+    "👨‍👩‍👧‍👦 𝕏 😀" * 50,
+    "\x00\x01 control \u202e RTL",
+]
+
+
+def telegram_view(text: str) -> str:
+    """What Telegram would show, failing exactly as it would on bad HTML or length."""
+    plain, entities = strip_formatted(*parse_html(text, strict_entities=True))
+    assert plain, "message text is empty"
+    assert utf16_len(plain) <= MAX_TEXT_LENGTH, f"message is too long: {utf16_len(plain)}"
+    return plain
+
+
+def make_board(language: str = "ru") -> TelegramBoard:
+    return TelegramBoard(BoardConfig(staff_chat_id=-100, language=language), calendar=BusinessCalendar(),
+                         clock=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+
+
+async def hostile_ticket(body: str, status: TicketStatus = TicketStatus.NEW) -> Ticket:
+    bad = " ".join(HOSTILE)
+    client = await Client.create(name=f"ООО <Ромашка> & {bad}"[:300], inn="7707083893")
+    verdict = Verdict(
+        findings=[
+            Finding(FindingCode.PROFANITY, "2.6", "Нецензурная лексика", "Obscene language",
+                    {"kind": "profanity", "hits": [{"word": w} for w in HOSTILE]}),
+            Finding(FindingCode.DUPLICATE, "2.6", "Дублирование <сообщения>", "Duplicate", {"original_ticket": 7}),
+            Finding(FindingCode.MONTHLY_LIMIT, "2.6", "Лимит", "Limit", {"count": 4, "limit": 3}),
+            *[Finding(FindingCode.UNCLEAR, "2.1-2.2", bad * 3, bad * 3, {"reason": bad * 5}, "warn")] * 10,
+        ],
+        client=ClientMatch(client.id, client.name, "7707083893", None, True, "address"),
+        candidates=[], sender_verified=None, month_count=4, monthly_limit=3, suggestion="refuse",
+        refuse_reason="profanity",
+    )
+    arrived = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    ticket = await Ticket.create(
+        client=client, status=status, arrived_at=arrived, month_key="2026-11", subject=(bad * 10)[:1000],
+        sender_address="evil<>&@example.org", sender_name=bad[:300], verdict=verdict.to_json(),
+        sla_due_at=arrived + timedelta(days=7), first_decided_at=arrived + timedelta(days=8)
+        if status != TicketStatus.NEW else None,
+    )
+    await Message.create(
+        ticket=ticket, direction=MessageDirection.INBOUND, subject=ticket.subject, text=body, new_text=body,
+        from_address=ticket.sender_address, from_name=ticket.sender_name,
+        attachments=[{"filename": f"{h}.pdf", "size": 10**8, "part_index": i, "content_type": "application/pdf"}
+                     for i, h in enumerate(HOSTILE * 5)],
+    )
+    staff, _ = await StaffMember.get_or_create(telegram_id=1, defaults={"name": bad[:200], "username": "x"})
+    for action in ("accepted", "refused", "answered_faq", "replied", "closed"):
+        await Decision.create(ticket=ticket, staff=staff, action=action, reason="profanity", comment=bad * 20)
+    return ticket
+
+
+@pytest.mark.parametrize("status", list(TicketStatus))
+@pytest.mark.parametrize("body", ["", "коротко", ("<b>x</b> & 😀" * 20000)[:100_000], "😀" * 5000])
+async def test_cards_of_hostile_mail_parse_and_fit_in_every_state(db, status, body):
+    ticket = await hostile_ticket(body, status)
+    board = make_board()
+    for post in (await board.new_card(ticket.id), await board.card_update(ticket.id)):
+        plain = telegram_view(post.payload["params"]["text"])
+        assert "<script>alert(1)</script>" in plain
+        for row in post.payload["params"]["reply_markup"]["inline_keyboard"]:
+            for button in row:
+                assert len(button["callback_data"].encode()) <= 64
+    message = await Message.get(ticket_id=ticket.id)
+    telegram_view((await board.followup(ticket.id, message.id, note="bounce:" + "<x>" * 500)).payload["params"]["text"])
+    telegram_view(board.notice_text("quarantined", {"raw_mail_id": 1, "reason": "<b" * 2000, "size": 5}))
+
+
+async def test_card_cites_clauses_and_evidence(db):
+    ticket = await hostile_ticket("Текст обращения")
+    text = telegram_view((await make_board().new_card(ticket.id)).payload["params"]["text"])
+    assert "Нецензурная лексика (п. 2.6)" in text and "слова: «<script>alert(1)</script>»" in text
+    assert "Дублирование <сообщения> (п. 2.6): исходное обращение #7" in text
+    assert "4-е обращение, лимит 3" in text and "4 из 3 обращений в этом месяце" in text
+    english = telegram_view((await make_board("en").new_card(ticket.id)).payload["params"]["text"])
+    assert "Obscene language (clause 2.6)" in english and "original ticket #7" in english
+
+
+async def test_refused_card_offers_undo_and_closed_card_only_more(db):
+    board = make_board()
+    refused = await hostile_ticket("x", TicketStatus.REFUSED)
+    _, markup = await board.render_card(refused.id)
+    assert [b["text"] for row in markup["inline_keyboard"] for b in row] == ["↩️ Отменить отказ", "…"]
+    closed = await hostile_ticket("y", TicketStatus.CLOSED)
+    _, markup = await board.render_card(closed.id)
+    assert [b["text"] for row in markup["inline_keyboard"] for b in row] == ["…"]
+    text, _ = await board.render_card(closed.id)
+    assert "Срок первой обработки нарушен" in telegram_view(text)
+
+
+def test_callback_data_stays_within_64_bytes_for_the_largest_ids():
+    for op in Op:
+        assert len(TicketAction(op=op, ticket_id=10**12).pack().encode()) <= 64
+    for op in RefuseOp:
+        for reason in Reason:
+            assert len(RefuseAction(op=op, ticket_id=10**12, reason=reason).pack().encode()) <= 64
+
+
+def test_english_catalogue_covers_the_russian_one_where_it_matters():
+    missing = sorted(k for k in RU if k not in EN and not k.startswith(("btn.more", "msg.notice", "card.evidence.reason")))
+    assert missing == []
+    with pytest.raises(KeyError):
+        t("no.such.key", "en")
+
+
+def test_cut_utf16_never_splits_a_surrogate_pair():
+    assert cut_utf16("a😀b", 2) == "a"
+    assert cut_utf16("a😀b", 3) == "a😀"
+    assert tg_escape("<&>\"'") == "&lt;&amp;&gt;\"'"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.text(max_size=6000), subject=st.text(max_size=400), sender=st.text(max_size=200))
+def test_any_text_renders_as_valid_telegram_html_within_the_limit(body, subject, sender):
+    views = TelegramViews()
+    text = views.render_fitted("followup", "ru", body=body, title=t("msg.followup", "ru", n=1), sender=sender[:200],
+                               subject=subject[:300], notes=[subject[:300]], attachments=sender)
+    plain, _ = parse_html(text, strict_entities=True)
+    assert utf16_len(plain.strip()) <= MAX_TEXT_LENGTH
+    assert visible_len(text) == utf16_len(plain.strip())
