@@ -320,6 +320,24 @@ class TelegramBoard:
                 line = t("msg.email_failed", lang, n=facts.get("ticket_id"), error=error)
             else:
                 line = t("msg.email_failed_unknown", lang, error=error)
+        elif event == "sla_alert":
+            key = "msg.sla_breached" if facts.get("breached") else "msg.sla_alert"
+            line = t(key, lang, mention=short(str(facts.get("mention") or ""), 100), n=facts.get("ticket_id"),
+                     left=facts.get("time_left") or "")
+            who = short(str(facts.get("client") or facts.get("sender") or ""), 200)
+            line += f"\n{who} · {short(str(facts.get('subject') or ''), 200)}"
+        elif event == "sla_digest":
+            items = list(facts.get("items") or [])
+            key = "msg.sla_digest" if items else "msg.sla_digest_empty"
+            lines = [t(key, lang, mention=short(str(facts.get("mention") or ""), 100), date=facts.get("date"),
+                       count=len(items))]
+            lines += [
+                f"#{i.get('ticket_id')} — {i.get('time_left', '')} — {short(str(i.get('subject') or ''), 80)}"
+                for i in items[:30]
+            ]
+            line = "\n".join(lines)
+        elif event == "calendar_beyond_verified":
+            line = t("msg.calendar", lang, verified=facts.get("verified_through"), year=facts.get("year"))
         else:
             detail = ", ".join(f"{k}: {short(str(v), 200)}" for k, v in list(facts.items())[:10])
             line = short(f"{event}: {detail}" if detail else event, 3000)

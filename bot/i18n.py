@@ -87,6 +87,13 @@ RU: dict[str, str] = {
     "msg.bounce": "❗ Письмо клиенту не доставлено: {who}",
     "msg.auto_reply": "🤖 Автоответ",
     "msg.notice": "ℹ️ {event}",
+    "msg.sla_alert": "⏰ {mention} Срок первой обработки #{n} (п. 2.3): {left}",
+    "msg.sla_breached": "🔥 {mention} Срок первой обработки #{n} нарушен (п. 2.3): {left}",
+    "msg.sla_digest": "📋 {mention} Сводка на {date}: сроки подходят у {count} обращений",
+    "msg.sla_digest_empty": "📋 {mention} Сводка на {date}: срочных обращений нет",
+    "msg.calendar": "⚠️ Производственный календарь проверен до {verified} года; для {year} переносы "
+    "выходных не известны: проверьте файл переопределений календаря",
+    "msg.post_failed": "⚠️ Не удалось опубликовать{ticket} ({kind}): {reason}",
     # commands
     "cmd.queue": "Очередь ожидающих обращений",
     "cmd.ticket": "Обращение: /ticket N",
@@ -244,6 +251,13 @@ EN: dict[str, str] = {
     "msg.reopened": "🔓 Reopened: the client wrote after closing",
     "msg.bounce": "❗ Email to the client bounced: {who}",
     "msg.auto_reply": "🤖 Auto-reply",
+    "msg.sla_alert": "⏰ {mention} First-response deadline of #{n} (2.3): {left}",
+    "msg.sla_breached": "🔥 {mention} First-response deadline of #{n} missed (2.3): {left}",
+    "msg.sla_digest": "📋 {mention} Digest for {date}: {count} requests near their deadline",
+    "msg.sla_digest_empty": "📋 {mention} Digest for {date}: nothing urgent",
+    "msg.calendar": "⚠️ The business calendar is verified through {verified}; weekend transfers for {year} "
+    "are unknown: check the calendar override file",
+    "msg.post_failed": "⚠️ Could not post{ticket} ({kind}): {reason}",
     "cmd.queue": "Waiting requests",
     "cmd.ticket": "A ticket: /ticket N",
     "cmd.client": "A client: /client name, INN, contract or address",

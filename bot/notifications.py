@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bot.board import TelegramBoard
+from bot.i18n import t
 from models.ports import BoardPost
 from models.tables import TelegramOutbox, Ticket
 from models.workflow import Workflow
@@ -72,13 +73,8 @@ class TelegramFailureHandler:
     async def on_failed(self, row: TelegramOutbox, reason: str) -> None:
         if row.kind == "post_failed" or row.idempotency_key.startswith("post_failed:"):
             return
-        lang = self.board.lang
         ticket = f" #{row.ticket_id}" if row.ticket_id else ""
-        text = (
-            f"⚠️ Не удалось опубликовать{ticket} ({row.kind}): {reason[:500]}"
-            if lang == "ru"
-            else f"⚠️ Could not post{ticket} ({row.kind}): {reason[:500]}"
-        )
+        text = t("msg.post_failed", self.board.lang, ticket=ticket, kind=row.kind, reason=reason[:500])
         post = BoardPost(
             kind="post_failed",
             chat_id=self.staff_chat_id,

@@ -142,3 +142,15 @@ def test_any_text_renders_as_valid_telegram_html_within_the_limit(body, subject,
     plain, _ = parse_html(text, strict_entities=True)
     assert utf16_len(plain.strip()) <= MAX_TEXT_LENGTH
     assert visible_len(text) == utf16_len(plain.strip())
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_sla_notices_render_within_limits(language):
+    board = make_board(language)
+    alert = board.notice_text("sla_alert", {"ticket_id": 5, "breached": True, "client": "<ООО>", "subject": "&" * 5000,
+                                            "time_left": "просрочено на 2 ч", "mention": "@alice"})
+    assert "#5" in telegram_view(alert)
+    items = [{"ticket_id": i, "subject": "<x>" * 100, "time_left": "1 h"} for i in range(30)]
+    digest = telegram_view(board.notice_text("sla_digest", {"items": items, "date": "2026-11-25", "mention": "@bob"}))
+    assert "#29" in digest
+    telegram_view(board.notice_text("calendar_beyond_verified", {"year": 2028, "verified_through": 2027}))

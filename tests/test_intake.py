@@ -9,11 +9,13 @@ import hashlib
 import logging
 import os
 import random
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from mail.intake import MailWatcher, split_by_bytes
 from models import db as database
 from models.tables import MailCursor, RawMail, RawMailStatus
 from tests.rig.dovecot import DovecotServer
+from tests.rig.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG = "$StoreolisHandled"
@@ -459,7 +462,9 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(db: str, mailb
         try:
             await _wait_started(proc)
             deadline = time.monotonic() + 60
-            while await rows_count() < target and time.monotonic() < deadline:
+            for _ in iter(int, 1):  # until the target row count (or the deadline) is reached
+                if await rows_count() >= target or time.monotonic() > deadline:
+                    break
                 await asyncio.sleep(0.005)
             await asyncio.sleep(rnd.uniform(0, 0.05))
         finally:
@@ -490,3 +495,64 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(db: str, mailb
     assert sorted(ids) == sorted(email.message_from_bytes(raw)["Message-ID"] for raw in raws)
     assert sorted(u for _, _, u in rows) == server_uids
     assert (await MailCursor.get(mailbox=f"{mailbox.user}/INBOX")).last_uid == max(server_uids)
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_dovecot(tmp_path: Path) -> Iterator[tuple[DovecotServer, int, ssl.SSLContext]]:
+    """A separate Dovecot with a self-signed certificate: STARTTLS on .port, implicit TLS on the
+    returned port. (The shared server has TLS off, and its config is not ours to change.)"""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = DovecotServer()
+    server.start()
+    try:
+        tls_port = free_port()
+        conf = server.config_path.read_text()
+        conf = conf.replace("ssl = no", f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}")
+        conf = conf.replace(
+            "inet_listener imaps {\n    port = 0",
+            f"inet_listener imaps {{\n    address = 127.0.0.1\n    port = {tls_port}",
+        )
+        server.config_path.write_text(conf)
+        server.restart()
+        yield server, tls_port, ssl.create_default_context(cafile=str(cert))
+    finally:
+        server.stop()
+
+
+async def test_starttls_and_ssl_both_work_and_verify_the_certificate(
+    db: str, tls_dovecot: tuple[DovecotServer, int, ssl.SSLContext]
+) -> None:
+    server, tls_port, trust = tls_dovecot
+    raw = make_mail(1)
+    await asyncio.to_thread(server.append, raw)
+    for security, port in (("starttls", server.port), ("ssl", tls_port)):
+        config = make_config(server, security=security, port=port, ssl_context=trust)
+        session = ImapSession(config)
+        try:
+            await session.connect()
+            assert session._client is not None
+            assert session._client.protocol.transport.get_extra_info("ssl_object") is not None  # really TLS
+            await session.login()
+            await session.select()
+            assert [m.raw for m in await session.fetch_batch(await session.uid_search_after(0))] == [raw]
+        finally:
+            await session.logout()
+    watcher = MailWatcher(make_config(server, security="starttls", ssl_context=trust))
+    try:
+        assert await watcher.sync_once() == 1
+    finally:
+        await watcher.close()
+    # Without trusting the self-signed certificate, the connection is refused (no silent downgrade).
+    for security, port in (("starttls", server.port), ("ssl", tls_port)):
+        with pytest.raises(ImapError, match="CERTIFICATE_VERIFY_FAILED"):
+            await check_imap(make_config(server, security=security, port=port))
