@@ -292,7 +292,18 @@ class TelegramBoard:
 
     async def notice(self, event: str, facts: dict[str, Any], ticket_id: int | None = None) -> BoardPost:
         text = self.notice_text(event, facts)
-        payload: dict[str, Any] = {"method": "sendMessage", "params": self._params(text, None)}
+        markup = None
+        if event == "sla_alert" and ticket_id is not None:
+            # The on-call agent acts from the alert itself: open the request or take it.
+            markup = keyboard(
+                [
+                    [
+                        button(t("btn.open", self.lang, n=ticket_id), TicketAction(op=Op.OPEN, ticket_id=ticket_id)),
+                        button(t("btn.accept", self.lang), TicketAction(op=Op.ACCEPT, ticket_id=ticket_id)),
+                    ]
+                ]
+            )
+        payload: dict[str, Any] = {"method": "sendMessage", "params": self._params(text, markup)}
         if ticket_id is not None:
             payload["reply_to"] = {"ticket_card": ticket_id}
         return BoardPost(

@@ -17,7 +17,7 @@ from bot.board import TelegramBoard
 from bot.i18n import t
 from models.ports import BoardPost
 from models.tables import TelegramOutbox, Ticket
-from models.workflow import Workflow
+from models.workflow import REFUSAL_EVENTS, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ class EmailNotifier:
         if outcome == "sent" and event.event == "staff_reply":
             post = await self.board.notice("email_sent", {"ticket_id": ticket_id}, ticket_id=ticket_id)
             await self.workflow.post(post, f"email_sent:{event.outbox_id}")
+        elif outcome == "sent" and event.event in REFUSAL_EVENTS.values() and ticket_id is not None:
+            # The refusal left: its grace period is over, so the card loses its "undo" button.
+            update = await self.board.card_update(ticket_id)
+            await self.workflow.post(update, f"edit:email_sent:{event.outbox_id}")
         elif outcome == "failed":
             facts = {"ticket_id": ticket_id, "error": event.error or "", "event": event.event}
             post = await self.board.notice("email_failed", facts, ticket_id=ticket_id)

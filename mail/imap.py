@@ -9,8 +9,8 @@ Why it is more than a thin wrapper (facts measured against Dovecot, see TESTING-
 * Any failure - timeout, lost connection, NO/BAD answer, library exception - becomes one
   ``ImapError`` with a secret-free message, and the session is then marked broken: the caller drops
   it and reconnects (a half-answered command leaves aioimaplib's state unusable).
-* aioimaplib has no STARTTLS: it is done here by sending the command and upgrading the protocol's
-  transport with ``loop.start_tls``.
+* aioimaplib has no STARTTLS: it is done here (tested against Dovecot) by sending the command and
+  upgrading the protocol's transport with ``loop.start_tls``.
 * aioimaplib drops untagged ``EXISTS`` lines that arrive outside IDLE; a protocol subclass counts
   them so a new-mail notice that races the last SEARCH is not lost before the next IDLE.
 """

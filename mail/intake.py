@@ -114,7 +114,7 @@ class MailWatcher:
                     continue
                 self._drop_session()
                 attempt += 1
-                delay = min(self.retry_cap, self.retry_base * 2 ** (attempt - 1))
+                delay = min(self.retry_cap, self.retry_base * 2 ** min(attempt - 1, 20))
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: no thundering herd
         finally:
             await self._close_session()

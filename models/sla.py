@@ -58,12 +58,13 @@ class SlaPlanner:
     def next_alert_at(
         self, arrived_at: datetime, deadline: datetime, fired: dict[str, datetime]
     ) -> datetime | None:
+        # Stored in UTC: SQLite compares datetimes as text, so one offset everywhere keeps order right.
         pending = [when for code, when in self.fire_times(arrived_at, deadline).items() if code not in fired]
         if pending:
-            return min(pending)
+            return min(pending).astimezone(UTC)
         breaches = [when for code, when in fired.items() if code.startswith(BREACH)]
         if breaches and any(t.code == BREACH for t in self.config.thresholds):
-            return max(breaches) + self.config.breach_repeat  # remind until someone acts
+            return (max(breaches) + self.config.breach_repeat).astimezone(UTC)  # remind until someone acts
         return None
 
 
@@ -163,7 +164,10 @@ class SlaService:
                 "mention": target.mention,
             }
             post = await self.board.notice("sla_alert", facts, ticket_id=ticket.id)
-            post = BoardPost(post.kind, target.chat_id, post.payload, post.extra)
+            payload = dict(post.payload)
+            if target.chat_id != post.chat_id:
+                payload.pop("reply_to", None)  # the card lives in the staff chat, not in this one
+            post = BoardPost(post.kind, target.chat_id, payload, post.extra)
             await TelegramOutbox.get_or_create(
                 idempotency_key=f"sla:{ticket.id}:{code}",
                 defaults={

@@ -290,7 +290,8 @@ class Workflow:
             arrival_uid=row.uid,
             month_key=month_key(arrived, self.config.timezone),
             counts_toward_limit=counts,
-            sla_due_at=self.calendar.add_business_days(arrived, self.config.sla_business_days)
+            # UTC in the database: SQLite compares datetimes as text, so one offset keeps the order right.
+            sla_due_at=self.calendar.add_business_days(arrived, self.config.sla_business_days).astimezone(UTC)
             if status is TicketStatus.NEW
             else None,
             subject=msg.subject[:1000],
@@ -677,4 +678,4 @@ class Workflow:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
