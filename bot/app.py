@@ -148,19 +148,20 @@ async def process_mail_forever(bridge: Bridge, poll_seconds: float = 5.0) -> Non
     """Turn stored raw mail into tickets as soon as the watcher stores it (or every few seconds)."""
     while True:
         bridge.mail_stored.clear()
-        while await bridge.workflow.process_stored(batch=50):
-            await asyncio.sleep(0)  # let the dispatcher and senders run during a backlog
+        if await bridge.workflow.process_stored(batch=50):
+            await asyncio.sleep(0)  # a backlog: let the dispatcher and senders run between batches
+            continue
         try:
             await asyncio.wait_for(bridge.mail_stored.wait(), poll_seconds)
         except TimeoutError:
             pass
 
 
-async def sla_forever(bridge: Bridge, tick_seconds: float = 20.0) -> None:
+async def sla_forever(bridge: Bridge) -> None:
     while True:
         await bridge.sla.run_due()
         await bridge.sla.morning_digest()
-        await asyncio.sleep(tick_seconds)
+        await asyncio.sleep(bridge.settings.SLA_TICK_SECONDS)
 
 
 async def poll_telegram(bridge: Bridge) -> None:

@@ -75,6 +75,7 @@ class CoreSettings(BaseSettings):
     SLA_BREACH_REPEAT_HOURS: float = Field(default=4.0, gt=0)
     SLA_DIGEST_TIME: str = Field(default="09:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # morning digest, local
     ONCALL_ROTATION_FILE: Path | None = None  # weekly/daily on-call schedule (TOML)
+    SLA_TICK_SECONDS: float = Field(default=20.0, gt=0)  # how often due alerts are looked for
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     SUPPORT_ADDRESS: str = "support@storeolis.ru"
     COMPANY_ADDRESSES: str = ""  # other company addresses (comma separated), for duplicates (2.6)
