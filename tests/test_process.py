@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -162,3 +162,108 @@ async def test_a_mail_appended_to_dovecot_reaches_the_staff_chat_through_the_run
         code = await process.stop()
     assert code == 0, process.output()[-3000:]
     assert "Traceback" not in process.output()
+
+
+def card_of(telegram: FakeTelegram, needle: str) -> dict | None:
+    for message in telegram.messages(STAFF_CHAT_ID):
+        if needle in (message.get("text") or "") and message.get("reply_markup"):
+            return message
+    return None
+
+
+def button_data(message: dict, label_part: str) -> str:
+    for row in message["reply_markup"]["inline_keyboard"]:
+        for button in row:
+            if label_part in button["text"]:
+                return button["callback_data"]
+    raise AssertionError(f"no button {label_part!r} in {message['reply_markup']}")
+
+
+async def test_the_whole_desk_through_real_servers_in_one_process(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    """Mail in -> card -> Accept -> acceptance email -> client reply threads back -> staff reply email."""
+    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram)
+    assert (await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)).returncode == 0
+    clients = tmp_path / "clients.csv"
+    clients.write_text(
+        "name,inn,contract,emails\nООО Ромашка,7707083893,Д-2024/117,ivanov@romashka.ru;@romashka.ru\n",
+        encoding="utf-8",
+    )
+    imported = await asyncio.to_thread(run_cli, ["clients", "import", str(clients)], env, tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
+    process.start()
+    try:
+        first = request_mail(
+            "Не работает выгрузка заказов",
+            "Здравствуйте! С утра не работает выгрузка заказов в личном кабинете, ошибка 500. ООО Ромашка.",
+        )
+        await asyncio.to_thread(mailbox.append, first, internal_date=datetime.now(UTC))
+        card = await telegram.wait_for(lambda: card_of(telegram, "Не работает выгрузка заказов"), timeout=60)
+        assert "ООО Ромашка" in card["text"]
+
+        telegram.press_button(STAFF_CHAT_ID, card["message_id"], STAFF_USER_ID, button_data(card, "Принять"))
+        await smtp_server.wait_for_count(1, timeout=60)
+        accepted = smtp_server.messages[0].message
+        assert accepted["To"].addresses[0].addr_spec == "ivanov@romashka.ru"
+        assert "[#1]" in accepted["Subject"]
+        assert accepted["Auto-Submitted"] == "auto-replied"
+        our_id = accepted["Message-ID"]
+
+        reply = EmailMessage()
+        reply["From"] = "Иван Иванов <ivanov@romashka.ru>"
+        reply["To"] = "support@storeolis.ru"
+        reply["Subject"] = "Re: " + str(accepted["Subject"])
+        reply["Message-ID"] = make_msgid(domain="romashka.ru")
+        reply["In-Reply-To"] = our_id
+        reply["References"] = our_id
+        reply.set_content("Спасибо! Прикладываю скриншот ошибки.\n\n> старый текст")
+        await asyncio.to_thread(mailbox.append, bytes(reply), internal_date=datetime.now(UTC))
+
+        def followup() -> dict | None:
+            for message in telegram.messages(STAFF_CHAT_ID):
+                replied = (message.get("reply_to_message") or {}).get("message_id")
+                if replied == card["message_id"] and "скриншот" in (message.get("text") or ""):
+                    return message
+            return None
+
+        await telegram.wait_for(followup, timeout=60)
+        telegram.send_user_message(
+            STAFF_CHAT_ID, STAFF_USER_ID, "Исправили, проверьте, пожалуйста.", reply_to_message_id=card["message_id"]
+        )
+        await smtp_server.wait_for_count(2, timeout=60)
+        staff_reply = smtp_server.messages[1].message
+        assert "Исправили" in staff_reply.get_body(("plain",)).get_content()
+        assert staff_reply["Auto-Submitted"] is None  # a person wrote it
+        assert "[#1]" in staff_reply["Subject"]
+    finally:
+        code = await process.stop()
+    assert code == 0, process.output()[-3000:]
+    output = process.output()
+    assert "Traceback" not in output
+    assert mailbox.password not in output and telegram.token not in output
+
+
+async def test_a_request_that_waited_five_business_days_gets_a_breach_alert(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    env = bridge_env(
+        database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram, SLA_TICK_SECONDS="1"
+    )
+    assert (await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)).returncode == 0
+    process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
+    process.start()
+    try:
+        old = datetime.now(UTC) - timedelta(days=14)  # at least 5 business days, whatever the holidays
+        await asyncio.to_thread(mailbox.append, request_mail("Старый запрос", "Помогите с кассой."), internal_date=old)
+
+        def breach_alert() -> bool:
+            return any(
+                "#1" in (m.get("text") or "") and ("нарушен" in (m.get("text") or ""))
+                for m in telegram.messages(STAFF_CHAT_ID)
+            )
+
+        await telegram.wait_for(breach_alert, timeout=60)
+    finally:
+        await process.stop()
