@@ -33,22 +33,12 @@ from mail.imap import (
     uid_set,
 )
 from mail.intake import MailWatcher, split_by_bytes
-from models import db as database
 from models.tables import MailCursor, RawMail, RawMailStatus
 from tests.rig.dovecot import DovecotServer
 from tests.rig.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAG = "$StoreolisHandled"
-
-
-@pytest.fixture
-async def db(db: str) -> str:
-    """The shared migrated database, with tortoise initialised again: after apply_migrations the
-    models' filter tables are empty here (``filter(mailbox=...)`` raises FieldError)."""
-    await database.close_db()
-    await database.init_db(db)
-    return db
 
 
 def make_config(mailbox: DovecotServer, **overrides: Any) -> ImapConfig:
