@@ -12,6 +12,7 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,16 +29,20 @@ from bot.factory import (
     make_workflow_config,
 )
 from bot.handlers import build_router, register_commands
+from bot.health import serve_health
 from bot.notifications import EmailNotifier, TelegramFailureHandler
+from bot.outages import OutageReporter, board_poster, watch_outages
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings
 from bot.supervisor import Supervisor
 from bot.telegram import make_bot
 from bot.telegram_outbox import TelegramSender
+from bot.webhook import serve_webhook
 from mail.imap import ImapConfig
 from mail.intake import MailWatcher
 from mail.send import EmailSender, SmtpConfig
 from models import db
+from models.leases import LeaseManager, run_with_lease, unique_holder
 from models.sla import SlaConfig, SlaService
 from models.sla_rules import parse_thresholds
 from models.workflow import Workflow
@@ -94,7 +99,11 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
     watcher = MailWatcher(imap_config, on_stored=mail_stored.set, clock=clock)
     notifier = EmailNotifier(workflow, board)
     email_sender = EmailSender(
-        SmtpConfig.from_settings(settings), on_event=notifier.on_email_event, clock=clock, imap_config=imap_config
+        SmtpConfig.from_settings(settings),
+        on_event=notifier.on_email_event,
+        clock=clock,
+        imap_config=imap_config,
+        lease_seconds=settings.EMAIL_LEASE_SECONDS,
     )
     limiter = RateLimiter(
         group_per_minute=settings.TELEGRAM_GROUP_PER_MINUTE,
@@ -109,6 +118,7 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
         on_failed=failures.on_failed,
         staff_chat_id=settings.STAFF_CHAT_ID,
         language=settings.LANGUAGE,
+        lease_seconds=settings.TELEGRAM_LEASE_SECONDS,  # several processes: never steal a live peer's row
     )
     sla = SlaService(
         SlaConfig(
@@ -169,6 +179,38 @@ async def poll_telegram(bridge: Bridge) -> None:
     await bridge.dispatcher.start_polling(bridge.bot, handle_signals=False, close_bot_session=False)
 
 
+async def receive_telegram(bridge: Bridge) -> None:
+    """Long polling (one process only) or, with TELEGRAM_MODE=webhook, a webhook server (any number)."""
+    settings = bridge.settings
+    if settings.TELEGRAM_MODE != "webhook":
+        await poll_telegram(bridge)
+        return
+    await register_commands(bridge.bot, settings)
+    await serve_webhook(
+        bridge.bot,
+        bridge.dispatcher,
+        url=settings.WEBHOOK_URL,
+        secret=settings.WEBHOOK_SECRET.get_secret_value(),
+        host=settings.WEBHOOK_LISTEN_HOST,
+        port=settings.WEBHOOK_LISTEN_PORT,
+    )
+
+
+def start_singletons(bridge: Bridge) -> None:
+    """The mail watcher, mail processor and SLA scheduler run in ONE process of a deployment at a
+    time: each under its database lease (models/leases.py), taken over when its holder dies."""
+    holder = unique_holder(bridge.settings.INSTANCE_NAME)
+    ttl = bridge.settings.LEASE_SECONDS
+    singletons: dict[str, Callable[[], Awaitable[None]]] = {
+        "mail-processor": lambda: process_mail_forever(bridge),
+        "mail-watcher": bridge.watcher.run,
+        "sla-scheduler": lambda: sla_forever(bridge),
+    }
+    for name, work in singletons.items():
+        lease = LeaseManager(name, holder, ttl)
+        bridge.supervisor.start(name, lambda lease=lease, work=work: run_with_lease(lease, work))
+
+
 async def run_app(settings: Settings) -> int:
     await db.init_db(settings.DATABASE_URL)
     try:
@@ -199,10 +241,18 @@ async def serve(bridge: Bridge, stop: asyncio.Event | None = None) -> None:
     sup = bridge.supervisor
     sup.start("telegram-sender", bridge.telegram_sender.run)
     sup.start("email-sender", bridge.email_sender.run)
-    sup.start("mail-processor", lambda: process_mail_forever(bridge))
-    sup.start("mail-watcher", bridge.watcher.run)
-    sup.start("sla-scheduler", lambda: sla_forever(bridge))
-    sup.start("telegram-updates", lambda: poll_telegram(bridge))
+    start_singletons(bridge)  # mail-processor, mail-watcher, sla-scheduler: one process at a time
+    sup.start("telegram-updates", lambda: receive_telegram(bridge))
+    # Reliability: a lasting failure is said once in the staff chat; /health for monitoring.
+    outages = OutageReporter(
+        notify_after=bridge.settings.OUTAGE_NOTICE_SECONDS,
+        post=board_poster(bridge.workflow),
+        timezone=bridge.settings.TIMEZONE,
+    )
+    sup.start("outage-watch", lambda: watch_outages(bridge, outages))
+    if bridge.settings.HEALTH_PORT:
+        port, host = bridge.settings.HEALTH_PORT, bridge.settings.HEALTH_HOST
+        sup.start("health", lambda: serve_health(bridge, outages, host, port))
     log.info("bridge running: mailbox %s, staff chat %s", bridge.watcher.mailbox, bridge.settings.STAFF_CHAT_ID)
     try:
         await stop.wait()

@@ -347,6 +347,19 @@ class TelegramBoard:
                 for i in items[:30]
             ]
             line = "\n".join(lines)
+        elif event in ("outage", "recovered"):
+            # Facts from bot/outages.py: component, since (a local time string), minutes, detail.
+            component = str(facts.get("component") or "")
+            try:
+                what = t(f"outage.{component}", lang)
+            except KeyError:
+                what = t("outage.component", lang, name=short(component, 60))
+            minutes = facts.get("minutes") or 0
+            if event == "outage":
+                line = t("msg.outage", lang, what=what, since=facts.get("since") or "", minutes=minutes,
+                         detail=short(str(facts.get("detail") or "?"), 500))
+            else:
+                line = t("msg.recovered", lang, what=what, minutes=minutes)
         elif event == "calendar_beyond_verified":
             line = t("msg.calendar", lang, verified=facts.get("verified_through"), year=facts.get("year"))
         else:

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "run":
             settings = load_settings()
-            _configure_logging(settings.LOG_LEVEL)
+            _configure_logging(settings.LOG_LEVEL, secret_values(settings))
             from bot.app import run_app
 
             return asyncio.run(run_app(settings))
         if command == "check":
             settings = load_settings()
-            _configure_logging("WARNING")
+            _configure_logging("WARNING", secret_values(settings))
             from bot.checks import run_checks
 
             return asyncio.run(run_checks(settings))
@@ -97,8 +97,42 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _configure_logging(level: str) -> None:
+class RedactingFormatter(logging.Formatter):
+    """Replaces known secrets in every formatted line, tracebacks included: libraries log what they
+    like (aiohttp/aiogram errors may carry the request URL, which holds the bot token)."""
+
+    def __init__(self, fmt: str, secrets: Iterable[str] = ()) -> None:
+        super().__init__(fmt)
+        # Longest first, so the full token is replaced before its secret part; very short values are
+        # skipped (masking every "p" of a log would hide everything and protect nothing).
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+def secret_values(settings: Any) -> list[str]:
+    """The values that must never reach a log: the bot token (and its secret part), the passwords."""
+    values: list[str] = []
+    for name in ("TELEGRAM_BOT_TOKEN", "IMAP_PASSWORD", "SMTP_PASSWORD"):
+        secret = getattr(settings, name, None)
+        value = secret.get_secret_value() if secret is not None and hasattr(secret, "get_secret_value") else ""
+        if value:
+            values.append(value)
+            if name == "TELEGRAM_BOT_TOKEN" and ":" in value:
+                values.append(value.split(":", 1)[1])
+    return values
+
+
+def _configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter)
     # aiogram logs every update at INFO; keep the operator's log about our own events.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 

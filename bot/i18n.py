@@ -81,7 +81,7 @@ RU: dict[str, str] = {
     "msg.email_sent": "✉️ Письмо клиенту отправлено (#{n})",
     "msg.email_failed": "❗ Письмо клиенту не отправлено (#{n}): {error}",
     "msg.email_failed_unknown": "❗ Письмо не отправлено: {error}",
-    "msg.quarantined": "⚠️ Письмо не разобрано и отложено (raw #{id}, {size}): {reason}",
+    "msg.quarantined": "⚠️ Письмо отложено в карантин (raw #{id}, {size}): {reason}. Исходник сохранён.",
     "msg.followup": "📨 Новое письмо по обращению #{n}",
     "msg.reopened": "🔓 Обращение открыто снова: клиент написал после закрытия",
     "msg.bounce": "❗ Письмо клиенту не доставлено: {who}",
@@ -94,6 +94,13 @@ RU: dict[str, str] = {
     "msg.calendar": "⚠️ Производственный календарь проверен до {verified} года; для {year} переносы "
     "выходных не известны: проверьте файл переопределений календаря",
     "msg.post_failed": "⚠️ Не удалось опубликовать{ticket} ({kind}): {reason}",
+    "msg.outage": "🚨 Сбой: {what} не работает с {since} (уже {minutes} мин): {detail}\n"
+    "Бот повторяет попытки сам; ничего не потеряется. Сообщу, когда заработает.",
+    "msg.recovered": "✅ {what} снова работает (сбой длился {minutes} мин); накопившееся обрабатывается.",
+    "outage.imap": "получение почты (IMAP)",
+    "outage.smtp": "отправка писем клиентам (SMTP)",
+    "outage.database": "база данных",
+    "outage.component": "компонент «{name}»",
     # commands
     "cmd.queue": "Очередь ожидающих обращений",
     "cmd.ticket": "Обращение: /ticket N",
@@ -246,7 +253,7 @@ EN: dict[str, str] = {
     "msg.email_sent": "✉️ Email to the client sent (#{n})",
     "msg.email_failed": "❗ Email to the client not sent (#{n}): {error}",
     "msg.email_failed_unknown": "❗ Email not sent: {error}",
-    "msg.quarantined": "⚠️ Email could not be parsed and was set aside (raw #{id}, {size}): {reason}",
+    "msg.quarantined": "⚠️ Email quarantined (raw #{id}, {size}): {reason}. The raw message is kept.",
     "msg.followup": "📨 New email on #{n}",
     "msg.reopened": "🔓 Reopened: the client wrote after closing",
     "msg.bounce": "❗ Email to the client bounced: {who}",
@@ -258,6 +265,13 @@ EN: dict[str, str] = {
     "msg.calendar": "⚠️ The business calendar is verified through {verified}; weekend transfers for {year} "
     "are unknown: check the calendar override file",
     "msg.post_failed": "⚠️ Could not post{ticket} ({kind}): {reason}",
+    "msg.outage": "🚨 Outage: {what} has not been working since {since} ({minutes} min): {detail}\n"
+    "The bot keeps retrying by itself; nothing will be lost. I will say when it works again.",
+    "msg.recovered": "✅ {what} works again (the outage lasted {minutes} min); the backlog is being handled.",
+    "outage.imap": "incoming mail (IMAP)",
+    "outage.smtp": "email to clients (SMTP)",
+    "outage.database": "the database",
+    "outage.component": "component “{name}”",
     "cmd.queue": "Waiting requests",
     "cmd.ticket": "A ticket: /ticket N",
     "cmd.client": "A client: /client name, INN, contract or address",

@@ -7,6 +7,9 @@ one clear line per problem; the CLI prints them and exits with code 2.
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -169,6 +172,41 @@ class Settings(CoreSettings):
     SUPPORT_NAME: str = ""  # display name in From; default depends on LANGUAGE
     EMAIL_SIGNATURE: str = ""
     REFUSAL_GRACE_SECONDS: int = Field(default=30, ge=0)
+
+    # Reliability (docs/reliability.md)
+    EMAIL_LEASE_SECONDS: float = Field(default=300.0, gt=0)  # a SENDING email older than this: its sender died
+    OUTAGE_NOTICE_SECONDS: float = Field(default=300.0, gt=0)  # a failure lasting this long is told to the staff chat
+    HEALTH_PORT: int | None = Field(default=None, ge=1, le=65535)  # GET /health on this port; unset: off
+    HEALTH_HOST: str = "127.0.0.1"
+
+    # Several processes on one PostgreSQL database (docs/reliability.md, "Several processes")
+    LEASE_SECONDS: float = Field(default=30.0, ge=1)  # singleton roles (mail watcher, SLA): takeover after this
+    INSTANCE_NAME: str = Field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}", max_length=150)
+    TELEGRAM_LEASE_SECONDS: float = Field(default=300.0, ge=1)  # a SENDING post older than this: its sender died
+    TELEGRAM_MODE: Literal["polling", "webhook"] = "polling"  # only ONE process may poll; webhook for several
+    WEBHOOK_URL: str = ""  # the public https URL Telegram posts updates to (your reverse proxy)
+    WEBHOOK_LISTEN_HOST: str = "127.0.0.1"
+    WEBHOOK_LISTEN_PORT: int = Field(default=8081, ge=1, le=65535)
+    WEBHOOK_SECRET: SecretStr = SecretStr("")  # checked against X-Telegram-Bot-Api-Secret-Token
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        if self.TELEGRAM_MODE != "webhook":
+            return self
+        if not self.WEBHOOK_URL.startswith("https://"):
+            raise ValueError("TELEGRAM_MODE=webhook needs WEBHOOK_URL, the public https:// URL Telegram calls "
+                             "(example: WEBHOOK_URL=https://bridge.storeolis.ru/telegram)")
+        # Without a secret anyone reaching the port could forge a staff member's button press.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", self.WEBHOOK_SECRET.get_secret_value()):
+            raise ValueError("TELEGRAM_MODE=webhook needs WEBHOOK_SECRET: 16-256 characters A-Z a-z 0-9 _ - "
+                             "(example: WEBHOOK_SECRET=$(openssl rand -hex 32))")
+        return self
+
+    @field_validator("HEALTH_PORT", "ONCALL_CHAT_ID", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `HEALTH_PORT=` as in .env.example means "not set", not "an invalid integer".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("TELEGRAM_API_URL")
     @classmethod

@@ -80,6 +80,7 @@ from tortoise.transactions import in_transaction
 
 from bot.ratelimit import RateLimiter, is_group_chat
 from mail.parse import extract_attachment
+from models.claims import claim_row
 from models.tables import Message, OutboxStatus, RawMail, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,13 @@ class TelegramSender:
         card_wait: float = 1.0,
         batch_size: int = 500,
         shutdown_grace: float = 10.0,
+        lease_seconds: float | None = None,
     ) -> None:
+        """`lease_seconds`: while a row is SENDING its `not_before` holds the claim time; a claim
+        older than this belongs to a dead process and `recover()` (at start and every so often) puts
+        it back. None means this is the only sender process: every SENDING row found at start is a
+        leftover of the previous run (the single-process default); with several processes pass a
+        lease well above one send (several `request_timeout`s)."""
         self.bot = bot
         self.limiter = limiter
         self.clock = clock
@@ -188,6 +195,7 @@ class TelegramSender:
         self.card_wait = card_wait
         self.batch_size = batch_size
         self.shutdown_grace = shutdown_grace
+        self.lease_seconds = lease_seconds
         self._wakeup = asyncio.Event()
         self._workers: dict[int, asyncio.Task[int]] = {}
         self._stopping = False
@@ -203,10 +211,18 @@ class TelegramSender:
         20 a minute never holds back a private alert."""
         await self.recover()
         self._stopping = False
+        loop = asyncio.get_running_loop()
+        last_recover = loop.time()
         try:
             while True:
                 self._wakeup.clear()
                 try:
+                    if self.lease_seconds is not None and loop.time() - last_recover >= min(
+                        self.lease_seconds / 2, 60.0
+                    ):
+                        # A peer that died leaves rows SENDING: pick them up once their lease ends.
+                        await self.recover()
+                        last_recover = loop.time()
                     await self._ensure_digest()
                     for chat_id in await self._due_chats():
                         worker = self._workers.get(chat_id)
@@ -224,15 +240,23 @@ class TelegramSender:
         finally:
             await self._stop_workers()
 
-    async def recover(self) -> int:
+    async def recover(self, lease_seconds: float | None = None) -> int:
         """Rows left SENDING by a dead process go back to PENDING. We cannot know whether Telegram got
-        them (the one-write window): they may be posted twice, which is the accepted cost."""
-        stuck = await TelegramOutbox.filter(status=OutboxStatus.SENDING).values_list("id", flat=True)
+        them (the one-write window): they may be posted twice, which is the accepted cost.
+
+        Only rows claimed longer ago than the lease (`lease_seconds`, else the constructor's) are
+        taken: a live peer's row in flight is never stolen. Without any lease, every SENDING row."""
+        lease = self.lease_seconds if lease_seconds is None else lease_seconds
+        query = TelegramOutbox.filter(status=OutboxStatus.SENDING)
+        if lease is not None:
+            query = query.filter(not_before__lte=self.clock() - timedelta(seconds=lease))
+        stuck = await query.values_list("id", flat=True)
         if not stuck:
             return 0
-        count = await TelegramOutbox.filter(id__in=list(stuck), status=OutboxStatus.SENDING).update(
-            status=OutboxStatus.PENDING, not_before=self.clock()
-        )
+        query = TelegramOutbox.filter(id__in=list(stuck), status=OutboxStatus.SENDING)
+        if lease is not None:
+            query = query.filter(not_before__lte=self.clock() - timedelta(seconds=lease))
+        count = await query.update(status=OutboxStatus.PENDING, not_before=self.clock())
         log.warning(
             "telegram outbox: %d row(s) were being sent when the previous process stopped (ids %s); "
             "sending them again, a duplicate post is possible",
@@ -377,6 +401,8 @@ class TelegramSender:
                 held |= keys
             elif outcome is _Outcome.RETRY:
                 break
+            elif outcome is _Outcome.SKIPPED:
+                held |= keys  # another process claimed it just now: later rows of its ticket wait
         return finished
 
     async def _deliver(self, row: TelegramOutbox) -> _Outcome:
@@ -413,8 +439,13 @@ class TelegramSender:
                 reply_to_id = ref[1]
 
         await self.limiter.acquire(chat_id, is_group_chat(chat_id))
-        claimed = await TelegramOutbox.filter(id=row.id, status=OutboxStatus.PENDING).update(
-            status=OutboxStatus.SENDING, attempts=F("attempts") + 1
+        # While SENDING, `not_before` is the claim time: the lease recover() reads. Guarded update,
+        # plus FOR UPDATE SKIP LOCKED on PostgreSQL (models/claims.py).
+        claimed = await claim_row(
+            TelegramOutbox,
+            row.id,
+            where={"status": OutboxStatus.PENDING},
+            changes={"status": OutboxStatus.SENDING, "attempts": F("attempts") + 1, "not_before": self.clock()},
         )
         if not claimed:
             return _Outcome.SKIPPED

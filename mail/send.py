@@ -37,6 +37,7 @@ import aiosmtplib
 from aiosmtplib.typing import Default
 from tortoise.expressions import F
 
+from models.claims import claim_row
 from models.tables import EmailOutbox, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -386,9 +387,13 @@ class EmailSender:
 
     async def _claim(self, row_id: int) -> EmailOutbox | None:
         claimed_at = self._clock()
-        changed = await EmailOutbox.filter(
-            id=row_id, status=OutboxStatus.PENDING, not_before__lte=claimed_at
-        ).update(status=OutboxStatus.SENDING, attempts=F("attempts") + 1, not_before=claimed_at)
+        # Guarded update everywhere; on PostgreSQL also FOR UPDATE SKIP LOCKED (see models/claims.py).
+        changed = await claim_row(
+            EmailOutbox,
+            row_id,
+            where={"status": OutboxStatus.PENDING, "not_before__lte": claimed_at},
+            changes={"status": OutboxStatus.SENDING, "attempts": F("attempts") + 1, "not_before": claimed_at},
+        )
         if not changed:
             return None
         return await EmailOutbox.get(id=row_id)

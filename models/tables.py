@@ -298,3 +298,16 @@ class KeyValue(Model):
 
     class Meta:
         table = "key_value"
+
+
+class Lease(Model):
+    """A time-limited claim that one process holds a singleton role (mail watcher, SLA scheduler)."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100, unique=True)
+    holder = fields.CharField(max_length=200)  # INSTANCE_NAME of the process holding it
+    expires_at = fields.DatetimeField()  # the holder must renew before this, or anyone may take over
+    acquired_at = fields.DatetimeField()
+
+    class Meta:
+        table = "lease"

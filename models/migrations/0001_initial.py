@@ -47,6 +47,18 @@ class Migration(migrations.Migration):
             bases=['Model'],
         ),
         ops.CreateModel(
+            name='Lease',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('name', fields.CharField(unique=True, max_length=100)),
+                ('holder', fields.CharField(max_length=200)),
+                ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('acquired_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'lease', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A time-limited claim that one process holds a singleton role (mail watcher, SLA scheduler).'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
             name='MailCursor',
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
