@@ -24,7 +24,9 @@ CORPUS = Path(__file__).parent / "corpus"
 
 
 async def staff_member() -> StaffMember:
-    member, _ = await StaffMember.get_or_create(telegram_id=Desk.ALICE, defaults={"name": "Алиса", "username": "alice"})
+    member, _ = await StaffMember.get_or_create(
+        telegram_id=Desk.ALICE, defaults={"name": "Алиса", "username": "alice"}
+    )
     return member
 
 
@@ -64,7 +66,9 @@ async def test_every_corpus_email_becomes_a_ticket_message_or_is_quarantined(db:
             assert bytes(row.content) == files[row.uid - 1].read_bytes()
             assert await TelegramOutbox.filter(idempotency_key=f"quarantine:{row.id}").count() == 1
         await desk.settled()
-        notices = [m for m in desk.fake.sent if "карантин" in (m.get("plain_text") or m.get("text") or "").lower()]
+        notices = [
+            m for m in desk.fake.sent if "карантин" in (m.get("plain_text") or m.get("text") or "").lower()
+        ]
         assert len(notices) == len(quarantined)
 
 
@@ -76,8 +80,10 @@ async def test_a_bounce_of_our_email_marks_it_undelivered_and_is_shown_on_the_ti
         outcome = await desk.workflow.accept(ticket.id, staff, confirmed=True)
         assert outcome.ok
         email = (await desk.emails(ticket.id, "accepted"))[0]
-        bounce = (CORPUS / "bounce_postfix.eml").read_bytes().replace(
-            b"ticket-55.3@storeolis.ru", email.message_id.encode()
+        bounce = (
+            (CORPUS / "bounce_postfix.eml")
+            .read_bytes()
+            .replace(b"ticket-55.3@storeolis.ru", email.message_id.encode())
         )
         joined = await desk.deliver(bounce)
         assert joined is not None and joined.id == ticket.id
@@ -95,7 +101,12 @@ async def test_a_bounce_for_mail_we_never_sent_is_quarantined(db: str) -> None:
 
 async def test_auto_replies_and_mailing_lists_are_recorded_never_answered_never_counted(db: str) -> None:
     async with Desk.open() as desk:
-        for name in ("auto_submitted.eml", "mailing_list.eml", "auto_exchange_oof_ru.eml", "precedence_bulk.eml"):
+        for name in (
+            "auto_submitted.eml",
+            "mailing_list.eml",
+            "auto_exchange_oof_ru.eml",
+            "precedence_bulk.eml",
+        ):
             ticket = await desk.deliver((CORPUS / name).read_bytes())
             assert ticket is not None, name
             assert ticket.status == TicketStatus.CLOSED and not ticket.counts_toward_limit, name
@@ -111,7 +122,9 @@ async def test_an_auto_reply_to_our_email_joins_the_ticket_without_reopening_or_
         await desk.workflow.accept(ticket.id, staff, confirmed=True)
         await desk.workflow.close(ticket.id, staff)
         sent = await desk.emails(ticket.id)
-        oof = make_email(subject="Автоответ: Re: Касса", body="Я в отпуске до 1 декабря.", in_reply_to=sent[-1].message_id)
+        oof = make_email(
+            subject="Автоответ: Re: Касса", body="Я в отпуске до 1 декабря.", in_reply_to=sent[-1].message_id
+        )
         oof = oof.replace(b"Subject:", b"Auto-Submitted: auto-replied\r\nSubject:", 1)
         joined = await desk.deliver(oof)
         assert joined.id == ticket.id
@@ -122,9 +135,13 @@ async def test_an_auto_reply_to_our_email_joins_the_ticket_without_reopening_or_
 async def test_a_forged_ticket_tag_from_a_stranger_opens_a_new_request(db: str) -> None:
     async with Desk.open() as desk:
         first = await desk.deliver(make_email(sender="ivan@romashka.ru", subject="Не работает оплата"))
-        forged = await desk.deliver(make_email(sender="mallory@evil.example", subject=f"Re: Не работает оплата [#{first.id}]"))
+        forged = await desk.deliver(
+            make_email(sender="mallory@evil.example", subject=f"Re: Не работает оплата [#{first.id}]")
+        )
         assert forged.id != first.id
-        same = await desk.deliver(make_email(sender="ivan@romashka.ru", subject=f"Re: Не работает оплата [#{first.id}]"))
+        same = await desk.deliver(
+            make_email(sender="ivan@romashka.ru", subject=f"Re: Не работает оплата [#{first.id}]")
+        )
         assert same.id == first.id
 
 
