@@ -189,6 +189,11 @@ class Settings(CoreSettings):
     WEBHOOK_LISTEN_PORT: int = Field(default=8081, ge=1, le=65535)
     WEBHOOK_SECRET: SecretStr = SecretStr("")  # checked against X-Telegram-Bot-Api-Secret-Token
 
+    @field_validator("INSTANCE_NAME")
+    @classmethod
+    def _instance_name(cls, value: str) -> str:
+        return value.strip() or f"{socket.gethostname()}:{os.getpid()}"  # `INSTANCE_NAME=` means the default
+
     @model_validator(mode="after")
     def _webhook_complete(self) -> Settings:
         if self.TELEGRAM_MODE != "webhook":

@@ -446,6 +446,7 @@ class TelegramSender:
             row.id,
             where={"status": OutboxStatus.PENDING},
             changes={"status": OutboxStatus.SENDING, "attempts": F("attempts") + 1, "not_before": self.clock()},
+            undo={"status": OutboxStatus.PENDING, "attempts": F("attempts") - 1},
         )
         if not claimed:
             return _Outcome.SKIPPED

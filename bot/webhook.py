@@ -38,7 +38,9 @@ def webhook_path(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
-def build_webhook_app(dispatcher: Dispatcher, bot: Bot, *, path: str, secret: str, **data: Any) -> web.Application:
+def build_webhook_app(
+    dispatcher: Dispatcher, bot: Bot, *, path: str, secret: str, **data: Any
+) -> web.Application:
     app = web.Application()
     handler = _SharedBotHandler(
         dispatcher=dispatcher, bot=bot, handle_in_background=False, secret_token=secret or None, **data

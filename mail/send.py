@@ -393,6 +393,7 @@ class EmailSender:
             row_id,
             where={"status": OutboxStatus.PENDING, "not_before__lte": claimed_at},
             changes={"status": OutboxStatus.SENDING, "attempts": F("attempts") + 1, "not_before": claimed_at},
+            undo={"status": OutboxStatus.PENDING, "attempts": F("attempts") - 1},
         )
         if not changed:
             return None

@@ -11,6 +11,8 @@ writer at a time), so the guarded update alone is the claim there.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from tortoise.models import Model
@@ -21,10 +23,33 @@ def supports_skip_locked(model: type[Model]) -> bool:
     return model._meta.db.capabilities.dialect == "postgres"
 
 
-async def claim_row(model: type[Model], row_id: int, *, where: dict[str, Any], changes: dict[str, Any]) -> bool:
-    """Apply `changes` to row `row_id` if it still matches `where`; True when this caller won it."""
+async def claim_row(
+    model: type[Model],
+    row_id: int,
+    *,
+    where: dict[str, Any],
+    changes: dict[str, Any],
+    undo: dict[str, Any] | None = None,
+) -> bool:
+    """Apply `changes` to row `row_id` if it still matches `where`; True when this caller won it.
+
+    `undo`: the changes that give a won row back, used when a shutdown cancels us mid-claim."""
     if not supports_skip_locked(model):
         return bool(await model.filter(id=row_id, **where).update(**changes))
+    # Shielded: a cancellation inside the transaction can leave the pooled connection mid-query, and
+    # the failing rollback would replace the CancelledError with an ordinary error (the shutdown
+    # would be lost). The claim runs to its end instead; a row won by a cancelled caller goes back.
+    claim = asyncio.ensure_future(_locked_claim(model, row_id, where, changes))
+    try:
+        return await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            if await claim and undo is not None:
+                await model.filter(id=row_id, **{k: v for k, v in changes.items() if k == "status"}).update(**undo)
+        raise
+
+
+async def _locked_claim(model: type[Model], row_id: int, where: dict[str, Any], changes: dict[str, Any]) -> bool:
     async with in_transaction(model._meta.default_connection) as conn:
         locked = (
             await model.filter(id=row_id, **where)

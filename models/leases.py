@@ -120,7 +120,9 @@ async def run_with_lease(
         try:
             held = await lease.acquire()
         except Exception as exc:  # a database hiccup: not the holder for now
-            log.warning("lease %s: could not be acquired (%s: %s); retrying", lease.name, type(exc).__name__, exc)
+            log.warning(
+                "lease %s: could not be acquired (%s: %s); retrying", lease.name, type(exc).__name__, exc
+            )
             held = False
         if not held:
             if not waiting_logged:

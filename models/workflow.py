@@ -130,21 +130,39 @@ class Workflow:
         rows = await RawMail.filter(status=RawMailStatus.STORED).order_by("internal_date", "uid", "id").limit(batch)
         if not rows:
             return 0
-        parsed = await self._parse_all(rows)
-        for row, result in zip(rows, parsed, strict=True):
-            await self._ingest(row, result)
+        pending = self._submit_parses(rows)
+        try:
+            for i, row in enumerate(rows):
+                # With a pool, each mail is ingested as soon as its own parse is done, in arrival order,
+                # while the workers are still parsing the later ones: parsing and ingesting (database,
+                # policy) overlap instead of taking turns.
+                parsed = await pending[i] if pending else self._safe_parse(row.content)
+                row.content = b""  # the bytes are not needed any more: keep a backlog's memory flat
+                await self._ingest(row, parsed)
+        finally:
+            for task in pending:
+                task.cancel()  # only matters when an ingest raised: nothing is left running for it
         self.on_post_queued()
         self.on_email_queued()
         return len(rows)
 
-    async def _parse_all(self, rows: Sequence[RawMail]) -> list[InboundMessage | Exception]:
+    def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Task[InboundMessage | Exception]]:
+        """Start parsing every row in the process pool (none without a pool: parsed inline, one by one)."""
         # Parsing is the ingest bottleneck (CPU): a process pool uses both cores for a backlog.
         if self.parse_executor is None:
-            return [self._safe_parse(r.content) for r in rows]
+            return []
         loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(self.parse_executor, self.parser, bytes(r.content)) for r in rows]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        return [r if isinstance(r, InboundMessage | Exception) else RuntimeError(str(r)) for r in results]
+        return [asyncio.ensure_future(self._parse_in_pool(loop, r)) for r in rows]
+
+    async def _parse_in_pool(self, loop: asyncio.AbstractEventLoop, row: RawMail) -> InboundMessage | Exception:
+        assert self.parse_executor is not None
+        try:
+            result = await loop.run_in_executor(self.parse_executor, self.parser, bytes(row.content))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the parser promises MalformedMessage only; a dead worker is ours
+            return exc
+        return result if isinstance(result, InboundMessage) else RuntimeError(str(result))
 
     def _safe_parse(self, content: bytes) -> InboundMessage | Exception:
         try:
@@ -265,7 +283,16 @@ class Workflow:
             ticket = await self._create_ticket(row, msg, verdict=verdict, status=TicketStatus.NEW)
             await self._store_message(ticket.id, row, msg, kind="request")
             post = await self.board.new_card(ticket.id)
-            await self._queue_post(post, f"card:{ticket.id}")
+            # The ticket is brand new, so its card key cannot exist yet: a plain insert (the unique key
+            # still guards it) instead of get_or_create's select + savepoint on the ingest hot path.
+            await TelegramOutbox.create(
+                idempotency_key=f"card:{ticket.id}",
+                kind=post.kind,
+                chat_id=post.chat_id,
+                payload=post.payload,
+                not_before=self.clock(),
+                **post.extra,
+            )
 
     async def _claim_raw(self, row: RawMail) -> bool:
         """Inside the ingest transaction: only one processor turns a stored mail into a ticket."""

@@ -15,6 +15,7 @@ import itertools
 import re
 import secrets
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,11 +28,27 @@ from tests.rig.dovecot import DovecotServer
 from tests.rig.fake_telegram import FakeTelegram
 from tests.rig.net import free_port
 from tests.rig.smtp import SmtpCapture
-from tests.test_process import button_data, request_mail, telegram  # noqa: F401 - `telegram` is a fixture
+from tests.test_process import button_data, request_mail
 
 WEBHOOK_URL = "https://bridge.storeolis.test/telegram"
 SECRET = "test-webhook-secret-" + secrets.token_hex(8)
 LEASE_SECONDS = 3
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram()
+    await fake.start()
+    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
+    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def bare_id(message_id: str | None) -> str:
+    return (message_id or "").strip().strip("<>")
 
 
 class Bridges:
@@ -194,7 +211,9 @@ async def run_scale_out(
                     return False
                 return (
                     await EmailOutbox.filter(status=OutboxStatus.SENT).count() >= requests
-                    and not await TelegramOutbox.filter(status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING])
+                    and not await TelegramOutbox.filter(
+                        status__in=[OutboxStatus.PENDING, OutboxStatus.SENDING]
+                    )
                     .exclude(kind="digest")
                     .exists()
                 )
@@ -227,26 +246,30 @@ async def run_scale_out(
 
     # Every accepted ticket's email sent once (a second copy only if flagged ambiguous_resend).
     assert {t.status for t in tickets} == {"accepted"}
-    sent = Counter(m.message["Message-ID"] for m in smtp_server.messages)
+    sent = Counter(bare_id(m.message["Message-ID"]) for m in smtp_server.messages)
     rows = await EmailOutbox.all()
     assert {r.ticket_id for r in rows if r.status == OutboxStatus.SENT} == {t.id for t in tickets}
     for row in rows:
-        assert sent[row.message_id] >= 1, f"email outbox #{row.id} never reached the server"
-        assert sent[row.message_id] == 1 or row.ambiguous_resend, f"email outbox #{row.id} sent twice"
+        assert sent[bare_id(row.message_id)] >= 1, f"email outbox #{row.id} never reached the server"
+        assert sent[bare_id(row.message_id)] == 1 or row.ambiguous_resend, (
+            f"email outbox #{row.id} sent twice"
+        )
     assert telegram.webhook_url == WEBHOOK_URL
     assert not any(method == "getUpdates" for method, _ in telegram.calls)
 
 
 async def test_three_processes_on_postgresql_share_the_work_and_survive_a_kill(
-    tmp_path: Path, db: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram  # noqa: F811
+    tmp_path: Path, db: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
 ) -> None:
     if db.startswith("sqlite"):
-        pytest.skip("PostgreSQL only (CI's second pass, TEST_DATABASE_URL=postgres); SQLite runs the reduced test")
+        pytest.skip(
+            "PostgreSQL only (CI's second pass, TEST_DATABASE_URL=postgres); SQLite runs the reduced test"
+        )
     await run_scale_out(tmp_path, db, mailbox, smtp_server, telegram, processes=3, requests=24)
 
 
 async def test_two_processes_on_sqlite_hand_the_mailbox_over_after_a_kill(
-    tmp_path: Path, db: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram  # noqa: F811
+    tmp_path: Path, db: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
 ) -> None:
     if not db.startswith("sqlite"):
         pytest.skip("the reduced SQLite version; PostgreSQL runs the full test")
@@ -254,7 +277,7 @@ async def test_two_processes_on_sqlite_hand_the_mailbox_over_after_a_kill(
 
 
 async def test_webhook_refuses_updates_without_the_secret(
-    tmp_path: Path, db: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram  # noqa: F811
+    tmp_path: Path, db: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
 ) -> None:
     port = free_port()
     env = bridge_env(
@@ -287,7 +310,9 @@ async def test_webhook_refuses_updates_without_the_secret(
                 async with session.post(url, json=update, headers=headers) as response:
                     assert response.status == 401
             async with session.post(
-                f"http://127.0.0.1:{port}/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
+                f"http://127.0.0.1:{port}/telegram",
+                json=update,
+                headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
             ) as response:
                 assert response.status == 200
     finally:
@@ -299,8 +324,16 @@ async def test_webhook_refuses_updates_without_the_secret(
 
 
 async def test_webhook_mode_without_a_url_is_one_clear_settings_error(tmp_path: Path, db: str) -> None:
-    env = bridge_env(database_url=db, IMAP_HOST="127.0.0.1", IMAP_USER="u", IMAP_PASSWORD="p",
-                     IMAP_SECURITY="none", SMTP_HOST="127.0.0.1", SMTP_SECURITY="none", TELEGRAM_MODE="webhook")
+    env = bridge_env(
+        database_url=db,
+        IMAP_HOST="127.0.0.1",
+        IMAP_USER="u",
+        IMAP_PASSWORD="p",
+        IMAP_SECURITY="none",
+        SMTP_HOST="127.0.0.1",
+        SMTP_SECURITY="none",
+        TELEGRAM_MODE="webhook",
+    )
     result = await asyncio.to_thread(run_cli, ["run"], env, tmp_path, 60)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -56,7 +56,14 @@ def lemma(word: str) -> str:
 
 
 def tokenize(text: str) -> list[Token]:
-    return [Token(m.group(), m.start(), m.end(), lemma(m.group())) for m in _WORD.finditer(text)]
+    # Several rules (out of scope, FAQ, password change, unclear...) tokenize the same subject and text
+    # of one request: a small cache of recent texts makes that once per text (Token is frozen).
+    return list(_tokenize(text))
+
+
+@lru_cache(maxsize=32)
+def _tokenize(text: str) -> tuple[Token, ...]:
+    return tuple(Token(m.group(), m.start(), m.end(), lemma(m.group())) for m in _WORD.finditer(text))
 
 
 def lemmas_of(phrase: str) -> tuple[str, ...]:

@@ -64,6 +64,8 @@ def machine(opts: Options) -> dict[str, Any]:
         "python": platform.python_version(),
         "os": platform.platform(),
         "database": db,
+        # Other work on the machine skews every figure: the 1-minute load average when the run ended.
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -131,7 +133,7 @@ async def main_async(args: argparse.Namespace) -> int:
         doc = (
             f"Run: {when}{' (--quick)' if args.quick else ''}, database {info['database']}.\n\n"
             f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram_gb']} GB RAM, Python {info['python']}, "
-            f"{info['os']}.\n\n{out}\n\nJSON:\n\n```json\n{line}\n```"
+            f"{info['os']}; load average at the end {info['loadavg_1m']}.\n\n{out}\n\nJSON:\n\n```json\n{line}\n```"
         )
         write_doc(doc)
     return 1 if failed else 0

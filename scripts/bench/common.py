@@ -112,6 +112,18 @@ async def migrate(env: dict[str, str], cwd: Path) -> None:
         raise RuntimeError(f"migrate failed: {result.stdout}{result.stderr}")
 
 
+def _start_profiled(process: BridgeProcess, output: Path) -> None:
+    """`python -m cProfile -o OUTPUT -m bot run`: cProfile writes its file when the process exits
+    normally (SIGTERM is the bridge's graceful stop)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    process.starts += 1
+    with process.log_path.open("ab") as log:
+        process.proc = subprocess.Popen(
+            [sys.executable, "-m", "cProfile", "-o", str(output), "-m", "bot", "run"],
+            env=process.env, cwd=process.cwd, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+
 @contextlib.asynccontextmanager
 async def bridge(
     opts: Options,
@@ -134,13 +146,7 @@ async def bridge(
     if opts.profile_dir is None:
         process.start()
     else:
-        # cProfile writes its file when the process exits normally (SIGTERM is a graceful stop).
-        opts.profile_dir.mkdir(parents=True, exist_ok=True)
-        with process.log_path.open("ab") as log:
-            process.proc = subprocess.Popen(
-                [sys.executable, "-m", "cProfile", "-o", str(opts.profile_dir / f"{name}.prof"), "-m", "bot", "run"],
-                env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-            )
+        _start_profiled(process, opts.profile_dir / f"{name}.prof")
     try:
         yield process
     finally:

@@ -16,6 +16,7 @@ import time
 from scripts.bench.common import (
     Options,
     Result,
+    RssSampler,
     bridge,
     fake_telegram,
     percentile,
@@ -46,7 +47,10 @@ async def run(opts: Options) -> Result:
             async with bridge(
                 opts, "latency", database_url=database_url, mailbox=mailbox, smtp=smtp, telegram=telegram,
                 TELEGRAM_RATE_SCALE="0.001",
-            ):
+            ) as process:
+                assert process.proc is not None
+                sampler = RssSampler(process.proc.pid)
+                sampler.start()
                 # Warm-up: one request through the whole path, so the bridge is connected and idling.
                 warm = "LAT" + secrets.token_hex(6)
                 await asyncio.to_thread(mailbox.append, request_mail(rng, f"Проверка {warm}"))
@@ -73,6 +77,7 @@ async def run(opts: Options) -> Result:
                     if all(t in cards for t in started) or time.monotonic() > deadline:
                         break
                     await asyncio.sleep(0.1)
+                await sampler.stop()
     from_start = [cards[t] - s for t, (s, _e) in started.items() if t in cards]
     from_end = [cards[t] - e for t, (_s, e) in started.items() if t in cards]
     append_ms = [(e - s) * 1000 for s, e in started.values()]
@@ -87,6 +92,8 @@ async def run(opts: Options) -> Result:
         "p50_from_append_start_s": round(percentile(from_start, 50), 3),
         "p99_from_append_start_s": round(percentile(from_start, 99), 3),
         "append_p50_ms": round(percentile(append_ms, 50), 1),
+        "peak_rss_main_mb": round(sampler.peak_main_kb / 1024, 1),  # the idle baseline of the process
+        "peak_rss_tree_mb": round(sampler.peak_tree_kb / 1024, 1),
         "aim": "p50 < 1 s, p99 < 2 s",
         "aim_met": bool(from_end) and len(from_end) == count
         and percentile(from_end, 50) < 1 and percentile(from_end, 99) < 2,
