@@ -176,7 +176,12 @@ async def sla_forever(bridge: Bridge) -> None:
 
 async def poll_telegram(bridge: Bridge) -> None:
     await register_commands(bridge.bot, bridge.settings)
-    await bridge.dispatcher.start_polling(bridge.bot, handle_signals=False, close_bot_session=False)
+    # handle_as_tasks=False: an update is confirmed to Telegram (by the next getUpdates offset) only
+    # after its handler finished, so a crash mid-handler means a redelivery, never a lost press; the
+    # handlers are idempotent (guarded updates, keyed replies), so a redelivery changes nothing.
+    await bridge.dispatcher.start_polling(
+        bridge.bot, handle_signals=False, close_bot_session=False, handle_as_tasks=False
+    )
 
 
 async def receive_telegram(bridge: Bridge) -> None:

@@ -136,33 +136,26 @@ class Workflow:
                 # With a pool, each mail is ingested as soon as its own parse is done, in arrival order,
                 # while the workers are still parsing the later ones: parsing and ingesting (database,
                 # policy) overlap instead of taking turns.
-                parsed = await pending[i] if pending else self._safe_parse(row.content)
+                parsed = await _outcome(pending[i]) if pending else self._safe_parse(row.content)
                 row.content = b""  # the bytes are not needed any more: keep a backlog's memory flat
                 await self._ingest(row, parsed)
         finally:
-            for task in pending:
-                task.cancel()  # only matters when an ingest raised: nothing is left running for it
+            for future in pending:  # only matters when an ingest raised: nothing is left running for it
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: no "exception was never retrieved" noise
+                else:
+                    future.cancel()
         self.on_post_queued()
         self.on_email_queued()
         return len(rows)
 
-    def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Task[InboundMessage | Exception]]:
+    def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
         """Start parsing every row in the process pool (none without a pool: parsed inline, one by one)."""
-        # Parsing is the ingest bottleneck (CPU): a process pool uses both cores for a backlog.
+        # Parsing is CPU work: a process pool keeps it off the event loop and uses both cores for a backlog.
         if self.parse_executor is None:
             return []
         loop = asyncio.get_running_loop()
-        return [asyncio.ensure_future(self._parse_in_pool(loop, r)) for r in rows]
-
-    async def _parse_in_pool(self, loop: asyncio.AbstractEventLoop, row: RawMail) -> InboundMessage | Exception:
-        assert self.parse_executor is not None
-        try:
-            result = await loop.run_in_executor(self.parse_executor, self.parser, bytes(row.content))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the parser promises MalformedMessage only; a dead worker is ours
-            return exc
-        return result if isinstance(result, InboundMessage) else RuntimeError(str(result))
+        return [loop.run_in_executor(self.parse_executor, self.parser, bytes(r.content)) for r in rows]
 
     def _safe_parse(self, content: bytes) -> InboundMessage | Exception:
         try:
@@ -702,6 +695,17 @@ class Workflow:
     def _wake(self) -> None:
         self.on_email_queued()
         self.on_post_queued()
+
+
+async def _outcome(future: asyncio.Future[Any]) -> InboundMessage | Exception:
+    """A parse in the pool as a value: the parser's exception (or a dead worker's) quarantines that mail."""
+    try:
+        result = await future
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return exc
+    return result if isinstance(result, InboundMessage) else RuntimeError(str(result))
 
 
 def _aware(value: datetime) -> datetime:
