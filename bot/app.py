@@ -42,6 +42,7 @@ from mail.imap import ImapConfig
 from mail.intake import MailWatcher
 from mail.send import EmailSender, SmtpConfig
 from models import db
+from models.aio import raise_if_cancelling
 from models.leases import LeaseManager, run_with_lease, unique_holder
 from models.sla import SlaConfig, SlaService
 from models.sla_rules import parse_thresholds
@@ -157,6 +158,7 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
 async def process_mail_forever(bridge: Bridge, poll_seconds: float = 5.0) -> None:
     """Turn stored raw mail into tickets as soon as the watcher stores it (or every few seconds)."""
     while True:
+        raise_if_cancelling()
         bridge.mail_stored.clear()
         if await bridge.workflow.process_stored(batch=50):
             await asyncio.sleep(0)  # a backlog: let the dispatcher and senders run between batches
@@ -169,6 +171,7 @@ async def process_mail_forever(bridge: Bridge, poll_seconds: float = 5.0) -> Non
 
 async def sla_forever(bridge: Bridge) -> None:
     while True:
+        raise_if_cancelling()
         await bridge.sla.run_due()
         await bridge.sla.morning_digest()
         await asyncio.sleep(bridge.settings.SLA_TICK_SECONDS)

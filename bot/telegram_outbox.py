@@ -80,6 +80,7 @@ from tortoise.transactions import in_transaction
 
 from bot.ratelimit import RateLimiter, is_group_chat
 from mail.parse import extract_attachment
+from models.aio import raise_if_cancelling
 from models.claims import claim_row
 from models.tables import Message, OutboxStatus, RawMail, TelegramOutbox, Ticket
 
@@ -215,6 +216,7 @@ class TelegramSender:
         last_recover = loop.time()
         try:
             while True:
+                raise_if_cancelling()
                 self._wakeup.clear()
                 try:
                     if self.lease_seconds is not None and loop.time() - last_recover >= min(

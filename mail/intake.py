@@ -26,6 +26,7 @@ from tortoise.exceptions import BaseORMException, IntegrityError
 from tortoise.transactions import in_transaction
 
 from mail.imap import FetchedMail, ImapConfig, ImapConfigError, ImapError, ImapSession, open_session
+from models.aio import raise_if_cancelling
 from models.tables import MailCursor, RawMail, RawMailStatus
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class MailWatcher:
         attempt = 0
         try:
             while True:
+                raise_if_cancelling()
                 try:
                     await self.sync_once()
                     attempt = 0

@@ -37,6 +37,7 @@ import aiosmtplib
 from aiosmtplib.typing import Default
 from tortoise.expressions import F
 
+from models.aio import raise_if_cancelling
 from models.claims import claim_row
 from models.tables import EmailOutbox, OutboxStatus
 
@@ -289,6 +290,7 @@ class EmailSender:
             await self.recover()
             last_recover = loop.time()
             while True:
+                raise_if_cancelling()
                 self._wakeup.clear()  # cleared before the pass: a wake() during it triggers another
                 try:
                     await self.deliver_due()
@@ -303,6 +305,7 @@ class EmailSender:
                     # A database hiccup must not end the loop: log it and try again later.
                     log.exception("email sender pass failed; retrying in %.0f s", self._poll_interval)
                     delay = self._poll_interval
+                raise_if_cancelling()
                 if delay > 0:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(delay):
