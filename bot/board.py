@@ -469,6 +469,12 @@ class TelegramBoard:
             return short(names.get(d.staff_id or 0, t("system", lang)), 80)
 
         last = {d.action: d for d in decisions}
+        if "parse_notes" in last:
+            notes = last["parse_notes"].details or {}
+            if notes.get("oversize"):
+                lines.append("⚠️ " + t("card.oversize", lang, size=human_size(int(notes.get("size") or 0), lang)))
+            elif notes.get("defects"):
+                lines.append("⚠️ " + t("card.defects", lang, what=short("; ".join(notes["defects"][:3]), 200)))
         if status in (TicketStatus.ACCEPTED, TicketStatus.CLOSED) and "accepted" in last:
             d = last["accepted"]
             lines.append("✅ " + t("card.accepted_by", lang, who=who(d), when=self.when(d.created_at)))

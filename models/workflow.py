@@ -324,6 +324,13 @@ class Workflow:
         )
 
     async def _store_message(self, ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> Message:
+        if msg.oversize or msg.defects:
+            # Staff must know the text may be partial (size cap, broken MIME): the card shows this note.
+            await Decision.create(
+                ticket_id=ticket_id,
+                action="parse_notes",
+                details={"oversize": msg.oversize, "size": msg.raw_size, "defects": msg.defects[:10]},
+            )
         return await Message.create(
             ticket_id=ticket_id,
             direction=MessageDirection.INBOUND,

@@ -154,3 +154,12 @@ async def test_the_email_of_a_decision_is_queued_in_the_same_transaction_as_the_
         assert again.status == "already"
         assert await EmailOutbox.filter(ticket_id=ticket.id, event="accepted").count() == 1
         assert await Decision.filter(ticket_id=ticket.id, action="accepted").count() == 1
+
+
+async def test_a_damaged_email_still_becomes_a_request_and_its_card_says_it_was_read_in_part(db: str) -> None:
+    async with Desk.open() as desk:
+        ticket = await desk.deliver((CORPUS / "broken_boundary.eml").read_bytes())
+        assert ticket is not None and ticket.status == TicketStatus.NEW
+        notes = await Decision.get(ticket_id=ticket.id, action="parse_notes")
+        assert notes.details["defects"]
+        assert "повреждено" in await desk.card_text(ticket.id)
