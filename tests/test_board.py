@@ -15,6 +15,7 @@ from bot.i18n import EN, RU, t
 from models.calendar import BusinessCalendar
 from models.policy.base import ClientMatch, Finding, FindingCode, Verdict
 from models.tables import Client, Decision, Message, MessageDirection, StaffMember, Ticket, TicketStatus
+from tests.fuzzing import examples
 from tests.rig.fake_telegram import MAX_TEXT_LENGTH, parse_html, strip_formatted, utf16_len
 
 HOSTILE = [
@@ -133,7 +134,7 @@ def test_cut_utf16_never_splits_a_surrogate_pair():
     assert tg_escape("<&>\"'") == "&lt;&amp;&gt;\"'"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.text(max_size=6000), subject=st.text(max_size=400), sender=st.text(max_size=200))
 def test_any_text_renders_as_valid_telegram_html_within_the_limit(body, subject, sender):
     views = TelegramViews()

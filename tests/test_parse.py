@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mail.parse import extract_attachment, iter_attachments, parse_message
 from models.inbound import MalformedMessage, MessageKind
+from tests.fuzzing import examples
 
 CORPUS = Path(__file__).parent / "corpus"
 OWN = frozenset({"support@storeolis.ru"})
@@ -356,7 +357,7 @@ def _mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
 MUTATION_SOURCES = [p.read_bytes() for p in corpus_files() if p.name not in ("huge_headers.eml", "empty.eml")]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(3000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     source=st.sampled_from(MUTATION_SOURCES),
     ops=st.lists(
