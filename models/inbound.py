@@ -7,7 +7,7 @@ Nothing here imports a mail or Telegram library, so the domain stays testable in
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
 
@@ -68,3 +68,20 @@ class InboundMessage:
 
 class MalformedMessage(Exception):
     """The bytes cannot be understood as a support email; they are quarantined as they are."""
+
+
+def _clean(value: object) -> object:
+    if type(value) is str:  # not isinstance: enum members (StrEnum) must stay what they are
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def without_nul(message: InboundMessage) -> InboundMessage:
+    """The message with NUL characters removed from every text field.
+
+    Hostile or broken mail can carry NUL bytes in its text; PostgreSQL cannot store them in text or
+    JSON columns (and they mean nothing to a reader), so the domain drops them before storing."""
+    changes = {f.name: _clean(getattr(message, f.name)) for f in fields(message)}
+    return replace(message, **changes)

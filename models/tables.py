@@ -12,6 +12,7 @@ import enum
 
 from tortoise import fields
 from tortoise.models import Model
+from tortoise.signals import pre_save
 
 
 class TicketStatus(enum.StrEnum):
@@ -311,3 +312,27 @@ class Lease(Model):
 
     class Meta:
         table = "lease"
+
+
+def _strip_nul(value: object) -> object:
+    if type(value) is str:  # enum members (CharEnumField) stay enum members
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+    return value
+
+
+_TEXT_FIELDS = (fields.CharField, fields.TextField, fields.JSONField)
+
+
+@pre_save(Client, ClientAddress, StaffMember, Ticket, Message, Decision, EmailOutbox, TelegramOutbox, KeyValue)
+async def _no_nul_characters(sender: type[Model], instance: Model, using_db: object, update_fields: object) -> None:
+    """PostgreSQL text and JSON columns cannot hold NUL characters, which hostile mail may carry:
+    every saved text drops them, so SQLite and PostgreSQL store the same thing."""
+    for name, field in instance._meta.fields_map.items():
+        if isinstance(field, _TEXT_FIELDS):
+            value = getattr(instance, name, None)
+            if value is not None:
+                setattr(instance, name, _strip_nul(value))

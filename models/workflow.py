@@ -21,7 +21,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.calendar import BusinessCalendar
-from models.inbound import InboundMessage, MalformedMessage, MessageKind
+from models.inbound import InboundMessage, MalformedMessage, MessageKind, without_nul
 from models.policy import PolicyEngine, PolicyRequest, Verdict, content_hash, month_key
 from models.policy.base import FindingCode
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
@@ -164,6 +164,8 @@ class Workflow:
             return exc
 
     async def _ingest(self, row: RawMail, parsed: InboundMessage | Exception) -> None:
+        if isinstance(parsed, InboundMessage):
+            parsed = without_nul(parsed)
         if isinstance(parsed, Exception):
             reason = str(parsed) if isinstance(parsed, MalformedMessage) else f"parser error: {parsed!r}"
             if not isinstance(parsed, MalformedMessage):
@@ -368,7 +370,7 @@ class Workflow:
         raw = await RawMail.get_or_none(id=first.raw_mail_id) if first and first.raw_mail_id else None
         if raw is None:
             return Verdict.from_json(ticket.verdict)
-        msg = self.parser(bytes(raw.content))
+        msg = without_nul(self.parser(bytes(raw.content)))
         return await self.policy.evaluate(
             PolicyRequest(ticket_id=ticket.id, arrived_at=_aware(ticket.arrived_at), message=msg)
         )

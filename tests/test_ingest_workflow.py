@@ -163,3 +163,14 @@ async def test_a_damaged_email_still_becomes_a_request_and_its_card_says_it_was_
         notes = await Decision.get(ticket_id=ticket.id, action="parse_notes")
         assert notes.details["defects"]
         assert "повреждено" in await desk.card_text(ticket.id)
+
+
+async def test_nul_characters_from_hostile_mail_are_dropped_on_every_database(db: str) -> None:
+    async with Desk.open() as desk:
+        ticket = await desk.deliver(
+            make_email(subject="Ошибка\x00 оплаты", body="Не проходит\x00 оплата картой, ошибка 402.")
+        )
+        assert ticket is not None
+        message = await Message.get(ticket_id=ticket.id)
+        assert "\x00" not in message.text and "Не проходит оплата" in message.text
+        assert "\x00" not in (await Ticket.get(id=ticket.id)).subject
