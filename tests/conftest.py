@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator  # noqa: E402
 import pytest  # noqa: E402
 
 from models import db as database  # noqa: E402
+from tests.helpers.process import staff_telegram  # noqa: E402
+from tests.rig.fake_telegram import FakeTelegram  # noqa: E402
 
 
 @pytest.fixture
@@ -17,3 +19,10 @@ async def db(database_url: str) -> AsyncIterator[str]:
         yield database_url
     finally:
         await database.close_db()
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram Bot API server with the staff group (tests/helpers/process.py STAFF_CHAT_ID)."""
+    async with staff_telegram() as fake:
+        yield fake

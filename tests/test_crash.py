@@ -20,14 +20,11 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from models import db as database
 from models.tables import (
@@ -98,18 +95,6 @@ def request_mail(n: int, sender: str, rng: random.Random) -> tuple[bytes, str]:
         "Проверьте, пожалуйста, что случилось. Спасибо!"
     )
     return bytes(msg), message_id
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
-    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 def crash_env(database_url: str, mailbox: DovecotServer, smtp: SmtpCapture, telegram: FakeTelegram,

@@ -4,32 +4,18 @@ well, 503 naming the failing part during an outage, 200 again after it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from bot.outages import OutageReporter
-from tests.helpers.process import STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess
+from tests.helpers.process import BridgeProcess
 from tests.rig.dovecot import DovecotServer
 from tests.rig.fake_telegram import FakeTelegram
 from tests.rig.net import free_port
 from tests.rig.smtp import SmtpCapture
 from tests.test_crash import crash_env, prepare, until
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
-    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 async def get_health(port: int) -> tuple[int, dict[str, Any]] | None:

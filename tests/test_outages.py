@@ -38,18 +38,6 @@ def outage_env(database_url: str, mailbox: DovecotServer, smtp: SmtpCapture, tel
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
-    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
-
-@pytest.fixture
 async def bridge(
     tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
 ) -> AsyncIterator[BridgeProcess]:

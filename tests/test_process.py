@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
-
-import pytest
 
 from tests.helpers.process import REPO, STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess, bridge_env, run_cli
 from tests.rig.dovecot import DovecotServer
@@ -26,18 +23,6 @@ def request_mail(subject: str, body: str, sender: str = "ivanov@romashka.ru") ->
     msg["Date"] = "Wed, 25 Nov 2026 10:00:00 +0300"
     msg.set_content(body)
     return bytes(msg)
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
-    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 async def test_empty_environment_lists_missing_settings_and_exits_2(tmp_path: Path) -> None:

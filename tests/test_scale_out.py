@@ -15,7 +15,6 @@ import itertools
 import re
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,18 +32,6 @@ from tests.test_process import button_data, request_mail
 WEBHOOK_URL = "https://bridge.storeolis.test/telegram"
 SECRET = "test-webhook-secret-" + secrets.token_hex(8)
 LEASE_SECONDS = 3
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
-    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 def bare_id(message_id: str | None) -> str:

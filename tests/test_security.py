@@ -16,7 +16,7 @@ import pytest
 from bot.callbacks import Op, TicketAction
 from models.tables import Decision, EmailOutbox, Ticket, TicketStatus
 from tests.helpers.desk import STAFF_CHAT, Desk, make_email
-from tests.helpers.process import REPO, STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess
+from tests.helpers.process import REPO, STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess, staff_telegram
 from tests.policy.factories import make_client
 from tests.rig.dovecot import DovecotServer
 from tests.rig.fake_telegram import FakeTelegram
@@ -33,14 +33,8 @@ WRONG_TOKEN = "424242:TGwrongSECRET-zzz-9876"
 
 @pytest.fixture
 async def telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(token=TOKEN)
-    await fake.start()
-    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
-    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
-    try:
+    async with staff_telegram(token=TOKEN) as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 # ------------------------------------------------------------------------------------ secrets

@@ -25,7 +25,12 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.process import STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess, bridge_env, run_cli
+from tests.helpers.process import (
+    BridgeProcess,
+    bridge_env,
+    run_cli,
+    staff_telegram,
+)
 from tests.rig.dovecot import DovecotServer
 from tests.rig.fake_telegram import FakeTelegram
 from tests.rig.smtp import SmtpCapture
@@ -84,16 +89,7 @@ class Options:
 # ---------------------------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def fake_telegram() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram()
-    await fake.start()
-    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
-    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
-    try:
-        yield fake
-    finally:
-        await fake.stop()
+fake_telegram = staff_telegram  # the staff group and one staff member, as in the tests
 
 
 @contextlib.contextmanager

@@ -8,10 +8,12 @@ the developer's .env is never read), talks to Dovecot, aiosmtpd and the fake Tel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,19 @@ from tests.rig.smtp import SmtpCapture
 REPO = Path(__file__).resolve().parents[2]
 STAFF_CHAT_ID = -1001234567890
 STAFF_USER_ID = 5001
+
+
+@contextlib.asynccontextmanager
+async def staff_telegram(token: str | None = None) -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram server with the staff group and one staff member in it."""
+    fake = FakeTelegram(token=token) if token else FakeTelegram()
+    await fake.start()
+    fake.add_user(STAFF_USER_ID, "Анна", username="anna_support")
+    fake.add_group(STAFF_CHAT_ID, "Storeolis support", members=[STAFF_USER_ID])
+    try:
+        yield fake
+    finally:
+        await fake.stop()
 
 
 def bridge_env(
