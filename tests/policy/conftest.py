@@ -1,22 +1,10 @@
+"""Policy tests run on the shared migrated `db` (SQLite, or PostgreSQL with TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from tortoise import Tortoise
 
 from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[None]:
-    await Tortoise.init(db_url=f"sqlite://{tmp_path}/p.sqlite3", modules={"models": ["models.tables"]})
-    await Tortoise.generate_schemas()
-    try:
-        yield
-    finally:
-        await Tortoise.close_connections()
 
 
 @pytest.fixture
