@@ -107,6 +107,7 @@ def crash_env(database_url: str, mailbox: DovecotServer, smtp: SmtpCapture, tele
         MONTHLY_LIMIT="100000",  # most requests clean: the limit of 2.6 is not what this test is about
         TELEGRAM_RATE_SCALE="0.01",
         EMAIL_LEASE_SECONDS="4",  # a SENDING email of a killed process is taken back after 4 s
+        TELEGRAM_LEASE_SECONDS="4",  # likewise a post left SENDING by a kill
         SMTP_TIMEOUT_SECONDS="5",
         **extra,
     )
