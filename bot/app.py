@@ -120,6 +120,7 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
         staff_chat_id=settings.STAFF_CHAT_ID,
         language=settings.LANGUAGE,
         lease_seconds=settings.TELEGRAM_LEASE_SECONDS,  # several processes: never steal a live peer's row
+        render=board.render_deferred,
     )
     sla = SlaService(
         SlaConfig(

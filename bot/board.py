@@ -230,18 +230,26 @@ class TelegramBoard:
         return aware.astimezone(self.tz).strftime("%d.%m.%Y %H:%M:%S" if seconds else "%d.%m.%Y %H:%M")
 
     # StaffBoard ------------------------------------------------------------------------------
-    async def new_card(self, ticket_id: int) -> BoardPost:
-        text, markup = await self.render_card(ticket_id)
+    def new_card(self, ticket_id: int) -> BoardPost:
+        # Rendered by `render_deferred` when the sender posts it: under a backlog a card may wait
+        # minutes for Telegram's group limit, and should then show the ticket's state, queue place and
+        # time left as they are, not as they were at ingest.
         return BoardPost(
             kind="card",
             chat_id=self.config.staff_chat_id,
             payload={
                 "method": "sendMessage",
-                "params": self._params(text, markup),
+                "render": {"ticket_card": ticket_id},
                 "record": {"ticket_card": ticket_id},
             },
             extra={"ticket_id": ticket_id},
         )
+
+    async def render_deferred(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The params of a post whose payload says what to render (`TelegramSender(render=...)`)."""
+        ticket_id = int(spec["ticket_card"])
+        text, markup = await self.render_card(ticket_id)
+        return self._params(text, markup)
 
     async def card_update(self, ticket_id: int) -> BoardPost:
         text, markup = await self.render_card(ticket_id)

@@ -13,6 +13,8 @@ Row payload (the contract with the domain code that writes rows)::
      "params": {aiogram kwargs except chat_id/message_id/reply_parameters/document/photo:
                 text, parse_mode, reply_markup (Bot API JSON dict), caption, disable_notification,
                 link_preview_options {"is_disabled": true}, ...},
+     "render":   {"ticket_card": <ticket id>},   (optional: params rendered just before sending by
+                                                  the `render` callable, e.g. a new ticket's card)
      "reply_to": {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (optional)
      "target":   {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (edits, deletes)
      "record":   {"ticket_card": <ticket id>} | {"message_row": <Message id>},       (optional)
@@ -176,6 +178,7 @@ class TelegramSender:
         batch_size: int = 500,
         shutdown_grace: float = 10.0,
         lease_seconds: float | None = None,
+        render: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         """`lease_seconds`: while a row is SENDING its `not_before` holds the claim time; a claim
         older than this belongs to a dead process and `recover()` (at start and every so often) puts
@@ -197,6 +200,7 @@ class TelegramSender:
         self.batch_size = batch_size
         self.shutdown_grace = shutdown_grace
         self.lease_seconds = lease_seconds
+        self.render = render  # fills the params of rows whose payload has "render" (new cards)
         self._wakeup = asyncio.Event()
         self._workers: dict[int, asyncio.Task[int]] = {}
         self._stopping = False
@@ -455,6 +459,11 @@ class TelegramSender:
         row.attempts += 1
 
         try:
+            if payload.get("render") is not None:
+                if self.render is None:
+                    raise ValueError("this row must be rendered, and the sender has no renderer")
+                # Rendered now, after the claim: what staff see is the ticket as it is at posting time.
+                params = {**await self.render(payload["render"]), **params}
             if method_name in _FILE_FIELD:
                 params[_FILE_FIELD[method_name]] = await self._load_file(payload.get("file"))
             if target_id is not None:

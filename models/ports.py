@@ -57,7 +57,11 @@ class BoardPost:
 class StaffBoard(Protocol):
     """Renders what the staff chat shows. Called inside domain transactions: reads only."""
 
-    async def new_card(self, ticket_id: int) -> BoardPost: ...
+    def new_card(self, ticket_id: int) -> BoardPost:
+        """The card of a new request. Not rendered here: its payload names the ticket
+        ({"render": {"ticket_card": id}}) and the sender renders it just before posting, so the card
+        shows the ticket as it is then, and ingesting a request costs no rendering at all."""
+        ...
 
     async def card_update(self, ticket_id: int) -> BoardPost: ...
 

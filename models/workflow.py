@@ -277,7 +277,7 @@ class Workflow:
                 return
             ticket = await self._create_ticket(row, msg, verdict=verdict, status=TicketStatus.NEW)
             await self._store_message(ticket.id, row, msg, kind="request")
-            post = await self.board.new_card(ticket.id)
+            post = self.board.new_card(ticket.id)
             # The ticket is brand new, so its card key cannot exist yet: a plain insert (the unique key
             # still guards it) instead of get_or_create's select + savepoint on the ingest hot path.
             await TelegramOutbox.create(

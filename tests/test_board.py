@@ -4,6 +4,7 @@ UTF-16 units; keyboards carry ids only, within 64 bytes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,7 @@ from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction
 from bot.i18n import EN, RU, t
 from models.calendar import BusinessCalendar
 from models.policy.base import ClientMatch, Finding, FindingCode, Verdict
+from models.ports import BoardPost
 from models.tables import Client, Decision, Message, MessageDirection, StaffMember, Ticket, TicketStatus
 from tests.fuzzing import examples
 from tests.rig.fake_telegram import MAX_TEXT_LENGTH, parse_html, strip_formatted, utf16_len
@@ -39,6 +41,11 @@ def telegram_view(text: str) -> str:
 def make_board(language: str = "ru") -> TelegramBoard:
     return TelegramBoard(BoardConfig(staff_chat_id=-100, language=language), calendar=BusinessCalendar(),
                          clock=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+
+
+async def posted_params(board: TelegramBoard, post: BoardPost) -> dict[str, Any]:
+    """The params the sender posts for `post`: a new card is rendered only when it is sent."""
+    return {**await board.render_deferred(post.payload["render"]), **post.payload.get("params", {})}
 
 
 async def hostile_ticket(body: str, status: TicketStatus = TicketStatus.NEW) -> Ticket:
@@ -80,10 +87,11 @@ async def hostile_ticket(body: str, status: TicketStatus = TicketStatus.NEW) -> 
 async def test_cards_of_hostile_mail_parse_and_fit_in_every_state(db, status, body):
     ticket = await hostile_ticket(body, status)
     board = make_board()
-    for post in (await board.new_card(ticket.id), await board.card_update(ticket.id)):
-        plain = telegram_view(post.payload["params"]["text"])
+    for params in (await posted_params(board, board.new_card(ticket.id)),
+                   (await board.card_update(ticket.id)).payload["params"]):
+        plain = telegram_view(params["text"])
         assert "<script>alert(1)</script>" in plain
-        for row in post.payload["params"]["reply_markup"]["inline_keyboard"]:
+        for row in params["reply_markup"]["inline_keyboard"]:
             for button in row:
                 assert len(button["callback_data"].encode()) <= 64
     message = await Message.get(ticket_id=ticket.id)
@@ -93,12 +101,27 @@ async def test_cards_of_hostile_mail_parse_and_fit_in_every_state(db, status, bo
 
 async def test_card_cites_clauses_and_evidence(db):
     ticket = await hostile_ticket("Текст обращения")
-    text = telegram_view((await make_board().new_card(ticket.id)).payload["params"]["text"])
+    board = make_board()
+    text = telegram_view((await posted_params(board, board.new_card(ticket.id)))["text"])
     assert "Нецензурная лексика (п. 2.6)" in text and "слова: «<script>alert(1)</script>»" in text
     assert "Дублирование <сообщения> (п. 2.6): исходное обращение #7" in text
     assert "4-е обращение, лимит 3" in text and "4 из 3 обращений в этом месяце" in text
-    english = telegram_view((await make_board("en").new_card(ticket.id)).payload["params"]["text"])
+    english_board = make_board("en")
+    english = telegram_view((await posted_params(english_board, english_board.new_card(ticket.id)))["text"])
     assert "Obscene language (clause 2.6)" in english and "original ticket #7" in english
+
+
+async def test_new_card_is_rendered_when_sent_and_shows_the_ticket_as_it_is_then(db):
+    ticket = await hostile_ticket("Текст обращения")
+    board = make_board()
+    post = board.new_card(ticket.id)  # at ingest: no rendering, no query
+    assert post.payload == {"method": "sendMessage", "render": {"ticket_card": ticket.id},
+                            "record": {"ticket_card": ticket.id}}
+    assert "🆕" in (await posted_params(board, post))["text"]
+    await Ticket.filter(id=ticket.id).update(status=TicketStatus.ACCEPTED)  # a colleague was faster
+    later = await posted_params(board, post)
+    assert "✅" in later["text"] and "🆕" not in later["text"]
+    assert later["parse_mode"] == "HTML"
 
 
 async def test_refused_card_offers_undo_and_closed_card_only_more(db):

@@ -146,6 +146,44 @@ async def test_card_is_posted_and_its_message_id_recorded(db: str, fake: FakeTel
     assert len(sends(fake)) == 1
 
 
+async def test_a_card_to_render_is_rendered_after_its_claim_as_the_ticket_is_then(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
+    ticket = await new_ticket()
+    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id},
+                                 "record": {"ticket_card": ticket.id}}, ticket=ticket)  # fmt: skip
+    await Ticket.filter(id=ticket.id).update(subject="Тема, изменённая до отправки")
+    seen: list[tuple[dict[str, Any], str]] = []
+
+    async def render(spec: dict[str, Any]) -> dict[str, Any]:
+        current = await Ticket.get(id=spec["ticket_card"])
+        claimed = await TelegramOutbox.get(id=row.id)
+        seen.append((spec, claimed.status))
+        return {"text": f"<b>#{current.id}</b> {current.subject}", "parse_mode": "HTML",
+                "reply_markup": keyboard(current.id)}  # fmt: skip
+
+    assert await make_sender(bot, render=render).drain() == 1
+
+    assert seen == [({"ticket_card": ticket.id}, OutboxStatus.SENDING)]
+    [sent] = sends(fake)
+    assert fake.message(GROUP, sent["message_id"])["text"] == f"#{ticket.id} Тема, изменённая до отправки"
+    await ticket.refresh_from_db()
+    assert ticket.card_message_id == sent["message_id"]
+
+
+async def test_a_card_to_render_fails_clearly_when_the_sender_has_no_renderer(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
+    ticket = await new_ticket()
+    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id}}, ticket=ticket)
+
+    await make_sender(bot).drain()
+
+    await row.refresh_from_db()
+    assert row.status == OutboxStatus.FAILED and "no renderer" in (row.last_error or "")
+    assert sends(fake) == []
+
+
 async def test_edit_written_before_its_card_waits_and_applies_after(
     db: str, fake: FakeTelegram, bot: Bot
 ) -> None:

@@ -119,6 +119,7 @@ class Desk:
             backoff_base=0.1,
             backoff_max=1.0,
             digest_threshold=10_000,
+            render=self.board.render_deferred,
         )
         self.workflow = Workflow(
             WorkflowConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace),
