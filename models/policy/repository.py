@@ -66,14 +66,26 @@ class PriorTicket:
     attachment_hashes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Identities:
+    """What may identify a client, each list in a stable order (address rows by id, clients by id)."""
+
+    addresses: list[AddressRow]  # registered addresses/domains whose value is one of those asked
+    by_inn: list[ClientRow]  # at most 20
+    by_contract: list[ClientRow]  # at most 20
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierCopies:
+    seen: list[SeenMessage]  # inbound messages carrying one of the Message-IDs, oldest first, at most 20
+    same_hash: list[PriorTicket]  # earlier tickets with the content hash, oldest arrival first, at most 10
+
+
 class PolicyRepository(Protocol):
-    async def addresses(self, values: Sequence[str]) -> list[AddressRow]:
-        """Registered addresses/domains whose value is one of `values` (exact, lower-case)."""
+    async def identify(self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str]) -> Identities:
+        """Registered addresses/domains whose value is one of `values` (exact, lower-case) with their
+        clients, and the clients with one of the INNs or contract numbers: one round trip."""
         ...
-
-    async def clients_by_inn(self, inns: Sequence[str]) -> list[ClientRow]: ...
-
-    async def clients_by_contract(self, contracts: Sequence[str]) -> list[ClientRow]: ...
 
     async def count_earlier_in_month(
         self, client_id: int, month_key: str, arrived_at: datetime, ticket_id: int | None,
@@ -86,13 +98,13 @@ class PolicyRepository(Protocol):
         """The stored flag of this ticket (None when it does not exist)."""
         ...
 
-    async def messages_with_ids(self, message_ids: Sequence[str], exclude_ticket: int | None) -> list[SeenMessage]:
-        ...
-
-    async def earlier_with_hash(
-        self, content_hash: str, arrived_at: datetime, ticket_id: int | None, since: datetime,
-    ) -> list[PriorTicket]:
-        """Earlier tickets with this content hash, arrived since `since` or still open, oldest first."""
+    async def earlier_copies(
+        self, message_ids: Sequence[str], content_hash: str, *, arrived_at: datetime, ticket_id: int | None,
+        since: datetime,
+    ) -> EarlierCopies:
+        """Inbound messages of other tickets with one of `message_ids`, and earlier tickets with this
+        content hash arrived since `since` or still open: the duplicate rule's first two checks in one
+        round trip."""
         ...
 
     async def recent_tickets(
@@ -189,34 +201,40 @@ def _client(row: Any) -> ClientRow:
 class TortoisePolicyRepository:
     """PolicyRepository on the tortoise tables (SQLite or PostgreSQL)."""
 
-    async def addresses(self, values: Sequence[str]) -> list[AddressRow]:
-        if not values:
-            return []
-        rows = await _fetch(
-            "SELECT c.id, c.name, c.inn, c.contract, c.active, a.value, a.is_domain"
-            " FROM client_address a JOIN client c ON c.id = a.client_id"
-            f" WHERE a.value IN ({_marks(len(values))}) ORDER BY a.id", list(values))
-        return [AddressRow(_client(r), r[5], bool(r[6])) for r in rows]
-
-    async def clients_by_inn(self, inns: Sequence[str]) -> list[ClientRow]:
-        if not inns:
-            return []
-        rows = await _fetch(f"SELECT id, name, inn, contract, active FROM client WHERE inn IN ({_marks(len(inns))})"
-                            " LIMIT 20", list(inns))
-        return [_client(r) for r in rows]
-
-    async def clients_by_contract(self, contracts: Sequence[str]) -> list[ClientRow]:
-        if not contracts:
-            return []
-        rows = await _fetch("SELECT id, name, inn, contract, active FROM client"
-                            f" WHERE contract IN ({_marks(len(contracts))}) LIMIT 20", list(contracts))
-        return [_client(r) for r in rows]
+    async def identify(self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str]) -> Identities:
+        # One statement, a branch per kind of evidence (k), each in a stable order (o); NULL columns are
+        # typed so that PostgreSQL can unite the branches.
+        branches: list[str] = []
+        params: list[Any] = []
+        if values:
+            branches.append(
+                "SELECT * FROM (SELECT 0 AS k, a.id AS o, c.id, c.name, c.inn, c.contract, c.active, a.value,"
+                " a.is_domain FROM client_address a JOIN client c ON c.id = a.client_id"
+                f" WHERE a.value IN ({_marks(len(values))})) ad")
+            params += values
+        for k, column, wanted in ((1, "inn", inns), (2, "contract", contracts)):
+            if wanted:
+                branches.append(
+                    f"SELECT * FROM (SELECT {k} AS k, id AS o, id, name, inn, contract, active,"
+                    " CAST(NULL AS VARCHAR(320)) AS value, CAST(NULL AS BOOLEAN) AS is_domain"
+                    f" FROM client WHERE {column} IN ({_marks(len(wanted))}) ORDER BY id LIMIT 20) c{k}")
+                params += wanted
+        found = Identities([], [], [])
+        if not branches:
+            return found
+        for r in await _fetch(" UNION ALL ".join(branches) + " ORDER BY k, o", params):
+            k, row = r[0], r[2:]
+            if k == 0:
+                found.addresses.append(AddressRow(_client(row), row[5], bool(row[6])))
+            else:
+                (found.by_inn if k == 1 else found.by_contract).append(_client(row))
+        return found
 
     async def count_earlier_in_month(
         self, client_id: int, month_key: str, arrived_at: datetime, ticket_id: int | None,
         count_refused: bool,
     ) -> int:
-        # Served by the (client_id, month_key) index; the rest filters a handful of rows.
+        # Served by the (client_id, month_key) or (client_id, arrived_at) index: a client's few tickets.
         earlier, values = _earlier(ticket_id, arrived_at)
         sql = ("SELECT COUNT(*) FROM ticket t WHERE t.client_id = ? AND t.month_key = ?"
                f" AND t.counts_toward_limit = ? AND {earlier}")
@@ -231,31 +249,41 @@ class TortoisePolicyRepository:
         rows = await _fetch("SELECT counts_toward_limit FROM ticket WHERE id = ?", [ticket_id])
         return bool(rows[0][0]) if rows else None
 
-    async def messages_with_ids(self, message_ids: Sequence[str], exclude_ticket: int | None) -> list[SeenMessage]:
+    async def earlier_copies(
+        self, message_ids: Sequence[str], content_hash: str, *, arrived_at: datetime, ticket_id: int | None,
+        since: datetime,
+    ) -> EarlierCopies:
+        # Two branches: k=0 the messages with a Message-ID (in message id order, o), k=1 the tickets with
+        # the hash (in arrival order). Served by the message_id and content_hash indexes.
         ids = [m for m in message_ids if m]
-        if not ids:
-            return []
-        sql = ("SELECT m.ticket_id, m.message_id, m.from_address, t.duplicate_of_id"
-               " FROM message m JOIN ticket t ON t.id = m.ticket_id"
-               f" WHERE m.message_id IN ({_marks(len(ids))}) AND m.direction = ?")
-        values: list[Any] = [*ids, str(MessageDirection.INBOUND)]
-        if exclude_ticket is not None:
-            sql += " AND m.ticket_id <> ?"
-            values.append(exclude_ticket)
-        rows = await _fetch(sql + " ORDER BY m.id LIMIT 20", values)
-        return [SeenMessage(r[0], r[1] or "", r[2], r[3]) for r in rows]
-
-    async def earlier_with_hash(
-        self, content_hash: str, arrived_at: datetime, ticket_id: int | None, since: datetime,
-    ) -> list[PriorTicket]:
-        if not content_hash:
-            return []
-        earlier, values = _earlier(ticket_id, arrived_at)
-        rows = await _fetch(
-            f"SELECT {_TICKET_COLUMNS} FROM ticket t WHERE t.content_hash = ? AND {earlier}"
-            f" AND (t.arrived_at >= ? OR t.status IN ({_marks(len(_OPEN))})) ORDER BY t.arrived_at, t.id LIMIT 10",
-            [content_hash, *values, since, *_OPEN])
-        return [_prior(r) for r in rows]
+        branches: list[str] = []
+        params: list[Any] = []
+        if ids:
+            exclude = " AND m.ticket_id <> ?" if ticket_id is not None else ""
+            branches.append(
+                f"SELECT * FROM (SELECT 0 AS k, m.id AS o, {_TICKET_COLUMNS}, m.message_id, m.from_address"
+                " FROM message m JOIN ticket t ON t.id = m.ticket_id"
+                f" WHERE m.message_id IN ({_marks(len(ids))}) AND m.direction = ?{exclude}"
+                " ORDER BY m.id LIMIT 20) s")
+            params += [*ids, str(MessageDirection.INBOUND)] + ([ticket_id] if exclude else [])
+        if content_hash:
+            earlier, values = _earlier(ticket_id, arrived_at)
+            branches.append(
+                f"SELECT * FROM (SELECT 1 AS k, 0 AS o, {_TICKET_COLUMNS}, CAST(NULL AS VARCHAR(998)) AS message_id,"
+                " CAST(NULL AS VARCHAR(320)) AS from_address FROM ticket t"
+                f" WHERE t.content_hash = ? AND {earlier} AND (t.arrived_at >= ? OR t.status IN ({_marks(len(_OPEN))}))"
+                " ORDER BY t.arrived_at, t.id LIMIT 10) h")
+            params += [content_hash, *values, since, *_OPEN]
+        found = EarlierCopies([], [])
+        if not branches:
+            return found
+        for r in await _fetch(" UNION ALL ".join(branches) + " ORDER BY k, o, arrived_at, id", params):
+            row = r[2:]
+            if r[0] == 0:
+                found.seen.append(SeenMessage(row[0], row[7] or "", row[8], row[3]))
+            else:
+                found.same_hash.append(_prior(row))
+        return found
 
     async def recent_tickets(
         self, *, client_id: int | None, sender_address: str | None, arrived_at: datetime,
