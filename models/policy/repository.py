@@ -1,20 +1,28 @@
 """The queries the policy rules need, behind a Protocol so the rules can be tested with any store.
 
 Every query here is bounded and served by an index on models/tables.py (value, inn, contract,
-(client_id, month_key), sender_address, content_hash, message_id), so evaluation stays fast with
-100,000 tickets and 10,000 clients: nothing loads a whole table.
+(client_id, month_key), (client_id, arrived_at), (sender_address, arrived_at), content_hash, message_id,
+message (ticket_id, id)), so evaluation stays fast with 100,000 tickets and 10,000 clients: nothing
+loads a whole table.
+
+The queries are hand-written SQL rather than tortoise querysets: building a query with tortoise/pypika
+cost about 0.5 ms of CPU per statement, several times what SQLite then needs to answer it, and the
+policy runs for every request (docs/benchmarks.md). They run on the connection tortoise itself would
+use for a query at that moment, so inside `in_transaction()` they see that transaction's own writes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from functools import lru_cache
+from typing import Any, Protocol
 
-from tortoise.expressions import Q
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.router import router
 
-from models.tables import Client, ClientAddress, Message, MessageDirection, Ticket, TicketStatus
+from models.tables import Message, MessageDirection, Ticket, TicketStatus
 
 # Statuses of a request that is still being worked on: a re-send of it is a duplicate whatever its age.
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.ACCEPTED)
@@ -58,14 +66,26 @@ class PriorTicket:
     attachment_hashes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Identities:
+    """What may identify a client, each list in a stable order (address rows by id, clients by id)."""
+
+    addresses: list[AddressRow]  # registered addresses/domains whose value is one of those asked
+    by_inn: list[ClientRow]  # at most 20
+    by_contract: list[ClientRow]  # at most 20
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierCopies:
+    seen: list[SeenMessage]  # inbound messages carrying one of the Message-IDs, oldest first, at most 20
+    same_hash: list[PriorTicket]  # earlier tickets with the content hash, oldest arrival first, at most 10
+
+
 class PolicyRepository(Protocol):
-    async def addresses(self, values: Sequence[str]) -> list[AddressRow]:
-        """Registered addresses/domains whose value is one of `values` (exact, lower-case)."""
+    async def identify(self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str]) -> Identities:
+        """Registered addresses/domains whose value is one of `values` (exact, lower-case) with their
+        clients, and the clients with one of the INNs or contract numbers: one round trip."""
         ...
-
-    async def clients_by_inn(self, inns: Sequence[str]) -> list[ClientRow]: ...
-
-    async def clients_by_contract(self, contracts: Sequence[str]) -> list[ClientRow]: ...
 
     async def count_earlier_in_month(
         self, client_id: int, month_key: str, arrived_at: datetime, ticket_id: int | None,
@@ -78,13 +98,13 @@ class PolicyRepository(Protocol):
         """The stored flag of this ticket (None when it does not exist)."""
         ...
 
-    async def messages_with_ids(self, message_ids: Sequence[str], exclude_ticket: int | None) -> list[SeenMessage]:
-        ...
-
-    async def earlier_with_hash(
-        self, content_hash: str, arrived_at: datetime, ticket_id: int | None, since: datetime,
-    ) -> list[PriorTicket]:
-        """Earlier tickets with this content hash, arrived since `since` or still open, oldest first."""
+    async def earlier_copies(
+        self, message_ids: Sequence[str], content_hash: str, *, arrived_at: datetime, ticket_id: int | None,
+        since: datetime,
+    ) -> EarlierCopies:
+        """Inbound messages of other tickets with one of `message_ids`, and earlier tickets with this
+        content hash arrived since `since` or still open: the duplicate rule's first two checks in one
+        round trip."""
         ...
 
     async def recent_tickets(
@@ -96,113 +116,195 @@ class PolicyRepository(Protocol):
         ...
 
 
-def _row(c: Client) -> ClientRow:
-    return ClientRow(id=c.id, name=c.name, inn=c.inn, contract=c.contract, active=c.active)
+# -- running hand-written SQL -----------------------------------------------------------------------
 
 
-def _earlier(arrived_at: datetime, ticket_id: int | None) -> Q:
-    """Tickets before this one in arrival order (arrived_at, then id)."""
+def _connection() -> BaseDBAsyncClient:
+    """The connection a tortoise queryset on these tables would use right now (`QuerySet._choose_db`):
+    a configured router's choice, else the model's connection, which inside `in_transaction()` is the
+    transaction's own (tortoise puts it in the context for its duration)."""
+    return router.db_for_read(Ticket) or Ticket._meta.db
+
+
+def _placeholder_style(db: BaseDBAsyncClient) -> str:
+    dialect = db.capabilities.dialect
+    if dialect == "sqlite":
+        return "?"
+    if dialect == "postgres":
+        # asyncpg numbers its parameters; psycopg (not a dependency, but tortoise supports it) uses %s.
+        return "%s" if "psycopg" in type(db).__module__ else "$"
+    raise NotImplementedError(f"the policy queries are written for SQLite and PostgreSQL, not {dialect}")
+
+
+@lru_cache(maxsize=1024)
+def _for_dialect(sql: str, style: str) -> str:
+    """`sql` is written with `?` placeholders (and no literal "?"): rewritten once per shape."""
+    if style == "?":
+        return sql
+    head, *rest = sql.split("?")
+    marks = ("%s" for _ in rest) if style == "%s" else (f"${i}" for i in range(1, len(rest) + 1))
+    return head + "".join(m + part for m, part in zip(marks, rest, strict=True))
+
+
+async def _fetch(sql: str, values: list[Any]) -> Sequence[Any]:
+    """Rows (sqlite3.Row or asyncpg Record: both index and unpack like tuples)."""
+    db = _connection()
+    _, rows = await db.execute_query(_for_dialect(sql, _placeholder_style(db)), values)
+    return rows
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+_ARRIVED_AT = Ticket._meta.fields_map["arrived_at"]
+_ATTACHMENTS = Message._meta.fields_map["attachments"]
+
+
+def _datetime(value: Any) -> datetime:
+    """A stored datetime as the ORM returns it (SQLite gives the text it stored, PostgreSQL a datetime)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)  # what tortoise stores on SQLite; much faster than iso8601
+        except ValueError:
+            pass  # left to tortoise's own parser
+    return _ARRIVED_AT.to_python_value(value)
+
+
+def _earlier(ticket_id: int | None, arrived_at: datetime) -> tuple[str, list[Any]]:
+    """Tickets before this one in arrival order (arrived_at, then id), and not this one."""
     if ticket_id is None:
-        return Q(arrived_at__lte=arrived_at)
-    return Q(arrived_at__lt=arrived_at) | Q(arrived_at=arrived_at, id__lt=ticket_id)
+        return "t.arrived_at <= ?", [arrived_at]
+    return "(t.arrived_at < ? OR (t.arrived_at = ? AND t.id < ?)) AND t.id <> ?", [
+        arrived_at, arrived_at, ticket_id, ticket_id]
 
 
-def _prior(t: Ticket) -> PriorTicket:
-    return PriorTicket(id=t.id, status=str(t.status), arrived_at=t.arrived_at,
-                       duplicate_of=t.duplicate_of_id,  # type: ignore[attr-defined]
-                       subject=t.subject, sender_address=t.sender_address, content_hash=t.content_hash)
+_OPEN = [str(s) for s in OPEN_STATUSES]
+_TICKET_COLUMNS = "t.id, t.status, t.arrived_at, t.duplicate_of_id, t.subject, t.sender_address, t.content_hash"
+
+
+def _prior(row: Any, new_text: str = "", attachments: Any = None) -> PriorTicket:
+    hashes: tuple[str, ...] = ()
+    if attachments:
+        files = _ATTACHMENTS.to_python_value(attachments) or []
+        hashes = tuple(sorted(a["sha256"] for a in files if isinstance(a, dict) and a.get("sha256")))
+    return PriorTicket(id=row[0], status=row[1], arrived_at=_datetime(row[2]), duplicate_of=row[3],
+                       subject=row[4], sender_address=row[5], content_hash=row[6], new_text=new_text or "",
+                       attachment_hashes=hashes)
+
+
+def _client(row: Any) -> ClientRow:
+    """From the first five columns: id, name, inn, contract, active."""
+    return ClientRow(id=row[0], name=row[1], inn=row[2], contract=row[3], active=bool(row[4]))
 
 
 class TortoisePolicyRepository:
-    """PolicyRepository on the tortoise tables."""
+    """PolicyRepository on the tortoise tables (SQLite or PostgreSQL)."""
 
-    async def addresses(self, values: Sequence[str]) -> list[AddressRow]:
-        if not values:
-            return []
-        rows = await ClientAddress.filter(value__in=list(values)).select_related("client")
-        return [AddressRow(_row(r.client), r.value, r.is_domain) for r in rows]
-
-    async def clients_by_inn(self, inns: Sequence[str]) -> list[ClientRow]:
-        if not inns:
-            return []
-        return [_row(c) for c in await Client.filter(inn__in=list(inns)).limit(20)]
-
-    async def clients_by_contract(self, contracts: Sequence[str]) -> list[ClientRow]:
-        if not contracts:
-            return []
-        return [_row(c) for c in await Client.filter(contract__in=list(contracts)).limit(20)]
+    async def identify(self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str]) -> Identities:
+        # One statement, a branch per kind of evidence (k), each in a stable order (o); NULL columns are
+        # typed so that PostgreSQL can unite the branches.
+        branches: list[str] = []
+        params: list[Any] = []
+        if values:
+            branches.append(
+                "SELECT * FROM (SELECT 0 AS k, a.id AS o, c.id, c.name, c.inn, c.contract, c.active, a.value,"
+                " a.is_domain FROM client_address a JOIN client c ON c.id = a.client_id"
+                f" WHERE a.value IN ({_marks(len(values))})) ad")
+            params += values
+        for k, column, wanted in ((1, "inn", inns), (2, "contract", contracts)):
+            if wanted:
+                branches.append(
+                    f"SELECT * FROM (SELECT {k} AS k, id AS o, id, name, inn, contract, active,"
+                    " CAST(NULL AS VARCHAR(320)) AS value, CAST(NULL AS BOOLEAN) AS is_domain"
+                    f" FROM client WHERE {column} IN ({_marks(len(wanted))}) ORDER BY id LIMIT 20) c{k}")
+                params += wanted
+        found = Identities([], [], [])
+        if not branches:
+            return found
+        for r in await _fetch(" UNION ALL ".join(branches) + " ORDER BY k, o", params):
+            k, row = r[0], r[2:]
+            if k == 0:
+                found.addresses.append(AddressRow(_client(row), row[5], bool(row[6])))
+            else:
+                (found.by_inn if k == 1 else found.by_contract).append(_client(row))
+        return found
 
     async def count_earlier_in_month(
         self, client_id: int, month_key: str, arrived_at: datetime, ticket_id: int | None,
         count_refused: bool,
     ) -> int:
-        # Served by the (client_id, month_key) index; the rest filters a handful of rows.
-        qs = Ticket.filter(client_id=client_id, month_key=month_key, counts_toward_limit=True).filter(
-            _earlier(arrived_at, ticket_id))
-        if ticket_id is not None:
-            qs = qs.exclude(id=ticket_id)
+        # Served by the (client_id, month_key) or (client_id, arrived_at) index: a client's few tickets.
+        earlier, values = _earlier(ticket_id, arrived_at)
+        sql = ("SELECT COUNT(*) FROM ticket t WHERE t.client_id = ? AND t.month_key = ?"
+               f" AND t.counts_toward_limit = ? AND {earlier}")
+        values = [client_id, month_key, True, *values]
         if not count_refused:
-            qs = qs.exclude(status=TicketStatus.REFUSED)
-        return await qs.count()
+            sql += " AND t.status <> ?"
+            values.append(str(TicketStatus.REFUSED))
+        rows = await _fetch(sql, values)
+        return int(rows[0][0])
 
     async def counts_toward_limit(self, ticket_id: int) -> bool | None:
-        rows = await Ticket.filter(id=ticket_id).values_list("counts_toward_limit", flat=True)
-        return bool(rows[0]) if rows else None
+        rows = await _fetch("SELECT counts_toward_limit FROM ticket WHERE id = ?", [ticket_id])
+        return bool(rows[0][0]) if rows else None
 
-    async def messages_with_ids(self, message_ids: Sequence[str], exclude_ticket: int | None) -> list[SeenMessage]:
+    async def earlier_copies(
+        self, message_ids: Sequence[str], content_hash: str, *, arrived_at: datetime, ticket_id: int | None,
+        since: datetime,
+    ) -> EarlierCopies:
+        # Two branches: k=0 the messages with a Message-ID (in message id order, o), k=1 the tickets with
+        # the hash (in arrival order). Served by the message_id and content_hash indexes.
         ids = [m for m in message_ids if m]
-        if not ids:
-            return []
-        qs = Message.filter(message_id__in=ids, direction=MessageDirection.INBOUND)
-        if exclude_ticket is not None:
-            qs = qs.exclude(ticket_id=exclude_ticket)
-        rows = await qs.order_by("id").limit(20).select_related("ticket")
-        return [SeenMessage(r.ticket_id, r.message_id or "", r.from_address,  # type: ignore[attr-defined]
-                            r.ticket.duplicate_of_id) for r in rows]  # type: ignore[attr-defined]
-
-    async def earlier_with_hash(
-        self, content_hash: str, arrived_at: datetime, ticket_id: int | None, since: datetime,
-    ) -> list[PriorTicket]:
-        if not content_hash:
-            return []
-        qs = (Ticket.filter(content_hash=content_hash)
-              .filter(_earlier(arrived_at, ticket_id))
-              .filter(Q(arrived_at__gte=since) | Q(status__in=list(OPEN_STATUSES))))
-        if ticket_id is not None:
-            qs = qs.exclude(id=ticket_id)
-        return [_prior(t) for t in await qs.order_by("arrived_at", "id").limit(10)]
+        branches: list[str] = []
+        params: list[Any] = []
+        if ids:
+            exclude = " AND m.ticket_id <> ?" if ticket_id is not None else ""
+            branches.append(
+                f"SELECT * FROM (SELECT 0 AS k, m.id AS o, {_TICKET_COLUMNS}, m.message_id, m.from_address"
+                " FROM message m JOIN ticket t ON t.id = m.ticket_id"
+                f" WHERE m.message_id IN ({_marks(len(ids))}) AND m.direction = ?{exclude}"
+                " ORDER BY m.id LIMIT 20) s")
+            params += [*ids, str(MessageDirection.INBOUND)] + ([ticket_id] if exclude else [])
+        if content_hash:
+            earlier, values = _earlier(ticket_id, arrived_at)
+            branches.append(
+                f"SELECT * FROM (SELECT 1 AS k, 0 AS o, {_TICKET_COLUMNS}, CAST(NULL AS VARCHAR(998)) AS message_id,"
+                " CAST(NULL AS VARCHAR(320)) AS from_address FROM ticket t"
+                f" WHERE t.content_hash = ? AND {earlier} AND (t.arrived_at >= ? OR t.status IN ({_marks(len(_OPEN))}))"
+                " ORDER BY t.arrived_at, t.id LIMIT 10) h")
+            params += [content_hash, *values, since, *_OPEN]
+        found = EarlierCopies([], [])
+        if not branches:
+            return found
+        for r in await _fetch(" UNION ALL ".join(branches) + " ORDER BY k, o, arrived_at, id", params):
+            row = r[2:]
+            if r[0] == 0:
+                found.seen.append(SeenMessage(row[0], row[7] or "", row[8], row[3]))
+            else:
+                found.same_hash.append(_prior(row))
+        return found
 
     async def recent_tickets(
         self, *, client_id: int | None, sender_address: str | None, arrived_at: datetime,
         ticket_id: int | None, since: datetime, limit: int = MAX_NEAR_CANDIDATES,
     ) -> list[PriorTicket]:
         if client_id is not None:
-            qs = Ticket.filter(client_id=client_id)  # (client_id, month_key) index prefix
+            whose, who = "t.client_id = ?", client_id  # (client_id, arrived_at) index
         elif sender_address:
-            qs = Ticket.filter(sender_address=sender_address)  # sender_address index
+            whose, who = "t.sender_address = ?", sender_address  # (sender_address, arrived_at) index
         else:
             return []
-        qs = qs.filter(_earlier(arrived_at, ticket_id)).filter(
-            Q(arrived_at__gte=since) | Q(status__in=list(OPEN_STATUSES)))
-        if ticket_id is not None:
-            qs = qs.exclude(id=ticket_id)
-        tickets = await qs.order_by("-arrived_at", "-id").limit(limit)
-        if not tickets:
-            return []
-        # The first inbound message of each candidate is its request text. Bounded by `limit` tickets;
-        # needs an index on message.ticket_id to avoid scanning the message table (see report).
-        first: dict[int, Message] = {}
-        for m in await Message.filter(ticket_id__in=[t.id for t in tickets],
-                                      direction=MessageDirection.INBOUND).order_by("id"):
-            first.setdefault(m.ticket_id, m)  # type: ignore[attr-defined]
-        out: list[PriorTicket] = []
-        for t in tickets:
-            p = _prior(t)
-            m = first.get(t.id)
-            if m is not None:
-                hashes = tuple(sorted(a["sha256"] for a in (m.attachments or [])
-                                      if isinstance(a, dict) and a.get("sha256")))
-                p = replace(p, new_text=m.new_text, attachment_hashes=hashes)
-            out.append(p)
-        return out
-
+        earlier, values = _earlier(ticket_id, arrived_at)
+        # One statement: the newest candidates, each joined with its first inbound message (its request
+        # text), found through the message (ticket_id, id) index. Notes and our replies are not requests.
+        rows = await _fetch(
+            f"SELECT {_TICKET_COLUMNS}, m.new_text, m.attachments FROM ("
+            f" SELECT {_TICKET_COLUMNS} FROM ticket t WHERE {whose} AND {earlier}"
+            f"  AND (t.arrived_at >= ? OR t.status IN ({_marks(len(_OPEN))}))"
+            "  ORDER BY t.arrived_at DESC, t.id DESC LIMIT ?"
+            ") t LEFT JOIN message m ON m.id = ("
+            " SELECT f.id FROM message f WHERE f.ticket_id = t.id AND f.direction = ? ORDER BY f.id LIMIT 1)"
+            " ORDER BY t.arrived_at DESC, t.id DESC",
+            [who, *values, since, *_OPEN, limit, str(MessageDirection.INBOUND)])
+        return [_prior(r, r[7], r[8]) for r in rows]

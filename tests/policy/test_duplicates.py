@@ -126,3 +126,18 @@ async def test_a_copy_of_a_duplicate_links_to_the_first_request(db):
     v = await verdict_of(make_message(message_id="second@romashka.ru", new_text=INVOICE), DuplicateRule,
                          at=utc(2026, 11, 10, 11, 0))
     assert v.duplicate_of == first.id
+
+
+def test_normalisation_collapses_exactly_what_the_regex_did():
+    """Stored content hashes depend on it: str.split() must treat as blank exactly what re's \\s did."""
+    import re
+    import sys
+
+    from models.policy.rules.duplicates import normalise_text
+
+    blanks = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    text = f"{blanks} Счёт\u00a0№ 12\u2003от\x1c01.11 {blanks}\r\n> цитата\r\nИтого:\u3000 5 руб.{blanks}"
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith(">")]
+    assert normalise_text(text) == re.sub(r"\s+", " ", " ".join(lines)).strip().casefold().replace("ё", "е")
+    subject = f"Re:{blanks}[#12] Счёт\u2028  за\tноябрь "
+    assert normalise_subject(subject) == re.sub(r"\s+", " ", "Счёт\u2028  за\tноябрь ").strip().casefold()

@@ -22,8 +22,8 @@ import re
 
 from models.policy.authresults import assess_sender
 from models.policy.base import ClientMatch, Finding, FindingCode, PolicyContext, PolicyRequest, Rule
-from models.policy.inn import find_inns
-from models.policy.repository import ClientRow
+from models.policy.inn import InnMatch, find_inns
+from models.policy.repository import AddressRow, ClientRow, Identities
 
 # Contract-number candidates: an optional short letter prefix, then digits with / - . separators,
 # e.g. "Д-2024/117", "SO-17/2", "12345" after "№". Looked up as written (and upper-cased) in the DB.
@@ -68,8 +68,14 @@ class IdentificationRule(Rule):
         auth = assess_sender(msg.authentication_results, msg.from_address, ctx.config.trusted_authserv_ids)
         ctx.sender_verified = auth.verified
 
-        by_address = await self._by_address(msg.from_address, ctx)
-        by_document, doc_evidence = await self._by_documents(f"{msg.subject}\n{msg.new_text}", ctx)
+        # Every lookup (address, its domains, INNs, contract numbers) in one round trip.
+        text = f"{msg.subject}\n{msg.new_text}"
+        inns = find_inns(text)
+        domains = _domains(msg.from_address)
+        addresses = [msg.from_address, *domains] if msg.from_address else []
+        found = await ctx.repository.identify(addresses, [i.inn for i in inns], contract_candidates(text))
+        by_address = self._by_address(msg.from_address, domains, found.addresses)
+        by_document, doc_evidence = self._by_documents(inns, found)
 
         if auth.verified is False:
             findings.append(self.finding(
@@ -100,31 +106,26 @@ class IdentificationRule(Rule):
         return findings
 
     @staticmethod
-    async def _by_address(address: str, ctx: PolicyContext) -> list[ClientMatch]:
-        if not address:
-            return []
-        rows = await ctx.repository.addresses([address, *_domains(address)])
+    def _by_address(address: str, domains: list[str], rows: list[AddressRow]) -> list[ClientMatch]:
         exact = [_match(r.client, "address") for r in rows if not r.is_domain and r.value == address]
         if exact:
             return _unique(exact)
         # The most specific registered domain wins: "@mail.client.ru" before "@client.ru".
-        for domain in _domains(address):
+        for domain in domains:
             hits = [_match(r.client, "domain") for r in rows if r.is_domain and r.value == domain]
             if hits:
                 return _unique(hits)
         return []
 
     @staticmethod
-    async def _by_documents(text: str, ctx: PolicyContext) -> tuple[list[ClientMatch], dict]:
-        inns = find_inns(text)
-        matches = [_match(r, "inn") for r in await ctx.repository.clients_by_inn([i.inn for i in inns])]
-        contracts = await ctx.repository.clients_by_contract(contract_candidates(text))
-        matches += [_match(r, "contract") for r in contracts]
+    def _by_documents(inns: list[InnMatch], found: Identities) -> tuple[list[ClientMatch], dict]:
+        matches = [_match(r, "inn") for r in found.by_inn]
+        matches += [_match(r, "contract") for r in found.by_contract]
         evidence: dict = {}
         if inns:
             evidence["inns"] = [{"inn": i.inn, "start": i.start, "end": i.end} for i in inns]
-        if contracts:
-            evidence["contracts"] = sorted({r.contract or "" for r in contracts})
+        if found.by_contract:
+            evidence["contracts"] = sorted({r.contract or "" for r in found.by_contract})
         return _unique(matches), evidence
 
     @staticmethod
