@@ -30,6 +30,7 @@ from bot.factory import (
 )
 from bot.handlers import build_router, register_commands
 from bot.health import serve_health
+from bot.memory import return_large_buffers_to_os
 from bot.notifications import EmailNotifier, TelegramFailureHandler
 from bot.outages import OutageReporter, board_poster, watch_outages
 from bot.ratelimit import RateLimiter
@@ -41,6 +42,7 @@ from bot.webhook import serve_webhook
 from mail.imap import ImapConfig
 from mail.intake import MailWatcher
 from mail.send import EmailSender, SmtpConfig
+from mail.stored import stored_mail_parser
 from models import db
 from models.aio import raise_if_cancelling
 from models.leases import LeaseManager, run_with_lease, unique_holder
@@ -77,10 +79,18 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
     calendar = make_calendar(settings)
     board = TelegramBoard(settings, calendar=calendar, clock=clock)
     mail_stored = asyncio.Event()
+    parser = make_parser(settings)
     executor: Executor | None = None
+    parse_stored = None
     if settings.PARSE_WORKERS > 0:
         # spawn, not fork: the parent holds database threads and sockets a fork would copy.
-        executor = ProcessPoolExecutor(settings.PARSE_WORKERS, mp_context=multiprocessing.get_context("spawn"))
+        executor = ProcessPoolExecutor(
+            settings.PARSE_WORKERS,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=return_large_buffers_to_os,  # a worker parses 25 MB mail too
+        )
+        # On SQLite the workers read each raw mail themselves: the bytes never pass through this process.
+        parse_stored = stored_mail_parser(settings.DATABASE_URL, parser)
     email_sender: EmailSender
     telegram_sender: TelegramSender
 
@@ -90,9 +100,10 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
         calendar=calendar,
         mailer=make_mailer(settings),
         board=board,
-        parser=make_parser(settings),
+        parser=parser,
         clock=clock,
         parse_executor=executor,
+        parse_stored=parse_stored,
         on_email_queued=lambda: email_sender.wake(),
         on_post_queued=lambda: telegram_sender.wake(),
     )

@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings()
             _configure_logging(settings.LOG_LEVEL, secret_values(settings))
             from bot.app import run_app
+            from bot.memory import return_large_buffers_to_os
 
+            return_large_buffers_to_os()
             return asyncio.run(run_app(settings))
         if command == "check":
             settings = load_settings()

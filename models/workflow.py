@@ -108,6 +108,7 @@ class Workflow:
         parser: Callable[[bytes], InboundMessage],
         clock: Callable[[], datetime] = utcnow,
         parse_executor: Executor | None = None,
+        parse_stored: Callable[[int], InboundMessage | None] | None = None,
         on_email_queued: Callable[[], None] = lambda: None,
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
@@ -119,6 +120,8 @@ class Workflow:
         self.parser = parser
         self.clock = clock
         self.parse_executor = parse_executor
+        # In the pool: raw mail id -> parsed message, read by the worker itself (mail/stored.py).
+        self.parse_stored = parse_stored
         self.on_email_queued = on_email_queued
         self.on_post_queued = on_post_queued
 
@@ -127,17 +130,29 @@ class Workflow:
     # ------------------------------------------------------------------------------------------------
     async def process_stored(self, batch: int = 50) -> int:
         """Turn up to `batch` stored raw emails into tickets, in arrival order; returns how many."""
-        rows = await RawMail.filter(status=RawMailStatus.STORED).order_by("internal_date", "uid", "id").limit(batch)
+        # Without the bytes: a worker that reads the row itself (parse_stored) never makes the main
+        # process hold them, and the other paths load them only where they are needed.
+        rows = (
+            await RawMail.filter(status=RawMailStatus.STORED)
+            .order_by("internal_date", "uid", "id")
+            .limit(batch)
+            .only("id", "uid", "internal_date", "size", "status")
+        )
         if not rows:
             return 0
-        pending = self._submit_parses(rows)
+        pending = await self._submit_parses(rows)
         try:
             for i, row in enumerate(rows):
                 # With a pool, each mail is ingested as soon as its own parse is done, in arrival order,
                 # while the workers are still parsing the later ones: parsing and ingesting (database,
                 # policy) overlap instead of taking turns.
-                parsed = await _outcome(pending[i]) if pending else self._safe_parse(row.content)
-                row.content = b""  # the bytes are not needed any more: keep a backlog's memory flat
+                if pending:
+                    parsed = await _outcome(pending[i])
+                    if parsed is None:  # the worker's connection could not see the row yet: hand it over
+                        parsed = await _outcome(self._submit_bytes(await _raw_content(row.id)))
+                        parsed = parsed or RuntimeError("the parser returned nothing")
+                else:
+                    parsed = self._safe_parse(await _raw_content(row.id))
                 await self._ingest(row, parsed)
         finally:
             for future in pending:  # only matters when an ingest raised: nothing is left running for it
@@ -149,13 +164,20 @@ class Workflow:
         self.on_email_queued()
         return len(rows)
 
-    def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
+    async def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
         """Start parsing every row in the process pool (none without a pool: parsed inline, one by one)."""
         # Parsing is CPU work: a process pool keeps it off the event loop and uses both cores for a backlog.
         if self.parse_executor is None:
             return []
-        loop = asyncio.get_running_loop()
-        return [loop.run_in_executor(self.parse_executor, self.parser, bytes(r.content)) for r in rows]
+        if self.parse_stored is not None:  # the worker reads the bytes itself
+            loop = asyncio.get_running_loop()
+            return [loop.run_in_executor(self.parse_executor, self.parse_stored, r.id) for r in rows]
+        contents = dict(await RawMail.filter(id__in=[r.id for r in rows]).values_list("id", "content"))
+        return [self._submit_bytes(contents.get(r.id) or b"") for r in rows]
+
+    def _submit_bytes(self, content: bytes) -> asyncio.Future[Any]:
+        assert self.parse_executor is not None
+        return asyncio.get_running_loop().run_in_executor(self.parse_executor, self.parser, bytes(content))
 
     def _safe_parse(self, content: bytes) -> InboundMessage | Exception:
         try:
@@ -706,15 +728,23 @@ class Workflow:
         self.on_post_queued()
 
 
-async def _outcome(future: asyncio.Future[Any]) -> InboundMessage | Exception:
-    """A parse in the pool as a value: the parser's exception (or a dead worker's) quarantines that mail."""
+async def _outcome(future: asyncio.Future[Any]) -> InboundMessage | Exception | None:
+    """A parse in the pool as a value: the parser's exception (or a dead worker's) quarantines that mail;
+    None from a worker that reads the row itself means it could not see the row."""
     try:
         result = await future
     except asyncio.CancelledError:
         raise
     except Exception as exc:
         return exc
-    return result if isinstance(result, InboundMessage) else RuntimeError(str(result))
+    if result is None or isinstance(result, InboundMessage):
+        return result
+    return RuntimeError(str(result))
+
+
+async def _raw_content(raw_mail_id: int) -> bytes:
+    rows = await RawMail.filter(id=raw_mail_id).values_list("content", flat=True)
+    return bytes(rows[0]) if rows else b""
 
 
 def _aware(value: datetime) -> datetime:

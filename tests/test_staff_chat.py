@@ -46,6 +46,8 @@ async def test_card_shows_client_month_count_queue_position_and_time_left(db):
     await romashka()
     async with Desk.open() as desk:
         first = await desk.deliver(make_email(body=BODIES[0]))
+        # A card is rendered when it is posted: wait for the first one before the second request arrives.
+        first_text = (await desk.card(first.id))["text"]
         second = await desk.deliver(make_email(body=BODIES[1], subject="Выгрузка остатков"))
         text = (await desk.card(second.id))["text"]
         assert f"Обращение #{second.id}" in text
@@ -55,7 +57,6 @@ async def test_card_shows_client_month_count_queue_position_and_time_left(db):
         assert "осталось 5 раб. дн." in text or "осталось 4 раб. дн." in text
         assert "Иван Петров <ivan@romashka.ru>" in text and "Выгрузка остатков" in text
         assert BODIES[1] in text
-        first_text = (await desk.card(first.id))["text"]
         assert "1 из 3 обращений" in first_text and "В очереди: 1-е из 1" in first_text  # as it was when posted
         labels = [b["text"] for b in desk.buttons((await desk.card(first.id))["message_id"])]
         assert labels == ["✅ Принять", "⛔ Отказать", "…"]

@@ -1,0 +1,91 @@
+"""Parse workers that read the stored raw mail themselves (mail/stored.py), through a real process pool."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.memory import return_large_buffers_to_os
+from mail.parse import parse_message
+from mail.stored import sqlite_path, stored_mail_parser
+from models.inbound import InboundMessage
+from models.tables import Message, RawMail, RawMailStatus, Ticket
+from tests.helpers.desk import Desk, make_email
+
+
+def test_only_a_sqlite_file_lets_workers_read_for_themselves(tmp_path) -> None:
+    assert sqlite_path(f"sqlite://{tmp_path}/a.sqlite3") == tmp_path / "a.sqlite3"
+    assert sqlite_path("sqlite://:memory:") is None
+    assert sqlite_path("postgres://postgres@127.0.0.1:5432/bridge") is None
+    assert stored_mail_parser("postgres://postgres@127.0.0.1:5432/bridge", parse_message) is None
+
+
+async def store(raw: bytes, uid: int) -> RawMail:
+    return await RawMail.create(
+        mailbox="INBOX", uidvalidity=1, uid=uid, internal_date=datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+        + timedelta(minutes=uid), sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), content=raw,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def pool() -> Iterator[ProcessPoolExecutor]:
+    # As bot/app.py builds it: spawned workers, each with the malloc setting.
+    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=return_large_buffers_to_os)  # fmt: skip
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.sqlite_only
+async def test_a_worker_reads_and_parses_a_committed_row_and_says_none_for_a_missing_one(db: str) -> None:
+    row = await store(make_email(subject="Касса не печатает чеки"), uid=1)
+    read_and_parse = stored_mail_parser(db, parse_message)
+    assert read_and_parse is not None
+
+    parsed = read_and_parse(row.id)
+    assert isinstance(parsed, InboundMessage) and parsed.subject == "Касса не печатает чеки"
+    assert read_and_parse(row.id + 1000) is None
+
+
+@pytest.mark.sqlite_only
+async def test_workers_reading_rows_themselves_turn_every_stored_mail_into_a_ticket_in_order(
+    db: str, pool: ProcessPoolExecutor
+) -> None:
+    subjects = [f"Обращение номер {n}" for n in range(12)]
+    for uid, subject in enumerate(subjects, start=1):
+        await store(make_email(sender=f"user{uid}@example.org", subject=subject), uid=uid)
+    async with Desk.open() as desk:
+        desk.workflow.parse_executor = pool
+        desk.workflow.parse_stored = stored_mail_parser(db, desk.workflow.parser)
+        while await desk.workflow.process_stored(batch=5):
+            pass
+    assert [t.subject for t in await Ticket.all().order_by("arrived_at")] == subjects
+    assert not await RawMail.filter(status=RawMailStatus.STORED).exists()
+    assert await Message.all().count() == len(subjects)
+
+
+async def test_a_row_the_worker_cannot_see_is_handed_over_as_bytes(db: str, pool: ProcessPoolExecutor) -> None:
+    # A worker's connection may not see a batch the main process sees (not yet committed): simulated by
+    # a reader that never finds the row; the mail must still become its ticket, parsed from the bytes.
+    for uid in (1, 2, 3):
+        await store(make_email(sender=f"user{uid}@example.org", subject=f"Тема {uid}"), uid=uid)
+    async with Desk.open() as desk:
+        desk.workflow.parse_executor = pool
+        desk.workflow.parse_stored = functools.partial(_never_visible, parser=desk.workflow.parser)
+        while await desk.workflow.process_stored():
+            pass
+    assert sorted(t.subject for t in await Ticket.all()) == ["Тема 1", "Тема 2", "Тема 3"]
+    assert not await RawMail.filter(status=RawMailStatus.STORED).exists()
+
+
+def _never_visible(raw_mail_id: int, *, parser: object) -> None:
+    """A worker-side reader whose connection never sees the row (module level: it is pickled)."""
+    return None
