@@ -76,7 +76,7 @@ from aiogram.types import (
 from aiogram.types import (
     Message as TgMessage,
 )
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import BaseORMException, DoesNotExist, IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
@@ -458,12 +458,22 @@ class TelegramSender:
             return _Outcome.SKIPPED
         row.attempts += 1
 
-        try:
-            if payload.get("render") is not None:
+        if payload.get("render") is not None:
+            # Rendered now, after the claim: what staff see is the ticket as it is at posting time.
+            try:
                 if self.render is None:
                     raise ValueError("this row must be rendered, and the sender has no renderer")
-                # Rendered now, after the claim: what staff see is the ticket as it is at posting time.
                 params = {**await self.render(payload["render"]), **params}
+            except (BaseORMException, OSError) as error:
+                if isinstance(error, DoesNotExist):
+                    return await self._fail(row, f"bad payload: nothing to render: {error}")
+                # The database hiccuped (locked, connection lost): a later attempt renders it.
+                await self._release(row, self._backoff(row.attempts), f"render: {error!r}", refund=True)
+                return _Outcome.RETRY
+            except Exception as error:  # noqa: BLE001 - a row we cannot render is our bug, reported
+                log.error("telegram outbox: row %s cannot be rendered: %r", row.id, error)
+                return await self._fail(row, f"bad payload: {error}")
+        try:
             if method_name in _FILE_FIELD:
                 params[_FILE_FIELD[method_name]] = await self._load_file(payload.get("file"))
             if target_id is not None:

@@ -15,6 +15,7 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from tortoise.exceptions import OperationalError
 
 from bot.ratelimit import RateLimiter
 from bot.telegram_outbox import TelegramSender
@@ -181,6 +182,46 @@ async def test_a_card_to_render_fails_clearly_when_the_sender_has_no_renderer(
 
     await row.refresh_from_db()
     assert row.status == OutboxStatus.FAILED and "no renderer" in (row.last_error or "")
+    assert sends(fake) == []
+
+
+async def test_a_database_error_while_rendering_retries_the_card_instead_of_failing_it(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
+    ticket = await new_ticket()
+    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id},
+                                 "record": {"ticket_card": ticket.id}}, ticket=ticket)  # fmt: skip
+    calls = 0
+
+    async def flaky_render(spec: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OperationalError("database is locked")
+        return {"text": f"#{spec['ticket_card']} карточка"}
+
+    sender = make_sender(bot, render=flaky_render)
+    await drain_until(sender, all_done())
+
+    await row.refresh_from_db()
+    assert calls == 2 and row.status == OutboxStatus.SENT and row.attempts == 1
+    assert [fake.message(GROUP, s["message_id"])["text"] for s in sends(fake)] == [f"#{ticket.id} карточка"]
+
+
+async def test_a_card_of_a_ticket_that_no_longer_exists_fails_once_and_posts_nothing(
+    db: str, fake: FakeTelegram, bot: Bot
+) -> None:
+    ticket = await new_ticket()
+    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id}}, ticket=ticket)
+
+    async def render(spec: dict[str, Any]) -> dict[str, Any]:
+        await Ticket.get(id=spec["ticket_card"] + 1000)  # DoesNotExist
+        return {}
+
+    await make_sender(bot, render=render).drain()
+
+    await row.refresh_from_db()
+    assert row.status == OutboxStatus.FAILED and "nothing to render" in (row.last_error or "")
     assert sends(fake) == []
 
 
