@@ -104,6 +104,12 @@ async def add_card(ticket: Ticket, text: str | None = None, chat_id: int = GROUP
     )  # fmt: skip
 
 
+async def add_card_to_render(ticket: Ticket) -> TelegramOutbox:
+    """A new card as the workflow writes it: the sender renders it when it posts it."""
+    payload = {"method": "sendMessage", "render": {"ticket_card": ticket.id}, "record": {"ticket_card": ticket.id}}
+    return await add_row("card", payload, ticket=ticket)
+
+
 async def add_edit(ticket: Ticket, text: str) -> TelegramOutbox:
     params = {"text": text, "parse_mode": "HTML", "reply_markup": keyboard(ticket.id)}
     return await add_row(
@@ -151,8 +157,7 @@ async def test_a_card_to_render_is_rendered_after_its_claim_as_the_ticket_is_the
     db: str, fake: FakeTelegram, bot: Bot
 ) -> None:
     ticket = await new_ticket()
-    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id},
-                                 "record": {"ticket_card": ticket.id}}, ticket=ticket)  # fmt: skip
+    row = await add_card_to_render(ticket)
     await Ticket.filter(id=ticket.id).update(subject="Тема, изменённая до отправки")
     seen: list[tuple[dict[str, Any], str]] = []
 
@@ -172,25 +177,11 @@ async def test_a_card_to_render_is_rendered_after_its_claim_as_the_ticket_is_the
     assert ticket.card_message_id == sent["message_id"]
 
 
-async def test_a_card_to_render_fails_clearly_when_the_sender_has_no_renderer(
-    db: str, fake: FakeTelegram, bot: Bot
-) -> None:
-    ticket = await new_ticket()
-    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id}}, ticket=ticket)
-
-    await make_sender(bot).drain()
-
-    await row.refresh_from_db()
-    assert row.status == OutboxStatus.FAILED and "no renderer" in (row.last_error or "")
-    assert sends(fake) == []
-
-
 async def test_a_database_error_while_rendering_retries_the_card_instead_of_failing_it(
     db: str, fake: FakeTelegram, bot: Bot
 ) -> None:
     ticket = await new_ticket()
-    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id},
-                                 "record": {"ticket_card": ticket.id}}, ticket=ticket)  # fmt: skip
+    row = await add_card_to_render(ticket)
     calls = 0
 
     async def flaky_render(spec: dict[str, Any]) -> dict[str, Any]:
@@ -208,20 +199,21 @@ async def test_a_database_error_while_rendering_retries_the_card_instead_of_fail
     assert [fake.message(GROUP, s["message_id"])["text"] for s in sends(fake)] == [f"#{ticket.id} карточка"]
 
 
-async def test_a_card_of_a_ticket_that_no_longer_exists_fails_once_and_posts_nothing(
-    db: str, fake: FakeTelegram, bot: Bot
-) -> None:
-    ticket = await new_ticket()
-    row = await add_row("card", {"method": "sendMessage", "render": {"ticket_card": ticket.id}}, ticket=ticket)
+async def _render_a_missing_ticket(spec: dict[str, Any]) -> dict[str, Any]:
+    await Ticket.get(id=spec["ticket_card"] + 1000)  # DoesNotExist
+    return {}
 
-    async def render(spec: dict[str, Any]) -> dict[str, Any]:
-        await Ticket.get(id=spec["ticket_card"] + 1000)  # DoesNotExist
-        return {}
+
+@pytest.mark.parametrize(("render", "error"), [(None, "no renderer"), (_render_a_missing_ticket, "nothing to render")])
+async def test_a_card_that_cannot_be_rendered_fails_once_and_posts_nothing(
+    db: str, fake: FakeTelegram, bot: Bot, render: Any, error: str
+) -> None:
+    row = await add_card_to_render(await new_ticket())
 
     await make_sender(bot, render=render).drain()
 
     await row.refresh_from_db()
-    assert row.status == OutboxStatus.FAILED and "nothing to render" in (row.last_error or "")
+    assert row.status == OutboxStatus.FAILED and error in (row.last_error or "")
     assert sends(fake) == []
 
 
