@@ -14,7 +14,8 @@ from bot.factory import make_parser, make_policy
 from bot.settings import CoreSettings
 from models.inbound import MalformedMessage
 from models.policy import PolicyRequest, Verdict
-from models.tables import Message, MessageDirection, RawMail, Ticket
+from models.raw_store import load_content
+from models.tables import Message, MessageDirection, Ticket
 
 
 async def explain(settings: CoreSettings, target: str, *, as_json: bool) -> int:
@@ -26,11 +27,11 @@ async def explain(settings: CoreSettings, target: str, *, as_json: bool) -> int:
             print(f"error: no ticket #{target.lstrip('#')}", file=sys.stderr)
             return 1
         first = await Message.filter(ticket_id=ticket.id, direction=MessageDirection.INBOUND).order_by("id").first()
-        raw = await RawMail.get_or_none(id=first.raw_mail_id) if first and first.raw_mail_id else None
+        raw = await load_content(first.raw_mail_id) if first and first.raw_mail_id else None
         if raw is None:
             verdict = Verdict.from_json(ticket.verdict)
         else:
-            message = parser(bytes(raw.content))
+            message = parser(raw)
             verdict = await policy.evaluate(PolicyRequest(ticket.id, _aware(ticket.arrived_at), message))
         header = {"ticket": ticket.id, "status": ticket.status.value, "sender": ticket.sender_address}
     else:

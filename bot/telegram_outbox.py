@@ -84,7 +84,7 @@ from bot.ratelimit import RateLimiter, is_group_chat
 from mail.parse import extract_attachment
 from models.aio import raise_if_cancelling
 from models.claims import claim_row
-from models.tables import Message, OutboxStatus, RawMail, TelegramOutbox, Ticket
+from models.tables import Message, OutboxStatus, RawMailContent, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -599,11 +599,11 @@ class TelegramSender:
         if "text" in spec:
             return BufferedInputFile(str(spec["text"]).encode("utf-8"), spec.get("filename") or "message.txt")
         if "raw_mail_eml" in spec:
-            raw = await RawMail.get(id=int(spec["raw_mail_eml"]))
+            raw = await RawMailContent.get(id=int(spec["raw_mail_eml"]))
             return BufferedInputFile(bytes(raw.content), spec.get("filename") or f"mail-{raw.id}.eml")
         if "raw_mail_attachment" in spec:
             raw_id, part_index = spec["raw_mail_attachment"]
-            raw = await RawMail.get(id=int(raw_id))
+            raw = await RawMailContent.get(id=int(raw_id))
             # Parsing a big mail is CPU work: keep it off the event loop.
             filename, _, content = await asyncio.to_thread(
                 extract_attachment, bytes(raw.content), int(part_index)

@@ -27,6 +27,7 @@ from tortoise.transactions import in_transaction
 
 from mail.imap import FetchedMail, ImapConfig, ImapConfigError, ImapError, ImapSession, open_session
 from models.aio import raise_if_cancelling
+from models.raw_store import store_contents
 from models.tables import MailCursor, RawMail, RawMailStatus
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,7 @@ class MailWatcher:
                 .values_list("sha256", flat=True)
             )
             rows: list[RawMail] = []
+            contents: dict[int, bytes] = {}  # uid -> bytes of the rows to insert
             for mail in mails:
                 digest = hashes[mail.uid]
                 if mail.uid in have_uid:
@@ -337,6 +339,7 @@ class MailWatcher:
                         mail.uid,
                         len(mail.raw),
                     )
+                contents[mail.uid] = mail.raw
                 rows.append(
                     RawMail(
                         mailbox=self.mailbox,
@@ -345,12 +348,21 @@ class MailWatcher:
                         internal_date=mail.internal_date,
                         sha256=digest,
                         size=len(mail.raw),
-                        content=mail.raw,
                         status=RawMailStatus.STORED,
                     )
                 )
             if rows:
                 await RawMail.bulk_create(rows, using_db=conn)
+                # The bytes go in their own table, keyed by the new ids (bulk_create does not set them
+                # on every database): same transaction, so a mail is stored with its bytes or not at all.
+                ids = await (
+                    RawMail.filter(
+                        mailbox=self.mailbox, uidvalidity=self._uidvalidity, uid__in=list(contents)
+                    )
+                    .using_db(conn)
+                    .values_list("uid", "id")
+                )
+                await store_contents(conn, [(raw_id, contents[uid]) for uid, raw_id in ids])
         return len(rows)
 
     # -- waiting ----------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def _connection(path: str) -> sqlite3.Connection:
 
 def read_raw_mail(path: str, raw_mail_id: int) -> bytes | None:
     """The stored bytes of one raw mail, or None when this connection cannot see the row (yet)."""
-    row = _connection(path).execute("SELECT content FROM raw_mail WHERE id = ?", (raw_mail_id,)).fetchone()
+    row = _connection(path).execute("SELECT content FROM raw_mail_content WHERE id = ?", (raw_mail_id,)).fetchone()
     return None if row is None else bytes(row[0])
 
 

@@ -169,7 +169,9 @@ class Message(Model):
 
 
 class RawMail(Model):
-    """The exact bytes fetched from the mailbox, committed before the mail is flagged on the server."""
+    """The exact bytes fetched from the mailbox, committed before the mail is flagged on the server.
+
+    The bytes themselves are in RawMailContent (same id), so a status update does not rewrite them."""
 
     id = fields.IntField(primary_key=True)
     mailbox = fields.CharField(max_length=200)
@@ -178,7 +180,6 @@ class RawMail(Model):
     internal_date = fields.DatetimeField()
     sha256 = fields.CharField(max_length=64, db_index=True)
     size = fields.IntField()
-    content = fields.BinaryField()
     status = fields.CharEnumField(RawMailStatus, default=RawMailStatus.STORED, max_length=16)
     error = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -187,6 +188,20 @@ class RawMail(Model):
         table = "raw_mail"
         unique_together = (("mailbox", "uidvalidity", "uid"),)
         indexes = (("status", "internal_date"),)
+
+
+class RawMailContent(Model):
+    """The bytes of one raw mail, keyed by its id.
+
+    `id` is the raw mail's id (a foreign key in the database, see migration 0002) and the blob is the
+    last column, which lets SQLite write a big one in place (models/raw_store.py) and keeps `raw_mail` rows
+    small for the status updates."""
+
+    id = fields.IntField(primary_key=True, generated=False)
+    content = fields.BinaryField()
+
+    class Meta:
+        table = "raw_mail_content"
 
 
 class MailCursor(Model):

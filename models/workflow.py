@@ -25,6 +25,7 @@ from models.inbound import InboundMessage, MalformedMessage, MessageKind, withou
 from models.policy import PolicyEngine, PolicyRequest, Verdict, content_hash, month_key
 from models.policy.base import FindingCode
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
+from models.raw_store import load_content, load_contents
 from models.tables import (
     Client,
     Decision,
@@ -172,7 +173,7 @@ class Workflow:
         if self.parse_stored is not None:  # the worker reads the bytes itself
             loop = asyncio.get_running_loop()
             return [loop.run_in_executor(self.parse_executor, self.parse_stored, r.id) for r in rows]
-        contents = dict(await RawMail.filter(id__in=[r.id for r in rows]).values_list("id", "content"))
+        contents = await load_contents(r.id for r in rows)
         return [self._submit_bytes(contents.get(r.id) or b"") for r in rows]
 
     def _submit_bytes(self, content: bytes) -> asyncio.Future[Any]:
@@ -389,10 +390,10 @@ class Workflow:
     async def reevaluate(self, ticket: Ticket) -> Verdict:
         """Run the policy again on a stored ticket (the world may have changed since it arrived)."""
         first = await Message.filter(ticket_id=ticket.id, direction=MessageDirection.INBOUND).order_by("id").first()
-        raw = await RawMail.get_or_none(id=first.raw_mail_id) if first and first.raw_mail_id else None
+        raw = await load_content(first.raw_mail_id) if first and first.raw_mail_id else None
         if raw is None:
             return Verdict.from_json(ticket.verdict)
-        msg = without_nul(self.parser(bytes(raw.content)))
+        msg = without_nul(self.parser(raw))
         return await self.policy.evaluate(
             PolicyRequest(ticket_id=ticket.id, arrived_at=_aware(ticket.arrived_at), message=msg)
         )
@@ -743,8 +744,7 @@ async def _outcome(future: asyncio.Future[Any]) -> InboundMessage | Exception | 
 
 
 async def _raw_content(raw_mail_id: int) -> bytes:
-    rows = await RawMail.filter(id=raw_mail_id).values_list("content", flat=True)
-    return bytes(rows[0]) if rows else b""
+    return await load_content(raw_mail_id) or b""
 
 
 def _aware(value: datetime) -> datetime:

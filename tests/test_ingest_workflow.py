@@ -7,6 +7,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from models.raw_store import load_content
 from models.tables import (
     Decision,
     EmailOutbox,
@@ -18,7 +19,7 @@ from models.tables import (
     Ticket,
     TicketStatus,
 )
-from tests.helpers.desk import Desk, make_email
+from tests.helpers.desk import Desk, make_email, store_raw_mail
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -31,14 +32,14 @@ async def staff_member() -> StaffMember:
 
 
 async def store_raw(raw: bytes, uid: int, when: datetime | None = None) -> RawMail:
-    return await RawMail.create(
+    return await store_raw_mail(
+        raw,
         mailbox="support@storeolis.ru/INBOX",
         uidvalidity=1,
         uid=uid,
         internal_date=when or datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=uid),
         sha256=hashlib.sha256(raw).hexdigest(),
         size=len(raw),
-        content=raw,
     )
 
 
@@ -63,7 +64,7 @@ async def test_every_corpus_email_becomes_a_ticket_message_or_is_quarantined(db:
         names = {files[r.uid - 1].name for r in quarantined}
         assert {"empty.eml", "binary_junk.eml", "no_from.eml"} <= names
         for row in quarantined:
-            assert bytes(row.content) == files[row.uid - 1].read_bytes()
+            assert await load_content(row.id) == files[row.uid - 1].read_bytes()
             assert await TelegramOutbox.filter(idempotency_key=f"quarantine:{row.id}").count() == 1
         await desk.settled()
         notices = [

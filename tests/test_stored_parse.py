@@ -16,7 +16,7 @@ from mail.parse import parse_message
 from mail.stored import sqlite_path, stored_mail_parser
 from models.inbound import InboundMessage
 from models.tables import Message, RawMail, RawMailStatus, Ticket
-from tests.helpers.desk import Desk, make_email
+from tests.helpers.desk import Desk, make_email, store_raw_mail
 
 
 def test_only_a_sqlite_file_lets_workers_read_for_themselves(tmp_path) -> None:
@@ -27,9 +27,9 @@ def test_only_a_sqlite_file_lets_workers_read_for_themselves(tmp_path) -> None:
 
 
 async def store(raw: bytes, uid: int) -> RawMail:
-    return await RawMail.create(
-        mailbox="INBOX", uidvalidity=1, uid=uid, internal_date=datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-        + timedelta(minutes=uid), sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), content=raw,
+    return await store_raw_mail(
+        raw, mailbox="INBOX", uidvalidity=1, uid=uid, internal_date=datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+        + timedelta(minutes=uid), sha256=hashlib.sha256(raw).hexdigest(), size=len(raw),
     )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from bot.ratelimit import RateLimiter
 from bot.telegram_outbox import TelegramSender
 from mail.parse import extract_attachment
 from models.tables import Message, MessageDirection, OutboxStatus, RawMail, TelegramOutbox, Ticket
+from tests.helpers.desk import store_raw_mail
 from tests.rig.fake_telegram import FakeTelegram
 
 GROUP = -1001234567890
@@ -121,9 +122,9 @@ async def add_edit(ticket: Ticket, text: str) -> TelegramOutbox:
 
 async def add_raw_mail(path: Path) -> RawMail:
     content = await asyncio.to_thread(path.read_bytes)
-    return await RawMail.create(
-        mailbox="INBOX", uidvalidity=1, uid=next(_keys), internal_date=datetime.now(UTC),
-        sha256=hashlib.sha256(content).hexdigest(), size=len(content), content=content,
+    return await store_raw_mail(
+        content, mailbox="INBOX", uidvalidity=1, uid=next(_keys), internal_date=datetime.now(UTC),
+        sha256=hashlib.sha256(content).hexdigest(), size=len(content),
     )  # fmt: skip
 
 
@@ -496,7 +497,8 @@ async def test_forbidden_private_chat_fails_and_tells_the_caller(
 
 async def test_documents_from_a_stored_mail_and_from_text(db: str, fake: FakeTelegram, bot: Bot) -> None:
     raw = await add_raw_mail(CORPUS / "attachments_pdf_image.eml")
-    filename, _, pdf = extract_attachment(raw.content, 2)
+    eml = (CORPUS / "attachments_pdf_image.eml").read_bytes()
+    filename, _, pdf = extract_attachment(eml, 2)
     ticket = await new_ticket()
     await add_card(ticket)
     await add_row(
@@ -515,7 +517,7 @@ async def test_documents_from_a_stored_mail_and_from_text(db: str, fake: FakeTel
     docs = sends(fake, "sendDocument")
     assert [d["document"] for d in docs] == [
         (filename, pdf),
-        ("original.eml", raw.content),
+        ("original.eml", eml),
         ("message.txt", "Полный текст письма".encode()),
     ]
     await ticket.refresh_from_db()

@@ -31,6 +31,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.filters.callback_data import CallbackData
+from tortoise.transactions import in_transaction
 
 from bot.board import BoardConfig, TelegramBoard
 from bot.handlers import StaffDirectory, build_router, set_commands
@@ -42,6 +43,7 @@ from mail.parse import parse_message
 from mail.render import EmailRenderer
 from models.calendar import BusinessCalendar
 from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
+from models.raw_store import store_contents
 from models.tables import EmailOutbox, OutboxStatus, RawMail, TelegramOutbox, Ticket
 from models.workflow import Workflow, WorkflowConfig
 from tests.rig.fake_telegram import FakeTelegram
@@ -162,14 +164,14 @@ class Desk:
     async def deliver(self, raw: bytes, internal_date: datetime | None = None) -> Ticket | None:
         """Store a raw email as intake would, process it; the ticket it created or joined."""
         uid = next(self._uids)
-        row = await RawMail.create(
+        row = await store_raw_mail(
+            raw,
             mailbox="INBOX",
             uidvalidity=1,
             uid=uid,
             internal_date=internal_date or datetime.now(UTC) - timedelta(minutes=30) + timedelta(seconds=uid),
             sha256=hashlib.sha256(raw + str(uid).encode()).hexdigest(),
             size=len(raw),
-            content=raw,
         )
         await self.workflow.process_stored()
         message = await row.messages.all().first()
@@ -228,3 +230,11 @@ class Desk:
         if event is not None:
             rows = rows.filter(event=event)
         return await rows.order_by("id")
+
+
+async def store_raw_mail(content: bytes, **fields: Any) -> RawMail:
+    """A RawMail row and its bytes (RawMailContent), committed together as intake stores them."""
+    async with in_transaction() as conn:
+        row = await RawMail.create(using_db=conn, **fields)
+        await store_contents(conn, [(row.id, content)])
+    return row

@@ -1,0 +1,88 @@
+"""Where the bytes of a raw mail live: `raw_mail_content` (RawMailContent), one row per RawMail, same id.
+
+Writing. Binding a big blob to an INSERT makes SQLite copy it twice (the bound parameter, then the
+record it builds), +2x the mail in the process on top of our own copy. SQLite's incremental blob I/O
+avoids both: insert `zeroblob(n)` (a record that only says "n zero bytes") and fill it through
+`sqlite3.Connection.blobopen` in chunks. That only works because the blob is the last column of
+`raw_mail_content`; in the middle of a row SQLite materialises the zeroblob anyway. The write runs on
+the transaction's own connection, so the bytes commit or roll back with the RawMail rows.
+
+tortoise and aiosqlite give no public way to that sqlite3.Connection: we use tortoise's transaction
+client `._connection` (the aiosqlite Connection) and aiosqlite's `._execute(fn)`, which runs fn on the
+connection's thread where `._conn` is the sqlite3.Connection. Each private attribute is checked and a
+normal INSERT is used when one is missing (a tortoise or aiosqlite upgrade costs memory, not mail).
+PostgreSQL (asyncpg) always uses a normal INSERT.
+
+Reading: `load_content` / `load_contents`. Parse workers on SQLite read the table themselves
+(mail/stored.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+
+from models.tables import RawMailContent
+
+CHUNK_BYTES = 1 << 20
+IN_PLACE_MIN_BYTES = 1 << 20  # below this the double copy is cheap and one executemany is faster
+
+_INSERT_ZEROBLOB = 'INSERT INTO "raw_mail_content" ("id", "content") VALUES (?, zeroblob(?))'
+
+
+async def store_contents(conn: BaseDBAsyncClient, contents: Sequence[tuple[int, bytes]]) -> None:
+    """Insert the bytes of these raw mails, `(raw mail id, bytes)`, in the caller's transaction `conn`."""
+    small: list[RawMailContent] = []
+    for raw_mail_id, content in contents:
+        if len(content) >= IN_PLACE_MIN_BYTES and await _insert_in_place(conn, raw_mail_id, content):
+            continue
+        small.append(RawMailContent(id=raw_mail_id, content=content))
+    if small:
+        await RawMailContent.bulk_create(small, using_db=conn)
+
+
+async def _insert_in_place(conn: BaseDBAsyncClient, raw_mail_id: int, content: bytes) -> bool:
+    """SQLite, in a transaction: insert a zeroblob and write the bytes into it in chunks. False (nothing
+    written) otherwise or when a private attribute we rely on is missing: the caller inserts normally."""
+    if conn.capabilities.dialect != "sqlite" or not isinstance(conn, TransactionalDBClient):
+        return False  # outside a transaction the insert and the writes would commit one by one
+    aio: Any = getattr(conn, "_connection", None)
+    execute = getattr(aio, "_execute", None)
+    if aio is None or not callable(execute):
+        return False
+
+    def write() -> bool:  # on aiosqlite's thread: the only place its sqlite3.Connection may be used
+        try:
+            db = aio._conn
+        except (AttributeError, ValueError):  # ValueError: aiosqlite's "no active connection"
+            return False
+        if not isinstance(db, sqlite3.Connection) or not hasattr(db, "blobopen"):
+            return False
+        cursor = db.execute(_INSERT_ZEROBLOB, (raw_mail_id, len(content)))
+        rowid = cursor.lastrowid  # the id itself (INTEGER PRIMARY KEY), but ask rather than assume
+        cursor.close()
+        view = memoryview(content)
+        with db.blobopen("raw_mail_content", "content", rowid) as blob:
+            for start in range(0, len(view), CHUNK_BYTES):
+                blob.write(view[start : start + CHUNK_BYTES])
+        return True
+
+    # The transaction client's lock: nothing else uses the connection between the insert and the writes.
+    async with conn.acquire_connection():
+        written: bool = await execute(write)
+    return written
+
+
+async def load_content(raw_mail_id: int) -> bytes | None:
+    """The stored bytes of one raw mail, or None when there is no such mail."""
+    rows = await RawMailContent.filter(id=raw_mail_id).values_list("content", flat=True)
+    return bytes(rows[0]) if rows else None
+
+
+async def load_contents(raw_mail_ids: Iterable[int]) -> dict[int, bytes]:
+    """The stored bytes of these raw mails by id (a missing id is left out)."""
+    rows = await RawMailContent.filter(id__in=list(raw_mail_ids)).values_list("id", "content")
+    return {raw_mail_id: bytes(content) for raw_mail_id, content in rows}

@@ -1,0 +1,70 @@
+"""Schema migrations on a database that already holds data (SQLite, or PostgreSQL with TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import pytest
+from tortoise.connection import get_connection
+from tortoise.exceptions import OperationalError
+from tortoise.migrations.api import migrate
+
+from models import db as database
+from models.raw_store import load_content
+from models.tables import Message, RawMail
+
+
+async def _insert(sql: str, values: list[object]) -> None:
+    conn = get_connection("default")
+    if conn.capabilities.dialect != "sqlite":  # asyncpg numbers its placeholders
+        for n in range(1, len(values) + 1):
+            sql = sql.replace("?", f"${n}", 1)
+    await conn.execute_query(sql, values)
+
+
+async def test_0002_moves_the_raw_mail_bytes_into_their_own_table_and_keeps_everything_else(
+    database_url: str,
+) -> None:
+    await migrate(config=database.tortoise_config(database_url), target="models.0001_initial")
+    try:
+        raws = [b"From: a@example.com\r\n\r\nfirst", bytes(range(256)) * 5000, b"\x00"]
+        for i, raw in enumerate(raws, start=1):
+            await _insert(
+                "INSERT INTO raw_mail (mailbox, uidvalidity, uid, internal_date, sha256, size, content, status,"
+                " error, created_at) VALUES ('INBOX', 7, ?, '2026-11-24 09:00:00+00:00', ?, ?, ?, 'processed',"
+                " NULL, '2026-11-24 09:00:00+00:00')",
+                [i, f"sha{i}", len(raw), raw],
+            )
+        await _insert(
+            "INSERT INTO ticket (status, arrived_at, arrival_uid, month_key, counts_toward_limit, subject,"
+            " sender_address, sender_name, content_hash, verdict, language, created_at, updated_at)"
+            " VALUES ('new', '2026-11-24 09:00:00+00:00', 1, '2026-11', TRUE, 's', 'a@example.com', '', 'h',"
+            " '{}', 'ru', '2026-11-24 09:00:00+00:00', '2026-11-24 09:00:00+00:00')",
+            [],
+        )
+        await _insert(
+            "INSERT INTO message (direction, kind, \"references\", from_address, from_name, \"to\", cc, subject,"
+            " text, new_text, size, attachments, created_at, raw_mail_id, ticket_id) VALUES ('in', 'request',"
+            " '', '', '', '', '', '', '', '', 0, '[]', '2026-11-24 09:00:00+00:00', 2, 1)",
+            [],
+        )
+        await database.close_db()
+        assert await database.apply_migrations(database_url) == ["models.0002_raw_mail_content"]
+        assert await database.pending_migrations() == []
+
+        rows = await RawMail.all().order_by("uid")
+        assert [(r.uid, r.size, r.status.value) for r in rows] == [(1, len(raws[0]), "processed"),
+                                                                   (2, len(raws[1]), "processed"),
+                                                                   (3, 1, "processed")]  # fmt: skip
+        assert [await load_content(r.id) for r in rows] == raws
+        # Dropping the column did not touch the rows pointing at raw_mail, nor its constraints.
+        assert (await Message.get(ticket_id=1)).raw_mail_id == rows[1].id
+        with pytest.raises(OperationalError):
+            await get_connection("default").execute_query("SELECT content FROM raw_mail")
+        before = await RawMail.all().count()
+        try:
+            await RawMail.create(mailbox="INBOX", uidvalidity=7, uid=1, internal_date=rows[0].internal_date,
+                                 sha256="again", size=0)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - the unique (mailbox, uidvalidity, uid) must still hold
+            assert "unique" in str(exc).lower()
+        assert await RawMail.all().count() == before
+    finally:
+        await database.close_db()
