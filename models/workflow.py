@@ -131,14 +131,9 @@ class Workflow:
     # ------------------------------------------------------------------------------------------------
     async def process_stored(self, batch: int = 50) -> int:
         """Turn up to `batch` stored raw emails into tickets, in arrival order; returns how many."""
-        # Without the bytes: a worker that reads the row itself (parse_stored) never makes the main
-        # process hold them, and the other paths load them only where they are needed.
-        rows = (
-            await RawMail.filter(status=RawMailStatus.STORED)
-            .order_by("internal_date", "uid", "id")
-            .limit(batch)
-            .only("id", "uid", "internal_date", "size", "status")
-        )
+        # The bytes are in raw_mail_content: a worker that reads them itself (parse_stored) never makes
+        # the main process hold them, and the other paths load them only where they are needed.
+        rows = await RawMail.filter(status=RawMailStatus.STORED).order_by("internal_date", "uid", "id").limit(batch)
         if not rows:
             return 0
         pending = await self._submit_parses(rows)
