@@ -9,6 +9,7 @@ dispatcher (long polling). SIGTERM/SIGINT stop them gracefully.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import signal
@@ -26,6 +27,7 @@ from bot.factory import (
     make_mailer,
     make_parser,
     make_policy,
+    make_text_analyser,
     make_workflow_config,
 )
 from bot.handlers import build_router, register_commands
@@ -45,6 +47,7 @@ from mail.send import EmailSender, SmtpConfig
 from mail.stored import stored_mail_parser
 from models import db
 from models.aio import raise_if_cancelling
+from models.analysed import parse_and_analyse
 from models.leases import LeaseManager, run_with_lease, unique_holder
 from models.sla import SlaConfig, SlaService
 from models.sla_rules import parse_thresholds
@@ -82,6 +85,7 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
     parser = make_parser(settings)
     executor: Executor | None = None
     parse_stored = None
+    analyser = None
     if settings.PARSE_WORKERS > 0:
         # spawn, not fork: the parent holds database threads and sockets a fork would copy.
         executor = ProcessPoolExecutor(
@@ -89,8 +93,12 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
             mp_context=multiprocessing.get_context("spawn"),
             initializer=return_large_buffers_to_os,  # a worker parses 25 MB mail too
         )
+        # The workers also do the policy's text work, so the event loop is left with the lookups.
+        analyser = make_text_analyser(settings)
         # On SQLite the workers read each raw mail themselves: the bytes never pass through this process.
-        parse_stored = stored_mail_parser(settings.DATABASE_URL, parser)
+        parse_stored = stored_mail_parser(
+            settings.DATABASE_URL, functools.partial(parse_and_analyse, parser=parser, analyser=analyser)
+        )
     email_sender: EmailSender
     telegram_sender: TelegramSender
 
@@ -104,6 +112,7 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
         clock=clock,
         parse_executor=executor,
         parse_stored=parse_stored,
+        analyser=analyser,
         on_email_queued=lambda: email_sender.wake(),
         on_post_queued=lambda: telegram_sender.wake(),
     )

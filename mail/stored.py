@@ -17,8 +17,7 @@ import functools
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-
-from models.inbound import InboundMessage
+from typing import Any
 
 _connections: dict[str, sqlite3.Connection] = {}
 
@@ -48,17 +47,13 @@ def read_raw_mail(path: str, raw_mail_id: int) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
-def parse_stored_mail(
-    raw_mail_id: int, *, path: str, parser: Callable[[bytes], InboundMessage]
-) -> InboundMessage | None:
+def parse_stored_mail(raw_mail_id: int, *, path: str, parser: Callable[[bytes], Any]) -> Any:
     """Read and parse in the worker. None: the row is not visible here; the caller sends the bytes."""
     raw = read_raw_mail(path, raw_mail_id)
     return None if raw is None else parser(raw)
 
 
-def stored_mail_parser(
-    database_url: str, parser: Callable[[bytes], InboundMessage]
-) -> Callable[[int], InboundMessage | None] | None:
+def stored_mail_parser(database_url: str, parser: Callable[[bytes], Any]) -> Callable[[int], Any] | None:
     """A picklable `raw mail id -> parsed message` for a process pool, when the database allows it."""
     path = sqlite_path(database_url)
     if path is None:

@@ -342,8 +342,7 @@ def _strip_nul(value: object) -> object:
 _TEXT_FIELDS = (fields.CharField, fields.TextField, fields.JSONField)
 
 
-@pre_save(Client, ClientAddress, StaffMember, Ticket, Message, Decision, EmailOutbox, TelegramOutbox, KeyValue)
-async def _no_nul_characters(sender: type[Model], instance: Model, using_db: object, update_fields: object) -> None:
+def strip_nul_fields(instance: Model) -> None:
     """PostgreSQL text and JSON columns cannot hold NUL characters, which hostile mail may carry:
     every saved text drops them, so SQLite and PostgreSQL store the same thing."""
     for name, field in instance._meta.fields_map.items():
@@ -351,3 +350,8 @@ async def _no_nul_characters(sender: type[Model], instance: Model, using_db: obj
             value = getattr(instance, name, None)
             if value is not None:
                 setattr(instance, name, _strip_nul(value))
+
+
+@pre_save(Client, ClientAddress, StaffMember, Ticket, Message, Decision, EmailOutbox, TelegramOutbox, KeyValue)
+async def _no_nul_characters(sender: type[Model], instance: Model, using_db: object, update_fields: object) -> None:
+    strip_nul_fields(instance)  # bulk_create fires no signal: its callers call strip_nul_fields themselves

@@ -9,23 +9,29 @@ instead of a second email.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
+from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from models.analysed import AnalysedMail, parse_and_analyse
 from models.calendar import BusinessCalendar
 from models.inbound import InboundMessage, MalformedMessage, MessageKind, without_nul
 from models.policy import PolicyEngine, PolicyRequest, Verdict, content_hash, month_key
 from models.policy.base import FindingCode
+from models.policy.rules.duplicates import DuplicateRule, TextPrint
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.raw_store import load_content, load_contents
+from models.sql import for_dialect
 from models.tables import (
     Client,
     Decision,
@@ -39,6 +45,7 @@ from models.tables import (
     TelegramOutbox,
     Ticket,
     TicketStatus,
+    strip_nul_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +70,7 @@ REFUSAL_CLAUSES: dict[str, str] = {
     "consulting": "2.4",
 }
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.ACCEPTED)
+ModelT = TypeVar("ModelT", bound=Model)
 
 
 def utcnow() -> datetime:
@@ -109,7 +117,9 @@ class Workflow:
         parser: Callable[[bytes], InboundMessage],
         clock: Callable[[], datetime] = utcnow,
         parse_executor: Executor | None = None,
-        parse_stored: Callable[[int], InboundMessage | None] | None = None,
+        parse_stored: Callable[[int], AnalysedMail | InboundMessage | None] | None = None,
+        analyser: Callable[[InboundMessage], dict[str, Any]] | None = None,
+        max_group: int = 32,
         on_email_queued: Callable[[], None] = lambda: None,
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
@@ -123,6 +133,11 @@ class Workflow:
         self.parse_executor = parse_executor
         # In the pool: raw mail id -> parsed message, read by the worker itself (mail/stored.py).
         self.parse_stored = parse_stored
+        # The policy's text work (`PolicyEngine.analyse`), run in the pool beside the parser; picklable.
+        self.analyser = analyser
+        # At most this many new requests share one ingest transaction: it holds the database's write
+        # lock while their policies run, so staff actions wait for one group at most.
+        self.max_group = max_group
         self.on_email_queued = on_email_queued
         self.on_post_queued = on_post_queued
 
@@ -137,19 +152,29 @@ class Workflow:
         if not rows:
             return 0
         pending = await self._submit_parses(rows)
+        seen: dict[int, AnalysedMail | Exception] = {}  # a lookahead that ends a group is not parsed twice
         try:
-            for i, row in enumerate(rows):
+            i = 0
+            while i < len(rows):
                 # With a pool, each mail is ingested as soon as its own parse is done, in arrival order,
-                # while the workers are still parsing the later ones: parsing and ingesting (database,
-                # policy) overlap instead of taking turns.
-                if pending:
-                    parsed = await _outcome(pending[i])
-                    if parsed is None:  # the worker's connection could not see the row yet: hand it over
-                        parsed = await _outcome(self._submit_bytes(await _raw_content(row.id)))
-                        parsed = parsed or RuntimeError("the parser returned nothing")
-                else:
-                    parsed = self._safe_parse(await _raw_content(row.id))
-                await self._ingest(row, parsed)
+                # while the workers are still parsing the later ones: parsing and ingesting overlap.
+                parsed = seen.pop(i, None) or await self._parsed(rows[i], pending[i] if pending else None)
+                thread = await self._thread_of(parsed)
+                if thread is not None or not _is_request(parsed):
+                    await self._ingest(rows[i], parsed, thread)
+                    i += 1
+                    continue
+                # New requests whose parses are already done go in together: one transaction, one claim
+                # and one insert per table for the group instead of a chain of round trips per mail.
+                group = [(rows[i], parsed)]
+                i += 1
+                while i < len(rows) and len(group) < self.max_group and pending and pending[i].done():
+                    parsed = seen[i] = await self._parsed(rows[i], pending[i])
+                    if not _plainly_new(parsed):
+                        break  # ingested on its own, in order, by the outer loop
+                    group.append((rows[i], seen.pop(i)))
+                    i += 1
+                await self._ingest_new_requests(group)  # type: ignore[arg-type]  # _is_request checked
         finally:
             for future in pending:  # only matters when an ingest raised: nothing is left running for it
                 if future.done() and not future.cancelled():
@@ -159,6 +184,15 @@ class Workflow:
         self.on_post_queued()
         self.on_email_queued()
         return len(rows)
+
+    async def _parsed(self, row: RawMail, future: asyncio.Future[Any] | None) -> AnalysedMail | Exception:
+        """The parse of one row: from the pool (awaited; a done future may be awaited again) or inline."""
+        if future is None:
+            return self._safe_parse(await _raw_content(row.id))
+        parsed = await _outcome(future)
+        if parsed is None:  # the worker's connection could not see the row yet: hand the bytes over
+            parsed = await _outcome(self._submit_bytes(await _raw_content(row.id)))
+        return parsed or RuntimeError("the parser returned nothing")
 
     async def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
         """Start parsing every row in the process pool (none without a pool: parsed inline, one by one)."""
@@ -173,34 +207,40 @@ class Workflow:
 
     def _submit_bytes(self, content: bytes) -> asyncio.Future[Any]:
         assert self.parse_executor is not None
-        return asyncio.get_running_loop().run_in_executor(self.parse_executor, self.parser, bytes(content))
+        work = functools.partial(parse_and_analyse, parser=self.parser, analyser=self.analyser)
+        return asyncio.get_running_loop().run_in_executor(self.parse_executor, work, bytes(content))
 
-    def _safe_parse(self, content: bytes) -> InboundMessage | Exception:
+    def _safe_parse(self, content: bytes) -> AnalysedMail | Exception:
         try:
-            return self.parser(bytes(content))
+            # Inline (no pool): the rules analyse the text themselves while they run.
+            return AnalysedMail(without_nul(self.parser(bytes(content))))
         except Exception as exc:  # the parser promises MalformedMessage only; anything else is ours
             return exc
 
-    async def _ingest(self, row: RawMail, parsed: InboundMessage | Exception) -> None:
-        if isinstance(parsed, InboundMessage):
-            parsed = without_nul(parsed)
+    async def _thread_of(self, parsed: AnalysedMail | Exception) -> Ticket | None:
+        """The ticket a mail (not a bounce: those are matched by the mail they report) continues."""
+        if isinstance(parsed, Exception) or parsed.message.kind is MessageKind.BOUNCE:
+            return None
+        return await self._find_thread(parsed.message)
+
+    async def _ingest(self, row: RawMail, parsed: AnalysedMail | Exception, thread: Ticket | None) -> None:
+        """One mail that is not a new request (or a new request on its own): by kind and thread."""
         if isinstance(parsed, Exception):
             reason = str(parsed) if isinstance(parsed, MalformedMessage) else f"parser error: {parsed!r}"
             if not isinstance(parsed, MalformedMessage):
                 log.error("parser raised on raw mail %s: %r", row.id, parsed)
             await self._quarantine(row, reason)
             return
-        msg = parsed
+        msg = parsed.message
         if msg.kind is MessageKind.BOUNCE:
             await self._ingest_bounce(row, msg)
             return
-        ticket = await self._find_thread(msg)
-        if ticket is not None:
-            await self._ingest_followup(row, msg, ticket)
+        if thread is not None:
+            await self._ingest_followup(row, msg, thread)
         elif msg.kind is MessageKind.AUTO_REPLY:
             await self._ingest_unthreaded_auto_reply(row, msg)
         else:
-            await self._ingest_new_request(row, msg)
+            await self._ingest_new_requests([(row, parsed)])
 
     async def _quarantine(self, row: RawMail, reason: str) -> None:
         async with in_transaction():
@@ -285,36 +325,76 @@ class Workflow:
             await self._store_message(ticket.id, row, msg, kind="auto_reply")
             await Decision.create(ticket_id=ticket.id, action="auto_reply_recorded", comment=msg.kind_reason)
 
-    async def _ingest_new_request(self, row: RawMail, msg: InboundMessage) -> None:
-        arrived = _aware(row.internal_date)
-        # The policy reads only; evaluated before the write transaction, with ticket_id None because the
-        # ticket does not exist yet (so it excludes nothing and counts only earlier requests).
-        verdict = await self.policy.evaluate(PolicyRequest(ticket_id=None, arrived_at=arrived, message=msg))
-        async with in_transaction():
-            if not await self._claim_raw(row):
+    async def _ingest_new_requests(self, group: Sequence[tuple[RawMail, AnalysedMail]]) -> None:
+        """New requests, in arrival order, in one transaction: claim the rows, then per mail the policy
+        and the ticket (the policy of each sees the tickets of the mails before it, as if they had been
+        committed one by one), then the messages and the cards of the whole group in one insert each."""
+        async with in_transaction() as conn:
+            claimed = await self._claim_raws(conn, [row.id for row, _ in group])
+            created: list[tuple[RawMail, InboundMessage, Ticket]] = []
+            for row, parsed in group:
+                if row.id not in claimed:
+                    continue  # another process got there first
+                msg = parsed.message
+                verdict = await self.policy.evaluate(
+                    PolicyRequest(ticket_id=None, arrived_at=_aware(row.internal_date), message=msg,
+                                  analyses=parsed.analyses)
+                )
+                ticket = await self._create_ticket(row, msg, verdict=verdict, status=TicketStatus.NEW,
+                                                   analyses=parsed.analyses)
+                created.append((row, msg, ticket))
+            if not created:
                 return
-            ticket = await self._create_ticket(row, msg, verdict=verdict, status=TicketStatus.NEW)
-            await self._store_message(ticket.id, row, msg, kind="request")
-            post = self.board.new_card(ticket.id)
-            # The ticket is brand new, so its card key cannot exist yet: a plain insert (the unique key
-            # still guards it) instead of get_or_create's select + savepoint on the ingest hot path.
-            await TelegramOutbox.create(
-                idempotency_key=f"card:{ticket.id}",
-                kind=post.kind,
-                chat_id=post.chat_id,
-                payload=post.payload,
-                not_before=self.clock(),
-                **post.extra,
+            await Message.bulk_create(
+                [_no_nul(self._message_row(ticket.id, row, msg, kind="request")) for row, msg, ticket in created],
+                using_db=conn,
             )
+            notes = [note for row, msg, ticket in created if (note := _parse_notes(ticket.id, msg)) is not None]
+            if notes:
+                await Decision.bulk_create([_no_nul(note) for note in notes], using_db=conn)
+            now = self.clock()
+            cards = []
+            for _, _, ticket in created:
+                post = self.board.new_card(ticket.id)
+                # The ticket is brand new, so its card key cannot exist yet: a plain insert (the unique key
+                # still guards it) instead of get_or_create's select + savepoint on the ingest hot path.
+                cards.append(_no_nul(TelegramOutbox(
+                    idempotency_key=f"card:{ticket.id}", kind=post.kind, chat_id=post.chat_id,
+                    payload=post.payload, not_before=now, **post.extra,
+                )))
+            await TelegramOutbox.bulk_create(cards, using_db=conn)
+
+    async def _claim_raws(self, conn: BaseDBAsyncClient, ids: list[int]) -> set[int]:
+        """Inside the ingest transaction: STORED -> PROCESSED for the rows still STORED, in one statement;
+        returns the ids this transaction claimed (another processor may have taken some)."""
+        if len(ids) == 1:
+            return set(ids) if await self._claim_raw_id(ids[0]) else set()
+        # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL): which rows changed, without a second query.
+        marks = ",".join("?" * len(ids))
+        sql = f"UPDATE raw_mail SET status = ? WHERE status = ? AND id IN ({marks}) RETURNING id"
+        _, rows = await conn.execute_query(
+            for_dialect(sql, conn), [str(RawMailStatus.PROCESSED), str(RawMailStatus.STORED), *ids]
+        )
+        return {int(r[0]) for r in rows}
 
     async def _claim_raw(self, row: RawMail) -> bool:
         """Inside the ingest transaction: only one processor turns a stored mail into a ticket."""
+        return await self._claim_raw_id(row.id)
+
+    @staticmethod
+    async def _claim_raw_id(raw_mail_id: int) -> bool:
         return bool(
-            await RawMail.filter(id=row.id, status=RawMailStatus.STORED).update(status=RawMailStatus.PROCESSED)
+            await RawMail.filter(id=raw_mail_id, status=RawMailStatus.STORED).update(status=RawMailStatus.PROCESSED)
         )
 
     async def _create_ticket(
-        self, row: RawMail, msg: InboundMessage, *, verdict: Verdict | None, status: TicketStatus
+        self,
+        row: RawMail,
+        msg: InboundMessage,
+        *,
+        verdict: Verdict | None,
+        status: TicketStatus,
+        analyses: Mapping[str, Any] | None = None,
     ) -> Ticket:
         arrived = _aware(row.internal_date)
         counts = bool(
@@ -337,21 +417,24 @@ class Workflow:
             subject=msg.subject[:1000],
             sender_address=msg.from_address[:320],
             sender_name=msg.from_name[:300],
-            content_hash=content_hash(msg),
+            content_hash=_content_hash(msg, analyses),
             verdict=verdict.to_json() if verdict else {},
             duplicate_of_id=verdict.duplicate_of if verdict else None,
             language=self.config.language,
         )
 
     async def _store_message(self, ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> Message:
-        if msg.oversize or msg.defects:
-            # Staff must know the text may be partial (size cap, broken MIME): the card shows this note.
-            await Decision.create(
-                ticket_id=ticket_id,
-                action="parse_notes",
-                details={"oversize": msg.oversize, "size": msg.raw_size, "defects": msg.defects[:10]},
-            )
-        return await Message.create(
+        note = _parse_notes(ticket_id, msg)
+        if note is not None:
+            await note.save()
+        message = self._message_row(ticket_id, row, msg, kind=kind)
+        await message.save()
+        return message
+
+    @staticmethod
+    def _message_row(ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> Message:
+        """The inbound Message of a stored mail (not saved yet)."""
+        return Message(
             ticket_id=ticket_id,
             direction=MessageDirection.INBOUND,
             kind=kind,
@@ -724,7 +807,7 @@ class Workflow:
         self.on_post_queued()
 
 
-async def _outcome(future: asyncio.Future[Any]) -> InboundMessage | Exception | None:
+async def _outcome(future: asyncio.Future[Any]) -> AnalysedMail | Exception | None:
     """A parse in the pool as a value: the parser's exception (or a dead worker's) quarantines that mail;
     None from a worker that reads the row itself means it could not see the row."""
     try:
@@ -733,9 +816,54 @@ async def _outcome(future: asyncio.Future[Any]) -> InboundMessage | Exception | 
         raise
     except Exception as exc:
         return exc
-    if result is None or isinstance(result, InboundMessage):
+    if result is None or isinstance(result, AnalysedMail):
         return result
+    if isinstance(result, InboundMessage):  # a plain parser in the pool (tests, custom set-ups)
+        return AnalysedMail(without_nul(result))
     return RuntimeError(str(result))
+
+
+def _is_request(parsed: AnalysedMail | Exception) -> bool:
+    """Written by a person (not a parse failure, an auto-reply or a bounce)."""
+    return not isinstance(parsed, Exception) and parsed.message.kind is MessageKind.REQUEST
+
+
+def _plainly_new(parsed: AnalysedMail | Exception) -> bool:
+    """A new request that needs no lookup to know it: no threading hint at all. A mail that names a
+    Message-ID or a ticket may reply to a mail earlier in the same group, not committed yet, so it is
+    looked up on its own after that group instead."""
+    if isinstance(parsed, Exception):
+        return False
+    msg = parsed.message
+    return (
+        msg.kind is MessageKind.REQUEST
+        and not msg.in_reply_to
+        and not msg.references
+        and TICKET_TAG.search(msg.subject or "") is None
+    )
+
+
+def _parse_notes(ticket_id: int, msg: InboundMessage) -> Decision | None:
+    """Staff must know the text may be partial (size cap, broken MIME): the card shows this note."""
+    if not (msg.oversize or msg.defects):
+        return None
+    return Decision(
+        ticket_id=ticket_id,
+        action="parse_notes",
+        details={"oversize": msg.oversize, "size": msg.raw_size, "defects": msg.defects[:10]},
+    )
+
+
+def _content_hash(msg: InboundMessage, analyses: Mapping[str, Any] | None) -> str:
+    """The duplicate rule's content hash, as its analysis already computed it when there is one."""
+    printed = (analyses or {}).get(DuplicateRule.__name__)
+    return printed.content_hash if isinstance(printed, TextPrint) else content_hash(msg)
+
+
+def _no_nul(row: ModelT) -> ModelT:
+    # bulk_create fires no pre_save signal: the NUL guard of models/tables.py is applied by hand.
+    strip_nul_fields(row)
+    return row
 
 
 async def _raw_content(raw_mail_id: int) -> bytes:

@@ -10,7 +10,9 @@ refuse).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from models.inbound import InboundMessage
 from models.policy.base import (
     ClientMatch,
     Finding,
@@ -92,6 +94,16 @@ class PolicyEngine:
         for rule in self.rules:
             for loader in rule.loaders:
                 self.data.get(loader)
+
+    def analyse(self, message: InboundMessage) -> dict[str, Any]:
+        """Every rule's text analysis of `message`, by rule name: what `evaluate` would otherwise do
+        on the event loop. Pure and picklable, so a parse worker can run it (`TextAnalyser`)."""
+        analyses: dict[str, Any] = {}
+        for rule in self.rules:
+            result = rule.analyse(message, self.data)
+            if result is not None:
+                analyses[rule.name] = result
+        return analyses
 
     async def evaluate(self, req: PolicyRequest) -> Verdict:
         if req.arrived_at.tzinfo is None:

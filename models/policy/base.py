@@ -6,7 +6,7 @@ the support regulations, and records readable evidence for the staff card.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -131,6 +131,9 @@ class PolicyRequest:
     ticket_id: int | None  # None for a dry run (nothing stored yet)
     arrived_at: datetime  # aware; IMAP INTERNALDATE, never the sender's Date header
     message: InboundMessage
+    # The rules' text analyses of `message` (`PolicyEngine.analyse`), when a parse worker already made
+    # them; None: each rule analyses the text itself. Either way the verdict is the same.
+    analyses: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,12 @@ class PolicyContext:
 
 
 class Rule(ABC):
-    """One clause of the regulations. `check` returns zero or more findings with evidence."""
+    """One clause of the regulations. `check` returns zero or more findings with evidence.
+
+    A rule whose work on the text does not need the database puts that work in `analyse`: a pure
+    function of the message and the data files, returning picklable values. The parse workers run it
+    next to the parser (both cores, off the event loop) and `check` reads the result through
+    `analysis()`; without a worker, `analysis()` runs it in place."""
 
     code: FindingCode
     clause: str
@@ -204,6 +212,20 @@ class Rule(ABC):
                        title_ru=overrides.get("title_ru", self.title_ru),
                        title_en=overrides.get("title_en", self.title_en), evidence=evidence,
                        severity=severity)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def analyse(self, message: InboundMessage, data: PolicyData) -> Any:
+        """The rule's text work on `message` (None: the rule has none)."""
+        return None
+
+    def analysis(self, req: PolicyRequest, ctx: PolicyContext) -> Any:
+        """The result of `analyse` for this request: made by a parse worker, else made now."""
+        if req.analyses is not None and self.name in req.analyses:
+            return req.analyses[self.name]
+        return self.analyse(req.message, ctx.data)
 
     @abstractmethod
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]: ...

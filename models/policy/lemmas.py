@@ -58,18 +58,22 @@ def lemma(word: str) -> str:
 
 
 def tokenize(text: str) -> list[Token]:
-    # Several rules (out of scope, FAQ, password change, unclear...) tokenize the same subject and text
-    # of one request: a small cache of recent texts makes that once per text (Token is immutable).
-    return list(_tokenize(text))
+    return [Token(text[start:end], start, end, lem) for (start, end), lem in zip(_spans(text), lemmas_of(text),
+                                                                                   strict=True)]
+
+
+# Several rules (out of scope, FAQ, password change, unclear...) read the same subject and text of one
+# request: small caches of recent texts make the work once per text. The lemmas are what matching
+# needs; the character spans only matter for a hit, so they are found only then.
+@lru_cache(maxsize=32)
+def lemmas_of(text: str) -> tuple[str, ...]:
+    # findall and map run in C; building a Token per word was most of the cost of the text rules.
+    return tuple(map(lemma, _WORD.findall(text)))
 
 
 @lru_cache(maxsize=32)
-def _tokenize(text: str) -> tuple[Token, ...]:
-    return tuple([Token(m[0], m.start(), m.end(), lemma(m[0])) for m in _WORD.finditer(text)])
-
-
-def lemmas_of(phrase: str) -> tuple[str, ...]:
-    return tuple(t.lemma for t in tokenize(phrase))
+def _spans(text: str) -> tuple[tuple[int, int], ...]:
+    return tuple(m.span() for m in _WORD.finditer(text))
 
 
 class PhraseMatcher:
@@ -92,21 +96,26 @@ class PhraseMatcher:
         return sum(len(v) for v in self._by_first.values())
 
     def find(self, text: str, tokens: Sequence[Token] | None = None) -> list[PhraseHit]:
-        toks = tokenize(text) if tokens is None else tokens
+        if tokens is None:
+            lemmas, spans = lemmas_of(text), None
+        else:
+            lemmas, spans = tuple(t.lemma for t in tokens), tuple((t.start, t.end) for t in tokens)
         hits: list[PhraseHit] = []
-        for i, tok in enumerate(toks):
-            for key, phrase, seq in self._by_first.get(tok.lemma, ()):
-                end = self._match_rest(toks, i, seq)
+        by_first = self._by_first
+        for i, lem in enumerate(lemmas):
+            for key, phrase, seq in by_first.get(lem, ()):
+                end = self._match_rest(lemmas, i, seq)
                 if end is not None:
-                    start_char, end_char = tok.start, toks[end].end
+                    spans = spans or _spans(text)
+                    start_char, end_char = spans[i][0], spans[end][1]
                     hits.append(PhraseHit(key, phrase, text[start_char:end_char], start_char, end_char))
         return hits
 
-    def _match_rest(self, toks: Sequence[Token], i: int, seq: tuple[str, ...]) -> int | None:
+    def _match_rest(self, lemmas: Sequence[str], i: int, seq: tuple[str, ...]) -> int | None:
         pos = i
         for want in seq[1:]:
-            for j in range(pos + 1, min(pos + 2 + self.max_gap, len(toks))):
-                if toks[j].lemma == want:
+            for j in range(pos + 1, min(pos + 2 + self.max_gap, len(lemmas))):
+                if lemmas[j] == want:
                     pos = j
                     break
             else:

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.router import router
 
+from models.sql import for_dialect, marks
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
 
 # Statuses of a request that is still being worked on: a re-send of it is a duplicate whatever its age.
@@ -126,35 +126,11 @@ def _connection() -> BaseDBAsyncClient:
     return router.db_for_read(Ticket) or Ticket._meta.db
 
 
-def _placeholder_style(db: BaseDBAsyncClient) -> str:
-    dialect = db.capabilities.dialect
-    if dialect == "sqlite":
-        return "?"
-    if dialect == "postgres":
-        # asyncpg numbers its parameters; psycopg (not a dependency, but tortoise supports it) uses %s.
-        return "%s" if "psycopg" in type(db).__module__ else "$"
-    raise NotImplementedError(f"the policy queries are written for SQLite and PostgreSQL, not {dialect}")
-
-
-@lru_cache(maxsize=1024)
-def _for_dialect(sql: str, style: str) -> str:
-    """`sql` is written with `?` placeholders (and no literal "?"): rewritten once per shape."""
-    if style == "?":
-        return sql
-    head, *rest = sql.split("?")
-    marks = ("%s" for _ in rest) if style == "%s" else (f"${i}" for i in range(1, len(rest) + 1))
-    return head + "".join(m + part for m, part in zip(marks, rest, strict=True))
-
-
 async def _fetch(sql: str, values: list[Any]) -> Sequence[Any]:
     """Rows (sqlite3.Row or asyncpg Record: both index and unpack like tuples)."""
     db = _connection()
-    _, rows = await db.execute_query(_for_dialect(sql, _placeholder_style(db)), values)
+    _, rows = await db.execute_query(for_dialect(sql, db), values)
     return rows
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
 
 
 _ARRIVED_AT = Ticket._meta.fields_map["arrived_at"]
@@ -210,14 +186,14 @@ class TortoisePolicyRepository:
             branches.append(
                 "SELECT * FROM (SELECT 0 AS k, a.id AS o, c.id, c.name, c.inn, c.contract, c.active, a.value,"
                 " a.is_domain FROM client_address a JOIN client c ON c.id = a.client_id"
-                f" WHERE a.value IN ({_marks(len(values))})) ad")
+                f" WHERE a.value IN ({marks(len(values))})) ad")
             params += values
         for k, column, wanted in ((1, "inn", inns), (2, "contract", contracts)):
             if wanted:
                 branches.append(
                     f"SELECT * FROM (SELECT {k} AS k, id AS o, id, name, inn, contract, active,"
                     " CAST(NULL AS VARCHAR(320)) AS value, CAST(NULL AS BOOLEAN) AS is_domain"
-                    f" FROM client WHERE {column} IN ({_marks(len(wanted))}) ORDER BY id LIMIT 20) c{k}")
+                    f" FROM client WHERE {column} IN ({marks(len(wanted))}) ORDER BY id LIMIT 20) c{k}")
                 params += wanted
         found = Identities([], [], [])
         if not branches:
@@ -263,7 +239,7 @@ class TortoisePolicyRepository:
             branches.append(
                 f"SELECT * FROM (SELECT 0 AS k, m.id AS o, {_TICKET_COLUMNS}, m.message_id, m.from_address"
                 " FROM message m JOIN ticket t ON t.id = m.ticket_id"
-                f" WHERE m.message_id IN ({_marks(len(ids))}) AND m.direction = ?{exclude}"
+                f" WHERE m.message_id IN ({marks(len(ids))}) AND m.direction = ?{exclude}"
                 " ORDER BY m.id LIMIT 20) s")
             params += [*ids, str(MessageDirection.INBOUND)] + ([ticket_id] if exclude else [])
         if content_hash:
@@ -271,7 +247,7 @@ class TortoisePolicyRepository:
             branches.append(
                 f"SELECT * FROM (SELECT 1 AS k, 0 AS o, {_TICKET_COLUMNS}, CAST(NULL AS VARCHAR(998)) AS message_id,"
                 " CAST(NULL AS VARCHAR(320)) AS from_address FROM ticket t"
-                f" WHERE t.content_hash = ? AND {earlier} AND (t.arrived_at >= ? OR t.status IN ({_marks(len(_OPEN))}))"
+                f" WHERE t.content_hash = ? AND {earlier} AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
                 " ORDER BY t.arrived_at, t.id LIMIT 10) h")
             params += [content_hash, *values, since, *_OPEN]
         found = EarlierCopies([], [])
@@ -301,7 +277,7 @@ class TortoisePolicyRepository:
         rows = await _fetch(
             f"SELECT {_TICKET_COLUMNS}, m.new_text, m.attachments FROM ("
             f" SELECT {_TICKET_COLUMNS} FROM ticket t WHERE {whose} AND {earlier}"
-            f"  AND (t.arrived_at >= ? OR t.status IN ({_marks(len(_OPEN))}))"
+            f"  AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
             "  ORDER BY t.arrived_at DESC, t.id DESC LIMIT ?"
             ") t LEFT JOIN message m ON m.id = ("
             " SELECT f.id FROM message f WHERE f.ticket_id = t.id AND f.direction = ? ORDER BY f.id LIMIT 1)"

@@ -7,14 +7,10 @@ from datetime import timedelta
 from tortoise.transactions import in_transaction
 
 from models.policy import PolicyConfig, PolicyEngine, PolicyRequest
-from models.policy.repository import (
-    TortoisePolicyRepository,
-    _connection,
-    _for_dialect,
-    _placeholder_style,
-)
+from models.policy.repository import TortoisePolicyRepository, _connection
 from models.policy.rules.duplicates import DuplicateRule, content_hash
 from models.policy.rules.monthly_limit import MonthlyLimitRule
+from models.sql import _rewrite, placeholder_style
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
 
 from .factories import attachment, codes, finding, make_client, make_message, store_ticket, utc, verdict_of
@@ -25,14 +21,14 @@ SINCE = AT - timedelta(days=30)
 
 def test_placeholders_are_rewritten_per_dialect():
     sql = "SELECT 1 FROM t WHERE a = ? AND b IN (?,?) LIMIT ?"
-    assert _for_dialect(sql, "?") == sql
-    assert _for_dialect(sql, "$") == "SELECT 1 FROM t WHERE a = $1 AND b IN ($2,$3) LIMIT $4"
-    assert _for_dialect(sql, "%s") == "SELECT 1 FROM t WHERE a = %s AND b IN (%s,%s) LIMIT %s"
+    assert _rewrite(sql, "?") == sql
+    assert _rewrite(sql, "$") == "SELECT 1 FROM t WHERE a = $1 AND b IN ($2,$3) LIMIT $4"
+    assert _rewrite(sql, "%s") == "SELECT 1 FROM t WHERE a = %s AND b IN (%s,%s) LIMIT %s"
 
 
 async def test_queries_use_the_placeholders_of_the_database_in_use(db):
     expected = "$" if db.startswith("postgres") else "?"
-    assert _placeholder_style(_connection()) == expected
+    assert placeholder_style(_connection()) == expected
 
 
 async def test_identify_returns_typed_rows_in_a_stable_order(db):

@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from rapidfuzz import fuzz
 
 from models.inbound import InboundMessage
-from models.policy.base import Finding, FindingCode, PolicyContext, PolicyRequest, Rule
+from models.policy.base import Finding, FindingCode, PolicyContext, PolicyData, PolicyRequest, Rule
 from models.policy.repository import PriorTicket, SeenMessage
 
 _SUBJECT_PREFIX = re.compile(
@@ -72,6 +72,13 @@ def content_hash(message: InboundMessage) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
+class TextPrint(NamedTuple):
+    """What the duplicate checks compare of one mail (`DuplicateRule.analyse`)."""
+
+    content_hash: str
+    text: str  # normalise_text(new_text)
+
+
 def _original(t: PriorTicket) -> int:
     return t.duplicate_of or t.id  # link a re-re-send to the first request, not to another copy
 
@@ -82,10 +89,14 @@ class DuplicateRule(Rule):
     title_ru = "Дублирование сообщения"
     title_en = "Duplicate message"
 
+    def analyse(self, message: InboundMessage, data: PolicyData) -> TextPrint:
+        return TextPrint(content_hash=content_hash(message), text=normalise_text(message.new_text))
+
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         msg = req.message
         ids = {"Message-ID": msg.message_id, "Resent-Message-ID": msg.resent_message_id}
-        h = content_hash(msg)
+        printed: TextPrint = self.analysis(req, ctx)
+        h = printed.content_hash
         since = req.arrived_at - timedelta(days=ctx.config.duplicate_window_days)
         # Checks (a) and (b) share one round trip; (c) queries only when neither matched.
         copies = await ctx.repository.earlier_copies([v for v in ids.values() if v], h, arrived_at=req.arrived_at,
@@ -94,7 +105,7 @@ class DuplicateRule(Rule):
         if evidence is None:
             evidence = self._exact(h, copies.same_hash)
         if evidence is None:
-            evidence = await self._near(req, ctx, since)
+            evidence = await self._near(req, ctx, since, printed)
         if evidence is None:
             return []
         ctx.duplicate_of = evidence["original_ticket"]
@@ -123,26 +134,31 @@ class DuplicateRule(Rule):
                 "original_status": t.status, "original_arrived_at": t.arrived_at.isoformat()}
 
     @staticmethod
-    async def _near(req: PolicyRequest, ctx: PolicyContext, since: datetime) -> dict[str, Any] | None:
+    async def _near(req: PolicyRequest, ctx: PolicyContext, since: datetime,
+                    printed: TextPrint) -> dict[str, Any] | None:
         msg = req.message
-        text = normalise_text(msg.new_text)
+        text = printed.text
         if not text:
             return None  # nothing to compare; an identical empty re-send is caught by the exact check
-        facts = text_facts(msg.new_text, tuple(a.sha256 for a in msg.attachments))
         candidates = await ctx.repository.recent_tickets(
             client_id=ctx.client.client_id if ctx.client else None,
             sender_address=None if ctx.client else msg.from_address,
             arrived_at=req.arrived_at, ticket_id=req.ticket_id, since=since)
         best: tuple[float, PriorTicket] | None = None
+        facts: frozenset[str] | None = None  # found only once a text is similar enough to compare them
         for t in candidates:
             other = normalise_text(t.new_text)
             if not other:
                 continue
             # score_cutoff lets rapidfuzz give up early on clearly different texts.
             ratio = fuzz.ratio(text, other, score_cutoff=ctx.config.near_duplicate_ratio)
-            if ratio and text_facts(t.new_text, t.attachment_hashes) == facts and (best is None or ratio > best[0]):
+            if not ratio:
+                continue
+            if facts is None:
+                facts = text_facts(msg.new_text, tuple(a.sha256 for a in msg.attachments))
+            if text_facts(t.new_text, t.attachment_hashes) == facts and (best is None or ratio > best[0]):
                 best = (ratio, t)
-        if best is None:
+        if best is None or facts is None:
             return None
         ratio, t = best
         return {"check": "near", "ratio": round(ratio, 1), "threshold": ctx.config.near_duplicate_ratio,

@@ -10,7 +10,16 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
+from models.inbound import InboundMessage
+from models.policy.base import (
+    Finding,
+    FindingCode,
+    PolicyConfig,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+)
 from models.policy.lemmas import PhraseMatcher
 
 
@@ -42,13 +51,18 @@ class FaqRule(Rule):
     title_en = "Standard question: answered in the instructions"
     loaders = (load_faq,)
 
-    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
-        book = ctx.data.get(load_faq)
+    def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, list[dict[str, Any]]]:
+        book = data.get(load_faq)
         matched: dict[str, list[dict[str, Any]]] = {}
-        for where, text in (("subject", req.message.subject), ("body", req.message.new_text)):
+        for where, text in (("subject", message.subject), ("body", message.new_text)):
             for h in book.matcher.find(text):
                 matched.setdefault(h.key, []).append(
                     {"pattern": h.phrase, "text": h.text, "where": where, "start": h.start, "end": h.end})
+        return matched
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        book = ctx.data.get(load_faq)
+        matched: dict[str, list[dict[str, Any]]] = self.analysis(req, ctx)
         if not matched:
             return []
         ctx.faq_entries = [{**book.entries[i], "matches": m} for i, m in matched.items()]

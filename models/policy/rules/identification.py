@@ -20,8 +20,17 @@ from __future__ import annotations
 
 import re
 
+from models.inbound import InboundMessage
 from models.policy.authresults import assess_sender
-from models.policy.base import ClientMatch, Finding, FindingCode, PolicyContext, PolicyRequest, Rule
+from models.policy.base import (
+    ClientMatch,
+    Finding,
+    FindingCode,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+)
 from models.policy.inn import InnMatch, find_inns
 from models.policy.repository import AddressRow, ClientRow, Identities
 
@@ -62,6 +71,11 @@ class IdentificationRule(Rule):
     title_ru = "Невозможно идентифицировать клиента"
     title_en = "The client cannot be identified"
 
+    def analyse(self, message: InboundMessage, data: PolicyData) -> tuple[list[InnMatch], list[str]]:
+        """The INNs (valid checksum) and the contract-number candidates written in the mail."""
+        text = f"{message.subject}\n{message.new_text}"
+        return find_inns(text), contract_candidates(text)
+
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         msg = req.message
         findings: list[Finding] = []
@@ -69,11 +83,10 @@ class IdentificationRule(Rule):
         ctx.sender_verified = auth.verified
 
         # Every lookup (address, its domains, INNs, contract numbers) in one round trip.
-        text = f"{msg.subject}\n{msg.new_text}"
-        inns = find_inns(text)
+        inns, contracts = self.analysis(req, ctx)
         domains = _domains(msg.from_address)
         addresses = [msg.from_address, *domains] if msg.from_address else []
-        found = await ctx.repository.identify(addresses, [i.inn for i in inns], contract_candidates(text))
+        found = await ctx.repository.identify(addresses, [i.inn for i in inns], contracts)
         by_address = self._by_address(msg.from_address, domains, found.addresses)
         by_document, doc_evidence = self._by_documents(inns, found)
 

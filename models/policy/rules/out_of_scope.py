@@ -14,7 +14,16 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
+from models.inbound import InboundMessage
+from models.policy.base import (
+    Finding,
+    FindingCode,
+    PolicyConfig,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+)
 from models.policy.lemmas import PhraseHit, PhraseMatcher
 
 
@@ -57,12 +66,17 @@ class OutOfScopeRule(Rule):
     title_en = "Request outside the scope of technical support"
     loaders = (load_scope_book,)
 
-    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
-        book = ctx.data.get(load_scope_book)
+    def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, list[dict[str, Any]]]:
+        book = data.get(load_scope_book)
         by_category: dict[str, list[dict[str, Any]]] = {}
-        for where, text in (("subject", req.message.subject), ("body", req.message.new_text)):
+        for where, text in (("subject", message.subject), ("body", message.new_text)):
             for h in book.matcher.find(text):
                 by_category.setdefault(h.key, []).append(_hit(h, where))
+        return by_category
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        book = ctx.data.get(load_scope_book)
+        by_category: dict[str, list[dict[str, Any]]] = self.analysis(req, ctx)
         findings = []
         for name, hits in by_category.items():
             cat = book.categories[name]

@@ -7,7 +7,18 @@ finding is a warning not to change anything before confirming identity.
 
 from __future__ import annotations
 
-from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
+from typing import Any
+
+from models.inbound import InboundMessage
+from models.policy.base import (
+    Finding,
+    FindingCode,
+    PolicyConfig,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+)
 from models.policy.lemmas import PhraseMatcher
 
 PHRASES = (
@@ -32,11 +43,14 @@ class PasswordChangeRule(Rule):
     title_en = "Password change request"
     loaders = (load_password_matcher,)
 
-    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
-        matcher = ctx.data.get(load_password_matcher)
-        hits = [{"phrase": h.phrase, "text": h.text, "where": where, "start": h.start, "end": h.end}
-                for where, text in (("subject", req.message.subject), ("body", req.message.new_text))
+    def analyse(self, message: InboundMessage, data: PolicyData) -> list[dict[str, Any]]:
+        matcher = data.get(load_password_matcher)
+        return [{"phrase": h.phrase, "text": h.text, "where": where, "start": h.start, "end": h.end}
+                for where, text in (("subject", message.subject), ("body", message.new_text))
                 for h in matcher.find(text)]
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        hits: list[dict[str, Any]] = self.analysis(req, ctx)
         if not hits:
             return []
         ctx.is_password_change = True

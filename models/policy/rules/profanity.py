@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
+from models.inbound import InboundMessage
+from models.policy.base import (
+    Finding,
+    FindingCode,
+    PolicyConfig,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+)
 
 if TYPE_CHECKING:
     from models.policy.profanity import ProfanityDetector
@@ -32,12 +41,16 @@ class ProfanityRule(Rule):
     title_en = "Obscene language or insults"
     loaders = (load_detector,)
 
-    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
-        detector = ctx.data.get(load_detector)
+    def analyse(self, message: InboundMessage, data: PolicyData) -> list[dict[str, Any]]:
+        detector = data.get(load_detector)
         hits: list[dict[str, Any]] = []
-        for where, text in (("subject", req.message.subject), ("body", req.message.new_text)):
+        for where, text in (("subject", message.subject), ("body", message.new_text)):
             hits += [{"word": h.word, "where": where, "start": h.start, "end": h.end, "category": h.category,
                       "root": h.root} for h in detector.find(text)]
+        return hits
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        hits: list[dict[str, Any]] = self.analysis(req, ctx)
         if not hits:
             return []
         if any(h["category"] in BLOCKING for h in hits):

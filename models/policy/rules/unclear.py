@@ -7,7 +7,8 @@ sender's own name (the signature), counted over the subject and the new text tog
 
 from __future__ import annotations
 
-from models.policy.base import Finding, FindingCode, PolicyContext, PolicyRequest, Rule
+from models.inbound import InboundMessage
+from models.policy.base import Finding, FindingCode, PolicyContext, PolicyData, PolicyRequest, Rule
 from models.policy.lemmas import lemmas_of
 
 MIN_MEANINGFUL_WORDS = 3
@@ -29,13 +30,19 @@ class UnclearRule(Rule):
     title_ru = "Задача не сформулирована"
     title_en = "Task not stated"
 
-    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
-        msg = req.message
+    def analyse(self, message: InboundMessage, data: PolicyData) -> list[str]:
+        """The meaningful words of the subject and the new text."""
+        msg = message
         own_name = set(lemmas_of(msg.from_name)) | set(lemmas_of(msg.from_address.split("@", 1)[0]))
         # Two calls, not one on the joined text: a word never spans the line break, and the tokens of
         # the subject and of the text are already cached by the rules that ran before.
         words = [lem for lem in lemmas_of(msg.subject) + lemmas_of(msg.new_text)
                  if lem not in FILLER and lem not in own_name and len(lem) > 1]
+        return words
+
+    async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
+        msg = req.message
+        words: list[str] = self.analysis(req, ctx)
         if len(words) >= MIN_MEANINGFUL_WORDS:
             return []
         return [self.finding({"meaningful_words": words, "min": MIN_MEANINGFUL_WORDS,

@@ -1,0 +1,34 @@
+"""The policy's text work, run in the parse workers.
+
+Most of a verdict's CPU is text work that needs no database: lemmatising the subject and the new text,
+the phrase lists (scope, FAQ, password), the profanity detector, INNs and contract numbers, the content
+hash. `PolicyEngine.analyse` does all of it; `TextAnalyser` is the picklable handle a process pool
+needs, so under a backlog that work runs on both cores beside the parser instead of on the event loop,
+which is left with the lookups. The verdict is the same either way (tests/policy/test_analyser.py).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from models.inbound import InboundMessage
+from models.policy import PolicyConfig, PolicyEngine
+from models.policy.repository import TortoisePolicyRepository
+
+
+@lru_cache(maxsize=4)
+def _engine(config: PolicyConfig) -> PolicyEngine:
+    # One engine (its data files, the morphology dictionaries) per worker process and configuration;
+    # `analyse` never touches the repository, so no database is opened here.
+    return PolicyEngine(config, TortoisePolicyRepository())
+
+
+class TextAnalyser:
+    """`message -> analyses` (`PolicyEngine.analyse`), built from `config` in the process that calls it."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        self.config = config
+
+    def __call__(self, message: InboundMessage) -> dict[str, Any]:
+        return _engine(self.config).analyse(message)

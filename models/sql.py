@@ -1,0 +1,39 @@
+"""Hand-written SQL on tortoise's connections, for the hot paths where the query builder costs more than
+the database (docs/benchmarks.md): statements are written once with `?` placeholders and rewritten for
+the connection's dialect."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+
+def placeholder_style(db: BaseDBAsyncClient) -> str:
+    dialect = db.capabilities.dialect
+    if dialect == "sqlite":
+        return "?"
+    if dialect == "postgres":
+        # asyncpg numbers its parameters; psycopg (not a dependency, but tortoise supports it) uses %s.
+        return "%s" if "psycopg" in type(db).__module__ else "$"
+    raise NotImplementedError(f"the hand-written queries are for SQLite and PostgreSQL, not {dialect}")
+
+
+@lru_cache(maxsize=1024)
+def _rewrite(sql: str, style: str) -> str:
+    """`sql` is written with `?` placeholders (and no literal "?"): rewritten once per shape."""
+    if style == "?":
+        return sql
+    head, *rest = sql.split("?")
+    marks = ("%s" for _ in rest) if style == "%s" else (f"${i}" for i in range(1, len(rest) + 1))
+    return head + "".join(m + part for m, part in zip(marks, rest, strict=True))
+
+
+def for_dialect(sql: str, db: BaseDBAsyncClient) -> str:
+    """`sql` with the placeholders `db` expects."""
+    return _rewrite(sql, placeholder_style(db))
+
+
+def marks(n: int) -> str:
+    """n comma-separated placeholders, for IN (...)."""
+    return ",".join("?" * n)

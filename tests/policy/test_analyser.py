@@ -1,0 +1,85 @@
+"""The policy's text work done ahead of time (in a parse worker) gives exactly the verdict the rules give
+when they do it themselves: same findings, same evidence, same suggestion, on realistic mail."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from mail.parse import parse_message
+from models.analysed import parse_and_analyse
+from models.policy import PolicyConfig, PolicyEngine, PolicyRequest, TortoisePolicyRepository
+from models.policy.analyser import TextAnalyser
+
+from .factories import attachment, make_client, make_message, store_ticket, utc
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+AT = utc(2026, 11, 10, 9, 0)
+
+TEXTS = (
+    "Здравствуйте! Помогите написать скрипт для выгрузки, наш программист уволился.",  # consulting
+    "Забыл пароль от личного кабинета, не могу войти. ИНН 7707083893, договор Д-2024/117.",  # password, INN
+    "Вы мошенники и бл... ничего не работает!!!",  # accusation / profanity
+    "Как подключить онлайн-кассу? Где инструкция?",  # FAQ
+    "Спасибо!",  # unclear
+    "Счёт № 45 на 12 500,00 руб. не пришёл на buh@romashka.ru, см. https://storeolis.ru/lk",  # facts
+)
+
+
+def _corpus_messages() -> list:
+    messages = []
+    for path in sorted(CORPUS.glob("*.eml")):
+        try:
+            messages.append(parse_message(path.read_bytes()))
+        except Exception:  # noqa: BLE001 - malformed corpus mail is quarantined, never evaluated
+            continue
+    return messages
+
+
+@pytest.fixture
+def engine() -> PolicyEngine:
+    return PolicyEngine(PolicyConfig(), TortoisePolicyRepository())
+
+
+async def test_ahead_of_time_analyses_give_the_same_verdicts(db, engine: PolicyEngine) -> None:
+    client = await make_client(addresses=("ivan@romashka.ru", "@romashka.ru"), inn="7707083893", contract="Д-2024/117")
+    # Earlier requests so that the duplicate and monthly checks have something to find.
+    for day, text in enumerate(TEXTS[:3], start=1):
+        await store_ticket(make_message(new_text=text, message_id=f"old{day}@romashka.ru"), utc(2026, 11, day, 9, 0),
+                           client=client)
+    messages = _corpus_messages()
+    messages += [make_message(new_text=text, message_id=f"new{i}@romashka.ru",
+                              attachments=[attachment()] if i % 2 else [])
+                 for i, text in enumerate(TEXTS)]
+    messages += [make_message(new_text=TEXTS[0] + " ", message_id="resend@romashka.ru")]  # near/exact copy
+    analyser = TextAnalyser(engine.config)
+    assert len(messages) > 40
+    compared = 0
+    for message in messages:
+        analyses = pickle.loads(pickle.dumps(analyser(message)))  # as it comes back from a worker
+        assert analyses, "every request has some text analysis"
+        inline = await engine.evaluate(PolicyRequest(None, AT, message))
+        ahead = await engine.evaluate(PolicyRequest(None, AT, message, analyses=analyses))
+        assert ahead.to_json() == inline.to_json()
+        compared += bool(inline.findings)
+    assert compared > 10  # the comparison covered verdicts with findings, not only empty ones
+
+
+async def test_a_rule_without_an_analysis_does_its_own_text_work(db, engine: PolicyEngine) -> None:
+    message = make_message(new_text=TEXTS[0])
+    analyses = TextAnalyser(engine.config)(message)
+    analyses.pop("OutOfScopeRule")
+    verdict = await engine.evaluate(PolicyRequest(None, AT, message, analyses=analyses))
+    assert "out_of_scope" in [f.code for f in verdict.findings]
+
+
+def test_the_worker_function_parses_drops_nul_and_analyses() -> None:
+    raw = (b"From: Ivan <ivan@romashka.ru>\r\nTo: support@storeolis.ru\r\nSubject: test\x00\r\n"
+           b"Message-ID: <x1@romashka.ru>\r\n\r\nHelp me write a script\x00 please, our programmer left.\r\n")
+    analyser = TextAnalyser(PolicyConfig())
+    result = pickle.loads(pickle.dumps(parse_and_analyse(raw, parser=parse_message, analyser=analyser)))
+    assert "\x00" not in result.message.subject + result.message.new_text
+    assert result.analyses == analyser(result.message)
+    assert parse_and_analyse(raw, parser=parse_message).analyses is None
