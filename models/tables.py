@@ -354,4 +354,4 @@ def strip_nul_fields(instance: Model) -> None:
 
 @pre_save(Client, ClientAddress, StaffMember, Ticket, Message, Decision, EmailOutbox, TelegramOutbox, KeyValue)
 async def _no_nul_characters(sender: type[Model], instance: Model, using_db: object, update_fields: object) -> None:
-    strip_nul_fields(instance)  # bulk_create fires no signal: its callers call strip_nul_fields themselves
+    strip_nul_fields(instance)  # bulk_create and RowInserter fire no signal: their rows come NUL-free

@@ -16,22 +16,22 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
-from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail, parse_and_analyse
 from models.calendar import BusinessCalendar
+from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind, without_nul
 from models.policy import PolicyEngine, PolicyRequest, Verdict, content_hash, month_key
 from models.policy.base import FindingCode
 from models.policy.rules.duplicates import DuplicateRule, TextPrint
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.raw_store import load_content, load_contents
-from models.sql import for_dialect
+from models.sql import for_dialect, marks
 from models.tables import (
     Client,
     Decision,
@@ -45,7 +45,6 @@ from models.tables import (
     TelegramOutbox,
     Ticket,
     TicketStatus,
-    strip_nul_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,10 @@ REFUSAL_CLAUSES: dict[str, str] = {
     "consulting": "2.4",
 }
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.ACCEPTED)
-ModelT = TypeVar("ModelT", bound=Model)
+# The ingest hot path inserts plain rows (models/fast_rows.py): no model instance per row.
+_TICKETS = RowInserter(Ticket)
+_MESSAGES = RowInserter(Message)
+_POSTS = RowInserter(TelegramOutbox)
 
 
 def utcnow() -> datetime:
@@ -331,7 +333,7 @@ class Workflow:
         committed one by one), then the messages and the cards of the whole group in one insert each."""
         async with in_transaction() as conn:
             claimed = await self._claim_raws(conn, [row.id for row, _ in group])
-            created: list[tuple[RawMail, InboundMessage, Ticket]] = []
+            created: list[tuple[RawMail, InboundMessage, int]] = []
             for row, parsed in group:
                 if row.id not in claimed:
                     continue  # another process got there first
@@ -340,29 +342,27 @@ class Workflow:
                     PolicyRequest(ticket_id=None, arrived_at=_aware(row.internal_date), message=msg,
                                   analyses=parsed.analyses)
                 )
-                ticket = await self._create_ticket(row, msg, verdict=verdict, status=TicketStatus.NEW,
-                                                   analyses=parsed.analyses)
-                created.append((row, msg, ticket))
+                # The ticket's number is needed by its message and card (and by the policy of the next mail).
+                ticket_id = await _TICKETS.insert(conn, self._ticket_fields(
+                    row, msg, verdict=verdict, status=TicketStatus.NEW, analyses=parsed.analyses))
+                created.append((row, msg, ticket_id))
             if not created:
                 return
-            await Message.bulk_create(
-                [_no_nul(self._message_row(ticket.id, row, msg, kind="request")) for row, msg, ticket in created],
-                using_db=conn,
-            )
-            notes = [note for row, msg, ticket in created if (note := _parse_notes(ticket.id, msg)) is not None]
+            # The rows need no NUL guard (no signals fire here): an AnalysedMail's message is NUL-free.
+            await _MESSAGES.insert_many(
+                conn, [_message_fields(ticket_id, row, msg, kind="request") for row, msg, ticket_id in created])
+            notes = [note for _, msg, ticket_id in created if (note := _parse_notes(ticket_id, msg)) is not None]
             if notes:
-                await Decision.bulk_create([_no_nul(note) for note in notes], using_db=conn)
+                await Decision.bulk_create(notes, using_db=conn)
             now = self.clock()
             cards = []
-            for _, _, ticket in created:
-                post = self.board.new_card(ticket.id)
+            for _, _, ticket_id in created:
+                post = self.board.new_card(ticket_id)
                 # The ticket is brand new, so its card key cannot exist yet: a plain insert (the unique key
                 # still guards it) instead of get_or_create's select + savepoint on the ingest hot path.
-                cards.append(_no_nul(TelegramOutbox(
-                    idempotency_key=f"card:{ticket.id}", kind=post.kind, chat_id=post.chat_id,
-                    payload=post.payload, not_before=now, **post.extra,
-                )))
-            await TelegramOutbox.bulk_create(cards, using_db=conn)
+                cards.append(dict(idempotency_key=f"card:{ticket_id}", kind=post.kind, chat_id=post.chat_id,
+                                  payload=post.payload, not_before=now, **post.extra))
+            await _POSTS.insert_many(conn, cards)
 
     async def _claim_raws(self, conn: BaseDBAsyncClient, ids: list[int]) -> set[int]:
         """Inside the ingest transaction: STORED -> PROCESSED for the rows still STORED, in one statement;
@@ -370,8 +370,11 @@ class Workflow:
         if len(ids) == 1:
             return set(ids) if await self._claim_raw_id(ids[0]) else set()
         # UPDATE ... RETURNING (SQLite 3.35+, PostgreSQL): which rows changed, without a second query.
-        marks = ",".join("?" * len(ids))
-        sql = f"UPDATE raw_mail SET status = ? WHERE status = ? AND id IN ({marks}) RETURNING id"
+        sql = f"UPDATE raw_mail SET status = ? WHERE status = ? AND id IN ({marks(len(ids))}) RETURNING id"
+        if conn.capabilities.dialect == "postgres":
+            # tortoise's asyncpg client runs a statement that starts with UPDATE without fetching its rows;
+            # as a data-modifying WITH it is a query like any other.
+            sql = f"WITH claimed AS ({sql}) SELECT id FROM claimed"
         _, rows = await conn.execute_query(
             for_dialect(sql, conn), [str(RawMailStatus.PROCESSED), str(RawMailStatus.STORED), *ids]
         )
@@ -396,6 +399,17 @@ class Workflow:
         status: TicketStatus,
         analyses: Mapping[str, Any] | None = None,
     ) -> Ticket:
+        return await Ticket.create(**self._ticket_fields(row, msg, verdict=verdict, status=status, analyses=analyses))
+
+    def _ticket_fields(
+        self,
+        row: RawMail,
+        msg: InboundMessage,
+        *,
+        verdict: Verdict | None,
+        status: TicketStatus,
+        analyses: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         arrived = _aware(row.internal_date)
         counts = bool(
             verdict is not None
@@ -403,7 +417,7 @@ class Workflow:
             and not verdict.has(FindingCode.DUPLICATE)
             and status is TicketStatus.NEW
         )
-        return await Ticket.create(
+        return dict(
             client_id=verdict.client.client_id if verdict and verdict.client else None,
             status=status,
             arrived_at=arrived,
@@ -434,33 +448,8 @@ class Workflow:
     @staticmethod
     def _message_row(ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> Message:
         """The inbound Message of a stored mail (not saved yet)."""
-        return Message(
-            ticket_id=ticket_id,
-            direction=MessageDirection.INBOUND,
-            kind=kind,
-            message_id=(msg.message_id or "")[:998] or None,
-            in_reply_to=(msg.in_reply_to or "")[:998] or None,
-            references=" ".join(msg.references)[:20000],
-            from_address=msg.from_address[:320],
-            from_name=msg.from_name[:300],
-            to=", ".join(msg.to)[:5000],
-            cc=", ".join(msg.cc)[:5000],
-            subject=msg.subject[:1000],
-            text=msg.text,
-            new_text=msg.new_text,
-            size=msg.raw_size,
-            attachments=[
-                {
-                    "part_index": a.part_index,
-                    "filename": a.filename,
-                    "content_type": a.content_type,
-                    "size": a.size,
-                    "sha256": a.sha256,
-                }
-                for a in msg.attachments
-            ],
-            raw_mail_id=row.id,
-        )
+        return Message(**_message_fields(ticket_id, row, msg, kind=kind))
+
 
     # ------------------------------------------------------------------------------------------------
     # Staff decisions
@@ -860,15 +849,40 @@ def _content_hash(msg: InboundMessage, analyses: Mapping[str, Any] | None) -> st
     return printed.content_hash if isinstance(printed, TextPrint) else content_hash(msg)
 
 
-def _no_nul(row: ModelT) -> ModelT:
-    # bulk_create fires no pre_save signal: the NUL guard of models/tables.py is applied by hand.
-    strip_nul_fields(row)
-    return row
-
-
 async def _raw_content(raw_mail_id: int) -> bytes:
     return await load_content(raw_mail_id) or b""
 
 
 def _aware(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _message_fields(ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> dict[str, Any]:
+    """The fields of the inbound Message of a stored mail."""
+    return dict(
+        ticket_id=ticket_id,
+        direction=MessageDirection.INBOUND,
+        kind=kind,
+        message_id=(msg.message_id or "")[:998] or None,
+        in_reply_to=(msg.in_reply_to or "")[:998] or None,
+        references=" ".join(msg.references)[:20000],
+        from_address=msg.from_address[:320],
+        from_name=msg.from_name[:300],
+        to=", ".join(msg.to)[:5000],
+        cc=", ".join(msg.cc)[:5000],
+        subject=msg.subject[:1000],
+        text=msg.text,
+        new_text=msg.new_text,
+        size=msg.raw_size,
+        attachments=[
+            {
+                "part_index": a.part_index,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in msg.attachments
+        ],
+        raw_mail_id=row.id,
+    )

@@ -82,6 +82,9 @@ async def test_a_group_sees_its_own_earlier_tickets_and_replies_join_them(db: st
         make_email(subject="Нет доступа к API", body="Ключ API перестал работать после смены тарифа сегодня.",
                    sender="dev@romashka.ru"),
         b"this is not an email at all",
+        # NUL characters (PostgreSQL cannot store them): dropped before anything is stored
+        make_email(subject="Символ\x00 ноль", body="Текст\x00 с нулевым символом внутри, касса не печатает чеки.",
+                   sender="kassa@romashka.ru"),
         make_email(subject="Вопрос от нового клиента", body="Подскажите, как подключить маркетплейс к кабинету?",
                    sender="someone@example.org"),
     ]
@@ -109,11 +112,13 @@ async def test_a_group_sees_its_own_earlier_tickets_and_replies_join_them(db: st
     assert "Re: Не работает выгрузка" not in by_subject  # no request of its own
 
     over = by_subject["Нет доступа к API"]
-    assert over.verdict["month_count"] == 4
+    assert over.verdict["month_count"] == 4  # after "Не работает выгрузка", "Ошибка в отчёте", "Счёт не пришёл"
     assert "monthly_limit" in [f["code"] for f in over.verdict["findings"]]
     assert by_subject["Счёт не пришёл"].verdict["month_count"] == 3
 
     assert by_subject["Вопрос от нового клиента"].client_id is None
+    assert "Символ ноль" in by_subject
+    assert not [m for m in await Message.all() if "\x00" in m.text + m.subject + m.new_text]
     assert (await RawMail.filter(status=RawMailStatus.QUARANTINED).count()) == 1
     assert not await RawMail.filter(status=RawMailStatus.STORED).exists()
     for row in await RawMail.filter(status=RawMailStatus.PROCESSED):
