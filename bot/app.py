@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import multiprocessing
 import signal
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,7 +31,6 @@ from bot.factory import (
 )
 from bot.handlers import build_router, register_commands
 from bot.health import serve_health
-from bot.memory import return_large_buffers_to_os
 from bot.notifications import EmailNotifier, TelegramFailureHandler
 from bot.outages import OutageReporter, board_poster, watch_outages
 from bot.ratelimit import RateLimiter
@@ -41,6 +39,7 @@ from bot.supervisor import Supervisor
 from bot.telegram import make_bot
 from bot.telegram_outbox import TelegramSender
 from bot.webhook import serve_webhook
+from bot.workers import make_parse_pool
 from mail.imap import ImapConfig
 from mail.intake import MailWatcher
 from mail.send import EmailSender, SmtpConfig
@@ -87,14 +86,9 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
     parse_stored = None
     analyser = None
     if settings.PARSE_WORKERS > 0:
-        # spawn, not fork: the parent holds database threads and sockets a fork would copy.
-        executor = ProcessPoolExecutor(
-            settings.PARSE_WORKERS,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=return_large_buffers_to_os,  # a worker parses 25 MB mail too
-        )
         # The workers also do the policy's text work, so the event loop is left with the lookups.
         analyser = make_text_analyser(settings)
+        executor = make_parse_pool(settings.PARSE_WORKERS, analyser)
         # On SQLite the workers read each raw mail themselves: the bytes never pass through this process.
         parse_stored = stored_mail_parser(
             settings.DATABASE_URL, functools.partial(parse_and_analyse, parser=parser, analyser=analyser)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.memory import return_large_buffers_to_os
+from bot.workers import make_parse_pool
 from mail.parse import parse_message
 from mail.stored import sqlite_path, stored_mail_parser
 from models.inbound import InboundMessage
+from models.policy import PolicyConfig
+from models.policy.analyser import TextAnalyser
 from models.tables import Message, RawMail, RawMailStatus, Ticket
 from tests.helpers.desk import Desk, make_email, store_raw_mail
 
@@ -35,9 +36,8 @@ async def store(raw: bytes, uid: int) -> RawMail:
 
 @pytest.fixture
 def pool() -> Iterator[ProcessPoolExecutor]:
-    # As bot/app.py builds it: spawned workers, each with the malloc setting.
-    executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=return_large_buffers_to_os)  # fmt: skip
+    # As bot/app.py builds it: spawned workers, each prepared by its initializer.
+    executor = make_parse_pool(1, TextAnalyser(PolicyConfig()))
     try:
         yield executor
     finally:
@@ -89,3 +89,15 @@ async def test_a_row_the_worker_cannot_see_is_handed_over_as_bytes(db: str, pool
 def _never_visible(raw_mail_id: int, *, parser: object) -> None:
     """A worker-side reader whose connection never sees the row (module level: it is pickled)."""
     return None
+
+
+def test_a_worker_is_ready_before_its_first_mail() -> None:
+    from bot.workers import prepare_parse_worker
+    from models.policy.analyser import _engine
+
+    _engine.cache_clear()
+    analyser = TextAnalyser(PolicyConfig())
+    prepare_parse_worker(analyser)
+    assert _engine.cache_info().currsize == 1  # the data files and dictionaries are loaded
+    analyser(parse_message(make_email()))
+    assert _engine.cache_info().hits >= 1  # and used by the first mail, not loaded again

@@ -12,9 +12,18 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from models.inbound import InboundMessage
+from models.inbound import InboundMessage, MessageKind
 from models.policy import PolicyConfig, PolicyEngine
 from models.policy.repository import TortoisePolicyRepository
+
+# One short request through every rule also fills the first caches (lemmas of the commonest words).
+_WARM_UP = InboundMessage(
+    raw_size=0, message_id=None, in_reply_to=None, references=[], resent_message_id=None, from_name="Иван",
+    from_address="ivan@example.org", reply_to=None, to=[], cc=[], delivered_to=[], subject="Не работает выгрузка",
+    date_header=None, text="", new_text="Здравствуйте! Не открывается личный кабинет, ошибка при входе.",
+    quoted_text="", has_html=False, attachments=[], kind=MessageKind.REQUEST, kind_reason="",
+    authentication_results=[],
+)  # fmt: skip
 
 
 @lru_cache(maxsize=4)
@@ -32,3 +41,7 @@ class TextAnalyser:
 
     def __call__(self, message: InboundMessage) -> dict[str, Any]:
         return _engine(self.config).analyse(message)
+
+    def warm(self) -> None:
+        """Load the data files and the morphology dictionaries now (a worker does it when it starts)."""
+        _engine(self.config).analyse(_WARM_UP)
