@@ -72,6 +72,11 @@ def lemmas_of(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=32)
+def _lemma_set(text: str) -> frozenset[str]:
+    return frozenset(lemmas_of(text))
+
+
+@lru_cache(maxsize=32)
 def _spans(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(m.span() for m in _WORD.finditer(text))
 
@@ -91,17 +96,27 @@ class PhraseMatcher:
             seq = lemmas_of(phrase)
             if seq:
                 self._by_first.setdefault(seq[0], []).append((key, phrase, seq))
+        self._firsts = frozenset(self._by_first)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_first.values())
 
     def find(self, text: str, tokens: Sequence[Token] | None = None) -> list[PhraseHit]:
         if tokens is None:
-            lemmas, spans = lemmas_of(text), None
+            lemmas, spans, present = lemmas_of(text), None, _lemma_set(text)
         else:
             lemmas, spans = tuple(t.lemma for t in tokens), tuple((t.start, t.end) for t in tokens)
+            present = frozenset(lemmas)
+        # Only phrases all of whose words occur in the text can match: usually none, and then the text
+        # is not walked at all (a phrase starting with a common word like "не" made that walk costly).
+        by_first: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
+        for first in self._firsts & present:
+            possible = [entry for entry in self._by_first[first] if present.issuperset(entry[2])]
+            if possible:
+                by_first[first] = possible
         hits: list[PhraseHit] = []
-        by_first = self._by_first
+        if not by_first:
+            return hits
         for i, lem in enumerate(lemmas):
             for key, phrase, seq in by_first.get(lem, ()):
                 end = self._match_rest(lemmas, i, seq)
