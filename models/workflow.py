@@ -122,6 +122,7 @@ class Workflow:
         parse_stored: Callable[[int], AnalysedMail | InboundMessage | None] | None = None,
         analyser: Callable[[InboundMessage], dict[str, Any]] | None = None,
         max_group: int = 32,
+        parse_ahead: int = 50,
         on_email_queued: Callable[[], None] = lambda: None,
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
@@ -140,6 +141,9 @@ class Workflow:
         # At most this many new requests share one ingest transaction: it holds the database's write
         # lock while their policies run, so staff actions wait for one group at most.
         self.max_group = max_group
+        # With a pool, the parses of this many rows after the current batch are started early.
+        self.parse_ahead = parse_ahead
+        self._ahead: dict[int, asyncio.Future[Any]] = {}  # raw mail id -> its parse, started ahead
         self.on_email_queued = on_email_queued
         self.on_post_queued = on_post_queued
 
@@ -150,10 +154,18 @@ class Workflow:
         """Turn up to `batch` stored raw emails into tickets, in arrival order; returns how many."""
         # The bytes are in raw_mail_content: a worker that reads them itself (parse_stored) never makes
         # the main process hold them, and the other paths load them only where they are needed.
-        rows = await RawMail.filter(status=RawMailStatus.STORED).order_by("internal_date", "uid", "id").limit(batch)
+        # The next calls' rows are read too and their parses started now (`parse_ahead`): the workers never
+        # wait for this batch's last group to be ingested before they get more to parse.
+        ahead = self.parse_ahead if self.parse_executor is not None else 0
+        rows = await RawMail.filter(status=RawMailStatus.STORED).order_by("internal_date", "uid", "id").limit(
+            batch + ahead
+        )
+        pending = await self._parses_for(rows)
+        rows, later = rows[:batch], rows[batch:]
+        self._ahead = {row.id: future for row, future in zip(later, pending[batch:], strict=True)}
+        pending = pending[:batch]
         if not rows:
             return 0
-        pending = await self._submit_parses(rows)
         seen: dict[int, AnalysedMail | Exception] = {}  # a lookahead that ends a group is not parsed twice
         try:
             i = 0
@@ -179,13 +191,24 @@ class Workflow:
                 await self._ingest_new_requests(group)  # type: ignore[arg-type]  # _is_request checked
         finally:
             for future in pending:  # only matters when an ingest raised: nothing is left running for it
-                if future.done() and not future.cancelled():
-                    future.exception()  # retrieved: no "exception was never retrieved" noise
-                else:
-                    future.cancel()
+                _discard(future)
         self.on_post_queued()
         self.on_email_queued()
         return len(rows)
+
+    async def _parses_for(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
+        """A started parse for every row (none without a pool): those begun ahead by the previous call,
+        new ones for the rest. Parses begun ahead for rows no longer waiting are dropped."""
+        if self.parse_executor is None:
+            return []
+        started, self._ahead = self._ahead, {}
+        wanted = {row.id for row in rows}
+        for raw_mail_id, future in started.items():
+            if raw_mail_id not in wanted:  # taken by another processor meanwhile
+                _discard(future)
+        missing = [row for row in rows if row.id not in started]
+        new = dict(zip([row.id for row in missing], await self._submit_parses(missing), strict=True))
+        return [started.get(row.id) or new[row.id] for row in rows]
 
     async def _parsed(self, row: RawMail, future: asyncio.Future[Any] | None) -> AnalysedMail | Exception:
         """The parse of one row: from the pool (awaited; a done future may be awaited again) or inline."""
@@ -199,7 +222,7 @@ class Workflow:
     async def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
         """Start parsing every row in the process pool (none without a pool: parsed inline, one by one)."""
         # Parsing is CPU work: a process pool keeps it off the event loop and uses both cores for a backlog.
-        if self.parse_executor is None:
+        if self.parse_executor is None or not rows:
             return []
         if self.parse_stored is not None:  # the worker reads the bytes itself
             loop = asyncio.get_running_loop()
@@ -810,6 +833,15 @@ async def _outcome(future: asyncio.Future[Any]) -> AnalysedMail | Exception | No
     if isinstance(result, InboundMessage):  # a plain parser in the pool (tests, custom set-ups)
         return AnalysedMail(without_nul(result))
     return RuntimeError(str(result))
+
+
+def _discard(future: asyncio.Future[Any]) -> None:
+    """A parse no longer wanted: cancelled if it has not run, its outcome retrieved if it has (no
+    "exception was never retrieved" noise)."""
+    if future.done() and not future.cancelled():
+        future.exception()
+    else:
+        future.cancel()
 
 
 def _is_request(parsed: AnalysedMail | Exception) -> bool:

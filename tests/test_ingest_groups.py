@@ -184,3 +184,29 @@ def test_the_pool_function_is_picklable_with_the_analyser() -> None:
 
     work = functools.partial(parse_and_analyse, parser=parse_message, analyser=TextAnalyser(PolicyConfig()))
     assert pickle.loads(pickle.dumps(work))(make_email()).analyses
+
+
+class Counting(DoneAtOnce):
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_parses_started_ahead_are_used_by_the_next_batch_and_each_mail_is_parsed_once(db: str) -> None:
+    rows = [await store(make_email(sender=f"user{uid}@example.org", subject=f"Тема {uid}"), uid) for uid in range(1, 13)]
+    async with Desk.open() as desk:
+        pool = Counting()
+        desk.workflow.parse_executor = pool
+        desk.workflow.parse_ahead = 4
+        assert await desk.workflow.process_stored(batch=5) == 5
+        assert pool.submitted == 9  # this batch and the next four
+        # Another processor takes a row whose parse was started ahead: that parse is dropped, not used.
+        await RawMail.filter(id=rows[6].id).update(status=RawMailStatus.PROCESSED)
+        while await desk.workflow.process_stored(batch=5):
+            pass
+    assert pool.submitted == 12
+    subjects = [t.subject for t in await Ticket.all().order_by("arrived_at")]
+    assert subjects == [f"Тема {n}" for n in range(1, 13) if n != 7]
