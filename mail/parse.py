@@ -1,9 +1,10 @@
 """Raw email bytes -> `InboundMessage`: sender, ids, subject, new and quoted text, attachments, kind.
 
-One parse of the bytes with `email` and `policy.default` gives the MIME structure. Header values are read
-raw (`raw_items`) and decoded here leniently (`mail.charsets.decode_header`), and MIME parameters are read
-with the compat32 parser: policy.default's header objects are slow and raise on some broken values, while
-real mail has RFC 2047 words split mid-character and raw 8-bit windows-1251 in Subject.
+One parse of the bytes with `email` and `mail.mime_policy.default` (`policy.default` with memoized header
+objects) gives the MIME structure. Header values are read raw (`raw_items`) and decoded here leniently
+(`mail.charsets.decode_header`), and MIME parameters are read with the compat32 parser: policy.default's
+header objects are slow and raise on some broken values, while real mail has RFC 2047 words split
+mid-character and raw 8-bit windows-1251 in Subject.
 
 `parse_message` raises `MalformedMessage` only when the bytes are not an email from someone; every other
 problem is recorded in `defects` and the message degrades (no body, default filenames, no date).
@@ -30,6 +31,7 @@ from io import BytesIO
 
 import html2text
 
+from mail import mime_policy
 from mail.charsets import clean_header_text, decode_bytes, decode_header, raw_header_bytes
 from mail.classify import Classification, classify, message_ids
 from mail.quotes import split_quoted, strip_html_quotes
@@ -108,16 +110,16 @@ def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
             defects.append("blank lines before the headers were ignored")
             raw = stripped
     try:
-        msg = email.message_from_bytes(raw, policy=policy.default)
+        msg = email.message_from_bytes(raw, policy=mime_policy.default)
     except Exception as exc:  # RecursionError on absurd nesting, or a parser bug: keep the headers
         defects.append(f"MIME structure unreadable ({type(exc).__name__}); headers only")
-        return email.parser.BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        return email.parser.BytesParser(policy=mime_policy.default).parsebytes(raw, headersonly=True)
     if any(isinstance(d, email_errors.MissingHeaderBodySeparatorDefect) for d in msg.defects):
         cleaned, dropped = _drop_bad_header_lines(raw)
         if dropped and cleaned.strip():
             defects.append(f"{dropped} header line(s) without a colon were ignored")
             try:
-                return email.message_from_bytes(cleaned, policy=policy.default)
+                return email.message_from_bytes(cleaned, policy=mime_policy.default)
             except Exception:
                 return msg
     return msg
