@@ -64,8 +64,10 @@ _SIGNATURE_TYPES = frozenset(
 )
 _NON_BODY_TEXT = frozenset({"text/rfc822-headers"})
 _FILENAME_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069<>:\"|?*]")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
-_NOT_BASE64_OR_SPACE = re.compile(rb"[\s=]")
+# Byte sets deleted with bytes.translate, which is ~10x faster than re.sub on a big attachment.
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_NOT_BASE64 = bytes(b for b in range(256) if b not in _BASE64_ALPHABET)
+_SPACE_OR_PAD = b" \t\n\r\f\v="  # what rb"[\s=]" matches: \s in a bytes pattern is ASCII whitespace
 _MD_ESCAPE = re.compile(r"\\([-+.*_#>`\[\]!()\\])")
 
 
@@ -297,13 +299,13 @@ def _payload_bytes(part: Message) -> tuple[bytes, bool]:
     payload = part.get_payload()
     if cte == "base64" and isinstance(payload, str):
         encoded = raw_header_bytes(payload)
-        cleaned = _NOT_BASE64.sub(b"", encoded)
+        cleaned = encoded.translate(None, _NOT_BASE64)
         usable = len(cleaned) - len(cleaned) % 4
         tail = cleaned[usable:]
         data = binascii.a2b_base64(cleaned[:usable]) if usable else b""
         if len(tail) >= 2:
             data += binascii.a2b_base64(tail + b"=" * (4 - len(tail)))
-        damaged = len(tail) == 1 or len(_NOT_BASE64_OR_SPACE.sub(b"", encoded)) != len(cleaned)
+        damaged = len(tail) == 1 or len(encoded.translate(None, _SPACE_OR_PAD)) != len(cleaned)
         return data, damaged
     data = part.get_payload(decode=True)
     return (data if isinstance(data, bytes) else b""), False
