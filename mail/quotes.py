@@ -82,6 +82,19 @@ class SplitText:
     forwarded: bool = False  # new_text is forwarded content because the sender wrote nothing of their own
 
 
+def _ends_with_colon(text: str) -> bool:
+    """Whether `text` ends with ":" and optional whitespace. Every pattern in `_ATTRIBUTIONS` ends that
+    way (colon, whitespace class, end anchor), so text failing this cheap test cannot match any of them
+    and their backtracking scans are skipped. The test is exact, not a heuristic: `str.rstrip()` strips
+    the same characters the regex whitespace class matches (both use Unicode isspace), and lines never
+    contain a newline (the only place the end anchor could match before the end)."""
+    return text.rstrip().endswith(":")
+
+
+def _is_attribution(text: str) -> bool:
+    return _ends_with_colon(text) and any(p.match(text) for p in _ATTRIBUTIONS)
+
+
 def _attribution_length(lines: list[str], i: int) -> int:
     """Number of lines (1 or 2; 3 for The Bat! greeting + blank + "Вы писали") forming an attribution at i."""
     line = lines[i]
@@ -95,13 +108,19 @@ def _attribution_length(lines: list[str], i: int) -> int:
             rest = _attribution_length(lines, j)
             if rest:
                 return j - i + rest
-    if any(p.match(line) for p in _ATTRIBUTIONS):
+    if _is_attribution(line):
         return 1
     # Gmail wraps long attributions: "On ..., Name <" / "name@host> wrote:" or at a space.
-    if i + 1 < len(lines) and not _BLANK.match(lines[i + 1]) and not _QUOTE_LINE.match(lines[i + 1]):
+    # The glued text ends with the stripped next line, so that line must end with ":" (checked first).
+    if (
+        i + 1 < len(lines)
+        and _ends_with_colon(lines[i + 1])
+        and not _BLANK.match(lines[i + 1])
+        and not _QUOTE_LINE.match(lines[i + 1])
+    ):
         nxt = lines[i + 1].strip()
         glued = line.rstrip() + ("" if line.rstrip().endswith("<") else " ") + nxt
-        if len(glued) <= 400 and any(p.match(glued) for p in _ATTRIBUTIONS):
+        if len(glued) <= 400 and _is_attribution(glued):
             return 2
     return 0
 

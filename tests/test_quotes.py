@@ -56,6 +56,27 @@ def test_attribution_wrapped_over_two_lines(first: str, second: str) -> None:
     assert second in result.quoted_text
 
 
+@pytest.mark.parametrize("style", sorted(ATTRIBUTION_STYLES))
+def test_only_a_line_ending_with_a_colon_is_an_attribution(style: str) -> None:
+    attribution = ATTRIBUTION_STYLES[style]
+    for ending in (".", ": see below", ":)"):
+        line = attribution[:-1] + ending
+        result = split_quoted(f"{NEW}\n\n{line}\n\n{OLD}\n")
+        assert result.quoted_text == ""
+        assert line in result.new_text and OLD in result.new_text
+    # Whitespace after the colon, Unicode spaces included, still ends an attribution.
+    result = split_quoted(f"{NEW}\n\n{attribution} \u00a0\t\u2003\n\n> {OLD}\n")
+    assert result.new_text == NEW
+    assert OLD in result.quoted_text
+
+
+def test_wrapped_attribution_needs_a_colon_at_the_end_of_its_second_line() -> None:
+    first = "On Mon, Oct 6, 2025 at 2:32 PM Storeolis Customer Support Team <"
+    for second in ("support@storeolis.ru> wrote", "support@storeolis.ru> wrote: yes"):
+        result = split_quoted(f"{NEW}\n\n{first}\n{second}\n\n{OLD}\n")
+        assert second in result.new_text and OLD in result.new_text
+
+
 def test_thebat_greeting_and_bottom_posting() -> None:
     text = (
         "Здравствуйте, Служба.\n\nВы писали 6 октября 2025 г., 14:32:\n\n> Уточните номер заказа.\n\n"
