@@ -376,9 +376,13 @@ def _body(msg: Message, walked: list[_Walked], defects: list[str]) -> _Body:
     quoted_parts: list[str] = []
     for part in html:
         source = _decode_text_part(part, defects)
-        full_parts.append(html_to_text(source))
+        full = html_to_text(source)
+        full_parts.append(full)
         stripped = strip_html_quotes(source)
-        split = split_quoted(html_to_text(stripped.new_html))
+        # Most HTML has no quote container: then new_html is the source, and html2text (the slowest step
+        # here, a pure function of its input) need not convert the same HTML twice.
+        new = full if stripped.new_html == source else html_to_text(stripped.new_html)
+        split = split_quoted(new)
         new_parts.append(split.new_text)
         if stripped.quoted_html:
             quoted_parts.append(html_to_text(stripped.quoted_html))
