@@ -75,6 +75,17 @@ _DEVICE_FOOTER = re.compile(
 _MAX_SIGNATURE_LINES = 10
 
 
+def _any_of(*patterns: re.Pattern[str]) -> re.Pattern[str]:
+    """One regex matching exactly where one of `patterns` matches (each keeps its IGNORECASE flag): a
+    cheap first test for a line that would otherwise be tried against each pattern in turn."""
+    return re.compile("|".join(f"(?{'i' if p.flags & re.IGNORECASE else ''}:{p.pattern})" for p in patterns))
+
+
+# Most lines start nothing: one regex call rules out the patterns `_history_start` / `_signature_end` try.
+_HISTORY_LINE = _any_of(_FORWARD, _SEPARATOR, _UNDERSCORES, _HEADER_FROM)
+_SIGNATURE_LINE = _any_of(_DEVICE_FOOTER, _SIGNATURE_DASHES, _VALEDICTION)
+
+
 @dataclass(frozen=True, slots=True)
 class SplitText:
     new_text: str
@@ -136,6 +147,8 @@ def _header_block_at(lines: list[str], i: int) -> bool:
 def _history_start(lines: list[str], i: int) -> str | None:
     """Kind of history that starts at line i and runs to the end ("forward" or "history"), or None."""
     line = lines[i]
+    if not _HISTORY_LINE.match(line):  # each branch below needs one of its patterns to match line i
+        return None
     if _FORWARD.match(line):
         return "forward"
     if _SEPARATOR.match(line):
@@ -159,6 +172,8 @@ def _is_cut(lines: list[str], i: int) -> bool:
 def _signature_end(lines: list[str], i: int) -> int:
     """If a signature starts at line i, the index where it ends (next quote/history line or the end); else 0."""
     line = lines[i]
+    if not _SIGNATURE_LINE.match(line):  # each branch below needs one of its patterns to match line i
+        return 0
     if _DEVICE_FOOTER.match(line):
         return i + 1
     dashes = bool(_SIGNATURE_DASHES.match(line))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from mail import quotes
 from mail.quotes import split_quoted, strip_html_quotes
 
 NEW = "Спасибо, посылку получил."
@@ -75,6 +78,28 @@ def test_wrapped_attribution_needs_a_colon_at_the_end_of_its_second_line() -> No
     for second in ("support@storeolis.ru> wrote", "support@storeolis.ru> wrote: yes"):
         result = split_quoted(f"{NEW}\n\n{first}\n{second}\n\n{OLD}\n")
         assert second in result.new_text and OLD in result.new_text
+
+
+@pytest.mark.parametrize(
+    ("combined", "parts"),
+    [
+        (
+            quotes._HISTORY_LINE,
+            (quotes._FORWARD, quotes._SEPARATOR, quotes._UNDERSCORES, quotes._HEADER_FROM),
+        ),
+        (quotes._SIGNATURE_LINE, (quotes._DEVICE_FOOTER, quotes._SIGNATURE_DASHES, quotes._VALEDICTION)),
+    ],
+)
+def test_line_prefilters_match_exactly_where_their_patterns_do(
+    combined: re.Pattern[str], parts: tuple[re.Pattern[str], ...]
+) -> None:
+    lines = [
+        *ATTRIBUTION_STYLES.values(), NEW, OLD, "", "--", "-- ", "---", "С УВАЖЕНИЕМ, Иван", "best regards",
+        "BEGIN FORWARDED MESSAGE:", "-----original message-----", "__________", "**от:** Иван", "FROM: a",
+        "Sent from my iPhone", "ОТПРАВЛЕНО С IPHONE", "Regardless of that", "  Von: x", "Fromage:",
+    ]  # fmt: skip
+    for line in lines:
+        assert bool(combined.match(line)) == any(p.match(line) for p in parts), line
 
 
 def test_thebat_greeting_and_bottom_posting() -> None:
