@@ -69,6 +69,7 @@ _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 _NOT_BASE64 = bytes(b for b in range(256) if b not in _BASE64_ALPHABET)
 _SPACE_OR_PAD = b" \t\n\r\f\v="  # what rb"[\s=]" matches: \s in a bytes pattern is ASCII whitespace
 _MD_ESCAPE = re.compile(r"\\([-+.*_#>`\[\]!()\\])")
+_EXTRA_BLANK_LINES = re.compile(r"\n{3,}")  # compiled once: see mail.quotes._EXTRA_BLANK_LINES
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +349,7 @@ def html_to_text(html: str) -> str:
         text = re.sub(r"<[^>]*>", " ", html)
     text = _MD_ESCAPE.sub(r"\1", text)
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return _EXTRA_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
 @dataclass(slots=True)

@@ -16,6 +16,9 @@ from html.parser import HTMLParser
 
 _QUOTE_LINE = re.compile(r"^[ \t]*>")
 _BLANK = re.compile(r"^\s*$")
+# Compiled here, not passed to re.sub as a string: the email parser compiles a new regex for every
+# multipart boundary, which keeps evicting string patterns from re's small cache.
+_EXTRA_BLANK_LINES = re.compile(r"\n{3,}")
 
 _EMAIL = r"[^\s@<>\"(),;:]+@[^\s@<>\"(),;:]+"
 _TIME = r"\d{1,2}:\d{2}"
@@ -191,8 +194,8 @@ def _signature_end(lines: list[str], i: int) -> int:
 
 
 def _join(lines: list[str]) -> str:
-    text = "\n".join(line.rstrip() for line in lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n").strip()
+    text = "\n".join([line.rstrip() for line in lines])
+    return _EXTRA_BLANK_LINES.sub("\n\n", text).strip("\n").strip()
 
 
 def split_quoted(text: str, *, _depth: int = 0) -> SplitText:
