@@ -34,7 +34,7 @@ import html2text
 from mail import mime_policy
 from mail.charsets import clean_header_text, decode_bytes, decode_header, raw_header_bytes
 from mail.classify import Classification, classify, message_ids
-from mail.quotes import split_quoted, strip_html_quotes
+from mail.quotes import split_quoted, squeeze_blank_lines, strip_html_quotes
 from models.inbound import AttachmentInfo, InboundMessage, MalformedMessage, MessageKind
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
@@ -69,7 +69,6 @@ _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 _NOT_BASE64 = bytes(b for b in range(256) if b not in _BASE64_ALPHABET)
 _SPACE_OR_PAD = b" \t\n\r\f\v="  # what rb"[\s=]" matches: \s in a bytes pattern is ASCII whitespace
 _MD_ESCAPE = re.compile(r"\\([-+.*_#>`\[\]!()\\])")
-_EXTRA_BLANK_LINES = re.compile(r"\n{3,}")  # compiled once: see mail.quotes._EXTRA_BLANK_LINES
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +348,7 @@ def html_to_text(html: str) -> str:
         text = re.sub(r"<[^>]*>", " ", html)
     text = _MD_ESCAPE.sub(r"\1", text)
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-    return _EXTRA_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    return squeeze_blank_lines("\n".join(lines)).strip()
 
 
 @dataclass(slots=True)
