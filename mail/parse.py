@@ -16,6 +16,7 @@ import binascii
 import codecs
 import email
 import email.parser
+import functools
 import hashlib
 import mimetypes
 import re
@@ -137,36 +138,56 @@ def _raw_headers(msg: Message) -> dict[str, list[str]]:
 def _part_info(part: Message) -> _PartInfo:
     """Content type, charset, disposition and filename from the part's raw headers, via compat32 (cheap,
     lenient). `default_type` matters for parts of multipart/digest (message/rfc822)."""
-    probe = Message()
-    probe.set_default_type(part.get_default_type())
+    content_type: str | None = None  # the first Content-Type and Content-Disposition values count
+    disposition: str | None = None
     has_content_id = False
     for name, value in part.raw_items():
         lower = str(name).lower()
-        if lower in ("content-type", "content-disposition") and lower not in probe:
-            probe[lower] = str(value)
+        if lower == "content-type":
+            content_type = str(value) if content_type is None else content_type
+        elif lower == "content-disposition":
+            disposition = str(value) if disposition is None else disposition
         elif lower == "content-id":
             has_content_id = True
+    key = (part.get_default_type(), content_type, disposition, has_content_id)
+    if len(content_type or "") + len(disposition or "") > _MAX_CACHED_PART_HEADERS:
+        return _info_from_headers(*key)
+    return _cached_info_from_headers(*key)
+
+
+def _info_from_headers(
+    default_type: str, content_type: str | None, disposition: str | None, has_content_id: bool
+) -> _PartInfo:
+    probe = Message()
+    probe.set_default_type(default_type)
+    if content_type is not None:
+        probe["content-type"] = content_type
+    if disposition is not None:
+        probe["content-disposition"] = disposition
     try:
-        content_type = probe.get_content_type()
+        ctype = probe.get_content_type()
     except Exception:
-        content_type = part.get_default_type()
+        ctype = default_type
     try:
         charset = probe.get_param("charset")
         if isinstance(charset, tuple):  # RFC 2231 form of the charset parameter itself
             charset = charset[2]
     except Exception:
         charset = None
-    disposition = ""
-    cd = probe.get("content-disposition")
-    if cd:
-        disposition = str(cd).split(";", 1)[0].strip().lower()
+    cd = probe.get("content-disposition")  # compat32 turns 8-bit values into a Header: str() it as before
     return _PartInfo(
-        content_type=content_type,
+        content_type=ctype,
         charset=charset if isinstance(charset, str) else None,
-        disposition=disposition,
+        disposition=str(cd).split(";", 1)[0].strip().lower() if cd else "",
         filename=_filename(probe),
         has_content_id=has_content_id,
     )
+
+
+# Most parts carry the same few headers ('text/plain; charset="utf-8"'...), and _PartInfo is a frozen
+# function of them, so it is shared. Bounded: 256 entries, each key under _MAX_CACHED_PART_HEADERS chars.
+_MAX_CACHED_PART_HEADERS = 500
+_cached_info_from_headers = functools.lru_cache(maxsize=256)(_info_from_headers)
 
 
 def _filename(probe: Message) -> str | None:
