@@ -1,9 +1,10 @@
 """Raw email bytes -> `InboundMessage`: sender, ids, subject, new and quoted text, attachments, kind.
 
-One parse of the bytes with `email` and `policy.default` gives the MIME structure. Header values are read
-raw (`raw_items`) and decoded here leniently (`mail.charsets.decode_header`), and MIME parameters are read
-with the compat32 parser: policy.default's header objects are slow and raise on some broken values, while
-real mail has RFC 2047 words split mid-character and raw 8-bit windows-1251 in Subject.
+One parse of the bytes with `email` and `mail.mime_policy.default` (`policy.default` with memoized header
+objects) gives the MIME structure. Header values are read raw (`raw_items`) and decoded here leniently
+(`mail.charsets.decode_header`), and MIME parameters are read with the compat32 parser: policy.default's
+header objects are slow and raise on some broken values, while real mail has RFC 2047 words split
+mid-character and raw 8-bit windows-1251 in Subject.
 
 `parse_message` raises `MalformedMessage` only when the bytes are not an email from someone; every other
 problem is recorded in `defects` and the message degrades (no body, default filenames, no date).
@@ -15,6 +16,7 @@ import binascii
 import codecs
 import email
 import email.parser
+import functools
 import hashlib
 import mimetypes
 import re
@@ -30,9 +32,10 @@ from io import BytesIO
 
 import html2text
 
+from mail import mime_policy
 from mail.charsets import clean_header_text, decode_bytes, decode_header, raw_header_bytes
 from mail.classify import Classification, classify, message_ids
-from mail.quotes import split_quoted, strip_html_quotes
+from mail.quotes import split_quoted, squeeze_blank_lines, strip_html_quotes
 from models.inbound import AttachmentInfo, InboundMessage, MalformedMessage, MessageKind
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
@@ -62,8 +65,10 @@ _SIGNATURE_TYPES = frozenset(
 )
 _NON_BODY_TEXT = frozenset({"text/rfc822-headers"})
 _FILENAME_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069<>:\"|?*]")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
-_NOT_BASE64_OR_SPACE = re.compile(rb"[\s=]")
+# Byte sets deleted with bytes.translate, which is ~10x faster than re.sub on a big attachment.
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_NOT_BASE64 = bytes(b for b in range(256) if b not in _BASE64_ALPHABET)
+_SPACE_OR_PAD = b" \t\n\r\f\v="  # what rb"[\s=]" matches: \s in a bytes pattern is ASCII whitespace
 _MD_ESCAPE = re.compile(r"\\([-+.*_#>`\[\]!()\\])")
 
 
@@ -108,16 +113,16 @@ def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
             defects.append("blank lines before the headers were ignored")
             raw = stripped
     try:
-        msg = email.message_from_bytes(raw, policy=policy.default)
+        msg = email.message_from_bytes(raw, policy=mime_policy.default)
     except Exception as exc:  # RecursionError on absurd nesting, or a parser bug: keep the headers
         defects.append(f"MIME structure unreadable ({type(exc).__name__}); headers only")
-        return email.parser.BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        return email.parser.BytesParser(policy=mime_policy.default).parsebytes(raw, headersonly=True)
     if any(isinstance(d, email_errors.MissingHeaderBodySeparatorDefect) for d in msg.defects):
         cleaned, dropped = _drop_bad_header_lines(raw)
         if dropped and cleaned.strip():
             defects.append(f"{dropped} header line(s) without a colon were ignored")
             try:
-                return email.message_from_bytes(cleaned, policy=policy.default)
+                return email.message_from_bytes(cleaned, policy=mime_policy.default)
             except Exception:
                 return msg
     return msg
@@ -133,36 +138,56 @@ def _raw_headers(msg: Message) -> dict[str, list[str]]:
 def _part_info(part: Message) -> _PartInfo:
     """Content type, charset, disposition and filename from the part's raw headers, via compat32 (cheap,
     lenient). `default_type` matters for parts of multipart/digest (message/rfc822)."""
-    probe = Message()
-    probe.set_default_type(part.get_default_type())
+    content_type: str | None = None  # the first Content-Type and Content-Disposition values count
+    disposition: str | None = None
     has_content_id = False
     for name, value in part.raw_items():
         lower = str(name).lower()
-        if lower in ("content-type", "content-disposition") and lower not in probe:
-            probe[lower] = str(value)
+        if lower == "content-type":
+            content_type = str(value) if content_type is None else content_type
+        elif lower == "content-disposition":
+            disposition = str(value) if disposition is None else disposition
         elif lower == "content-id":
             has_content_id = True
+    key = (part.get_default_type(), content_type, disposition, has_content_id)
+    if len(content_type or "") + len(disposition or "") > _MAX_CACHED_PART_HEADERS:
+        return _info_from_headers(*key)
+    return _cached_info_from_headers(*key)
+
+
+def _info_from_headers(
+    default_type: str, content_type: str | None, disposition: str | None, has_content_id: bool
+) -> _PartInfo:
+    probe = Message()
+    probe.set_default_type(default_type)
+    if content_type is not None:
+        probe["content-type"] = content_type
+    if disposition is not None:
+        probe["content-disposition"] = disposition
     try:
-        content_type = probe.get_content_type()
+        ctype = probe.get_content_type()
     except Exception:
-        content_type = part.get_default_type()
+        ctype = default_type
     try:
         charset = probe.get_param("charset")
         if isinstance(charset, tuple):  # RFC 2231 form of the charset parameter itself
             charset = charset[2]
     except Exception:
         charset = None
-    disposition = ""
-    cd = probe.get("content-disposition")
-    if cd:
-        disposition = str(cd).split(";", 1)[0].strip().lower()
+    cd = probe.get("content-disposition")  # compat32 turns 8-bit values into a Header: str() it as before
     return _PartInfo(
-        content_type=content_type,
+        content_type=ctype,
         charset=charset if isinstance(charset, str) else None,
-        disposition=disposition,
+        disposition=str(cd).split(";", 1)[0].strip().lower() if cd else "",
         filename=_filename(probe),
         has_content_id=has_content_id,
     )
+
+
+# Most parts carry the same few headers ('text/plain; charset="utf-8"'...), and _PartInfo is a frozen
+# function of them, so it is shared. Bounded: 256 entries, each key under _MAX_CACHED_PART_HEADERS chars.
+_MAX_CACHED_PART_HEADERS = 500
+_cached_info_from_headers = functools.lru_cache(maxsize=256)(_info_from_headers)
 
 
 def _filename(probe: Message) -> str | None:
@@ -295,13 +320,13 @@ def _payload_bytes(part: Message) -> tuple[bytes, bool]:
     payload = part.get_payload()
     if cte == "base64" and isinstance(payload, str):
         encoded = raw_header_bytes(payload)
-        cleaned = _NOT_BASE64.sub(b"", encoded)
+        cleaned = encoded.translate(None, _NOT_BASE64)
         usable = len(cleaned) - len(cleaned) % 4
         tail = cleaned[usable:]
         data = binascii.a2b_base64(cleaned[:usable]) if usable else b""
         if len(tail) >= 2:
             data += binascii.a2b_base64(tail + b"=" * (4 - len(tail)))
-        damaged = len(tail) == 1 or len(_NOT_BASE64_OR_SPACE.sub(b"", encoded)) != len(cleaned)
+        damaged = len(tail) == 1 or len(encoded.translate(None, _SPACE_OR_PAD)) != len(cleaned)
         return data, damaged
     data = part.get_payload(decode=True)
     return (data if isinstance(data, bytes) else b""), False
@@ -344,7 +369,7 @@ def html_to_text(html: str) -> str:
         text = re.sub(r"<[^>]*>", " ", html)
     text = _MD_ESCAPE.sub(r"\1", text)
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return squeeze_blank_lines("\n".join(lines)).strip()
 
 
 @dataclass(slots=True)
@@ -372,9 +397,13 @@ def _body(msg: Message, walked: list[_Walked], defects: list[str]) -> _Body:
     quoted_parts: list[str] = []
     for part in html:
         source = _decode_text_part(part, defects)
-        full_parts.append(html_to_text(source))
+        full = html_to_text(source)
+        full_parts.append(full)
         stripped = strip_html_quotes(source)
-        split = split_quoted(html_to_text(stripped.new_html))
+        # Most HTML has no quote container: then new_html is the source, and html2text (the slowest step
+        # here, a pure function of its input) need not convert the same HTML twice.
+        new = full if stripped.new_html == source else html_to_text(stripped.new_html)
+        split = split_quoted(new)
         new_parts.append(split.new_text)
         if stripped.quoted_html:
             quoted_parts.append(html_to_text(stripped.quoted_html))

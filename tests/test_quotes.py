@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from mail import quotes
 from mail.quotes import split_quoted, strip_html_quotes
 
 NEW = "Спасибо, посылку получил."
@@ -54,6 +57,49 @@ def test_attribution_wrapped_over_two_lines(first: str, second: str) -> None:
     result = split_quoted(f"{NEW}\n\n{first}\n{second}\n\n{OLD}\n")
     assert result.new_text == NEW
     assert second in result.quoted_text
+
+
+@pytest.mark.parametrize("style", sorted(ATTRIBUTION_STYLES))
+def test_only_a_line_ending_with_a_colon_is_an_attribution(style: str) -> None:
+    attribution = ATTRIBUTION_STYLES[style]
+    for ending in (".", ": see below", ":)"):
+        line = attribution[:-1] + ending
+        result = split_quoted(f"{NEW}\n\n{line}\n\n{OLD}\n")
+        assert result.quoted_text == ""
+        assert line in result.new_text and OLD in result.new_text
+    # Whitespace after the colon, Unicode spaces included, still ends an attribution.
+    result = split_quoted(f"{NEW}\n\n{attribution} \u00a0\t\u2003\n\n> {OLD}\n")
+    assert result.new_text == NEW
+    assert OLD in result.quoted_text
+
+
+def test_wrapped_attribution_needs_a_colon_at_the_end_of_its_second_line() -> None:
+    first = "On Mon, Oct 6, 2025 at 2:32 PM Storeolis Customer Support Team <"
+    for second in ("support@storeolis.ru> wrote", "support@storeolis.ru> wrote: yes"):
+        result = split_quoted(f"{NEW}\n\n{first}\n{second}\n\n{OLD}\n")
+        assert second in result.new_text and OLD in result.new_text
+
+
+@pytest.mark.parametrize(
+    ("combined", "parts"),
+    [
+        (
+            quotes._HISTORY_LINE,
+            (quotes._FORWARD, quotes._SEPARATOR, quotes._UNDERSCORES, quotes._HEADER_FROM),
+        ),
+        (quotes._SIGNATURE_LINE, (quotes._DEVICE_FOOTER, quotes._SIGNATURE_DASHES, quotes._VALEDICTION)),
+    ],
+)
+def test_line_prefilters_match_exactly_where_their_patterns_do(
+    combined: re.Pattern[str], parts: tuple[re.Pattern[str], ...]
+) -> None:
+    lines = [
+        *ATTRIBUTION_STYLES.values(), NEW, OLD, "", "--", "-- ", "---", "С УВАЖЕНИЕМ, Иван", "best regards",
+        "BEGIN FORWARDED MESSAGE:", "-----original message-----", "__________", "**от:** Иван", "FROM: a",
+        "Sent from my iPhone", "ОТПРАВЛЕНО С IPHONE", "Regardless of that", "  Von: x", "Fromage:",
+    ]  # fmt: skip
+    for line in lines:
+        assert bool(combined.match(line)) == any(p.match(line) for p in parts), line
 
 
 def test_thebat_greeting_and_bottom_posting() -> None:
