@@ -29,6 +29,7 @@ from models.inbound import InboundMessage, MalformedMessage, MessageKind, withou
 from models.policy import PolicyEngine, PolicyRequest, Verdict, content_hash, month_key
 from models.policy.base import FindingCode
 from models.policy.rules.duplicates import DuplicateRule, TextPrint
+from models.pool_chunks import submit_chunked
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.raw_store import load_content, load_contents
 from models.sql import for_dialect, marks
@@ -123,6 +124,7 @@ class Workflow:
         analyser: Callable[[InboundMessage], dict[str, Any]] | None = None,
         max_group: int = 32,
         parse_ahead: int = 50,
+        parse_chunk: int = 4,
         on_email_queued: Callable[[], None] = lambda: None,
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
@@ -144,6 +146,8 @@ class Workflow:
         # With a pool, the parses of this many rows after the current batch are started early.
         self.parse_ahead = parse_ahead
         self._ahead: dict[int, asyncio.Future[Any]] = {}  # raw mail id -> its parse, started ahead
+        # Mails per pool task when the workers read them by id (models/pool_chunks.py).
+        self.parse_chunk = parse_chunk
         self.on_email_queued = on_email_queued
         self.on_post_queued = on_post_queued
 
@@ -224,9 +228,8 @@ class Workflow:
         # Parsing is CPU work: a process pool keeps it off the event loop and uses both cores for a backlog.
         if self.parse_executor is None or not rows:
             return []
-        if self.parse_stored is not None:  # the worker reads the bytes itself
-            loop = asyncio.get_running_loop()
-            return [loop.run_in_executor(self.parse_executor, self.parse_stored, r.id) for r in rows]
+        if self.parse_stored is not None:  # the worker reads the bytes itself; a few ids per task
+            return submit_chunked(self.parse_executor, self.parse_stored, [r.id for r in rows], self.parse_chunk)
         contents = await load_contents(r.id for r in rows)
         return [self._submit_bytes(contents.get(r.id) or b"") for r in rows]
 
