@@ -90,16 +90,24 @@ class PhraseMatcher:
 
     def __init__(self, phrases: Iterable[tuple[str, str]], max_gap: int = 2) -> None:
         self.max_gap = max_gap
-        # Index by first lemma so a text is scanned once, whatever the number of phrases.
-        self._by_first: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
-        for key, phrase in phrases:
-            seq = lemmas_of(phrase)
-            if seq:
-                self._by_first.setdefault(seq[0], []).append((key, phrase, seq))
-        self._firsts = frozenset(self._by_first)
+        self._phrases = list(phrases)
+        self._index: tuple[dict[str, list[tuple[str, str, tuple[str, ...]]]], frozenset[str]] | None = None
+
+    def _indexed(self) -> tuple[dict[str, list[tuple[str, str, tuple[str, ...]]]], frozenset[str]]:
+        # Built on the first search, not with the matcher: lemmatising the phrases loads the morphology
+        # dictionaries (about 0.1 s and 24 MB), which a process whose texts are analysed by its parse
+        # workers never needs. Index by first lemma so a text is scanned once, whatever the phrases.
+        if self._index is None:
+            by_first: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
+            for key, phrase in self._phrases:
+                seq = lemmas_of(phrase)
+                if seq:
+                    by_first.setdefault(seq[0], []).append((key, phrase, seq))
+            self._index = by_first, frozenset(by_first)
+        return self._index
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_first.values())
+        return sum(len(v) for v in self._indexed()[0].values())
 
     def find(self, text: str, tokens: Sequence[Token] | None = None) -> list[PhraseHit]:
         if tokens is None:
@@ -109,9 +117,10 @@ class PhraseMatcher:
             present = frozenset(lemmas)
         # Only phrases all of whose words occur in the text can match: usually none, and then the text
         # is not walked at all (a phrase starting with a common word like "не" made that walk costly).
+        index, firsts = self._indexed()
         by_first: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
-        for first in self._firsts & present:
-            possible = [entry for entry in self._by_first[first] if present.issuperset(entry[2])]
+        for first in firsts & present:
+            possible = [entry for entry in index[first] if present.issuperset(entry[2])]
             if possible:
                 by_first[first] = possible
         hits: list[PhraseHit] = []

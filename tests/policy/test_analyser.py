@@ -83,3 +83,19 @@ def test_the_worker_function_parses_drops_nul_and_analyses() -> None:
     assert "\x00" not in result.message.subject + result.message.new_text
     assert result.analyses == analyser(result.message)
     assert parse_and_analyse(raw, parser=parse_message).analyses is None
+
+
+def test_a_process_that_only_reads_analyses_needs_no_morphology() -> None:
+    # The bridge's main process loads the rules' data (scope book, FAQ, password phrases) but leaves the
+    # lemmatising to its parse workers: building a matcher must not lemmatise its phrases yet.
+    from models.policy.lemmas import PhraseMatcher
+    from models.policy.rules.faq import load_faq
+    from models.policy.rules.out_of_scope import load_scope_book
+
+    config = PolicyConfig()
+    for book in (load_faq(config), load_scope_book(config)):
+        assert book.matcher._index is None
+    matcher = PhraseMatcher([("script", "написать скрипт")])
+    assert matcher._index is None
+    assert [h.text for h in matcher.find("Помогите написать наш скрипт")] == ["написать наш скрипт"]
+    assert len(matcher) == 1
