@@ -349,7 +349,7 @@ class Workflow:
         async with in_transaction():
             if not await self._claim_raw(row):
                 return
-            ticket = await self._create_ticket(row, msg, verdict=None, status=TicketStatus.CLOSED)
+            ticket = await Ticket.create(**self._ticket_fields(row, msg, verdict=None, status=TicketStatus.CLOSED))
             await self._store_message(ticket.id, row, msg, kind="auto_reply")
             await Decision.create(ticket_id=ticket.id, action="auto_reply_recorded", comment=msg.kind_reason)
 
@@ -415,17 +415,6 @@ class Workflow:
         return bool(
             await RawMail.filter(id=raw_mail_id, status=RawMailStatus.STORED).update(status=RawMailStatus.PROCESSED)
         )
-
-    async def _create_ticket(
-        self,
-        row: RawMail,
-        msg: InboundMessage,
-        *,
-        verdict: Verdict | None,
-        status: TicketStatus,
-        analyses: Mapping[str, Any] | None = None,
-    ) -> Ticket:
-        return await Ticket.create(**self._ticket_fields(row, msg, verdict=verdict, status=status, analyses=analyses))
 
     def _ticket_fields(
         self,

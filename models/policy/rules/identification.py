@@ -19,20 +19,16 @@ Evidence, strongest first: the sender's registered address, else its registered 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from models.inbound import InboundMessage
 from models.policy.authresults import assess_sender
-from models.policy.base import (
-    ClientMatch,
-    Finding,
-    FindingCode,
-    PolicyContext,
-    PolicyData,
-    PolicyRequest,
-    Rule,
-)
+from models.policy.base import ClientMatch, Finding, FindingCode, PolicyContext, PolicyRequest, Rule
 from models.policy.inn import InnMatch, find_inns
 from models.policy.repository import AddressRow, ClientRow, Identities
+
+if TYPE_CHECKING:
+    from models.inbound import InboundMessage
+    from models.policy.base import PolicyData
 
 # Contract-number candidates: an optional short letter prefix, then digits with / - . separators,
 # e.g. "Д-2024/117", "SO-17/2", "12345" after "№". Looked up as written (and upper-cased) in the DB.

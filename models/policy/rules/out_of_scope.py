@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.inbound import InboundMessage
-from models.policy.base import (
-    Finding,
-    FindingCode,
-    PolicyConfig,
-    PolicyContext,
-    PolicyData,
-    PolicyRequest,
-    Rule,
-)
+from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
 from models.policy.lemmas import PhraseHit, PhraseMatcher
+
+if TYPE_CHECKING:
+    from models.inbound import InboundMessage
+    from models.policy.base import PolicyData
 
 
 @dataclass(frozen=True)

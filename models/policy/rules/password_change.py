@@ -7,19 +7,14 @@ finding is a warning not to change anything before confirming identity.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.inbound import InboundMessage
-from models.policy.base import (
-    Finding,
-    FindingCode,
-    PolicyConfig,
-    PolicyContext,
-    PolicyData,
-    PolicyRequest,
-    Rule,
-)
+from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
 from models.policy.lemmas import PhraseMatcher
+
+if TYPE_CHECKING:
+    from models.inbound import InboundMessage
+    from models.policy.base import PolicyData
 
 PHRASES = (
     "сменить пароль", "изменить пароль", "поменять пароль", "сбросить пароль", "сброс пароля",

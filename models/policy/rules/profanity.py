@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.inbound import InboundMessage
-from models.policy.base import (
-    Finding,
-    FindingCode,
-    PolicyConfig,
-    PolicyContext,
-    PolicyData,
-    PolicyRequest,
-    Rule,
-)
+from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
 
 if TYPE_CHECKING:
+    from models.inbound import InboundMessage
+    from models.policy.base import PolicyData
     from models.policy.profanity import ProfanityDetector
 
 BLOCKING = frozenset({"obscene", "insult", "english"})

@@ -8,10 +8,14 @@ sender's own name (the signature), counted over the subject and the new text tog
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from models.inbound import InboundMessage
-from models.policy.base import Finding, FindingCode, PolicyContext, PolicyData, PolicyRequest, Rule
+from models.policy.base import Finding, FindingCode, PolicyContext, PolicyRequest, Rule
 from models.policy.lemmas import lemmas_of
+
+if TYPE_CHECKING:
+    from models.inbound import InboundMessage
+    from models.policy.base import PolicyData
 
 MIN_MEANINGFUL_WORDS = 3
 
