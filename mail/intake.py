@@ -27,10 +27,12 @@ from tortoise.transactions import in_transaction
 
 from mail.imap import FetchedMail, ImapConfig, ImapConfigError, ImapError, ImapSession, open_session
 from models.aio import raise_if_cancelling
+from models.fast_rows import RowInserter
 from models.raw_store import store_contents
 from models.tables import MailCursor, RawMail, RawMailStatus
 
 log = logging.getLogger(__name__)
+_RAW_MAILS = RowInserter(RawMail)
 
 
 def _utc_now() -> datetime:
@@ -317,7 +319,7 @@ class MailWatcher:
                 .using_db(conn)
                 .values_list("sha256", flat=True)
             )
-            rows: list[RawMail] = []
+            rows: list[dict[str, object]] = []
             contents: dict[int, bytes] = {}  # uid -> bytes of the rows to insert
             for mail in mails:
                 digest = hashes[mail.uid]
@@ -341,7 +343,7 @@ class MailWatcher:
                     )
                 contents[mail.uid] = mail.raw
                 rows.append(
-                    RawMail(
+                    dict(
                         mailbox=self.mailbox,
                         uidvalidity=self._uidvalidity,
                         uid=mail.uid,
@@ -352,7 +354,9 @@ class MailWatcher:
                     )
                 )
             if rows:
-                await RawMail.bulk_create(rows, using_db=conn)
+                # Plain rows (models/fast_rows.py): this transaction holds the database while it runs, and
+                # the processor waits for it, so nothing in it builds model instances.
+                await _RAW_MAILS.insert_many(conn, rows)
                 # The bytes go in their own table, keyed by the new ids (bulk_create does not set them
                 # on every database): same transaction, so a mail is stored with its bytes or not at all.
                 ids = await (

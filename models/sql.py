@@ -4,9 +4,12 @@ the connection's dialect."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import DatetimeField
 
 
 def placeholder_style(db: BaseDBAsyncClient) -> str:
@@ -37,3 +40,14 @@ def for_dialect(sql: str, db: BaseDBAsyncClient) -> str:
 def marks(n: int) -> str:
     """n comma-separated placeholders, for IN (...)."""
     return ",".join("?" * n)
+
+
+def datetime_from_db(value: Any, field: DatetimeField) -> datetime:
+    """A stored datetime as the ORM returns it for `field` (SQLite gives the text it stored, PostgreSQL a
+    datetime): `fromisoformat` reads tortoise's SQLite text several times faster than its own parser."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            pass  # left to tortoise's own parser
+    return field.to_python_value(value)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -32,7 +32,7 @@ from models.policy.rules.duplicates import DuplicateRule, TextPrint
 from models.pool_chunks import submit_chunked
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.raw_store import load_content, load_contents
-from models.sql import for_dialect, marks
+from models.sql import datetime_from_db, for_dialect, marks
 from models.tables import (
     Client,
     Decision,
@@ -161,9 +161,7 @@ class Workflow:
         # The next calls' rows are read too and their parses started now (`parse_ahead`): the workers never
         # wait for this batch's last group to be ingested before they get more to parse.
         ahead = self.parse_ahead if self.parse_executor is not None else 0
-        rows = await RawMail.filter(status=RawMailStatus.STORED).order_by("internal_date", "uid", "id").limit(
-            batch + ahead
-        )
+        rows = await _stored_rows(batch + ahead)
         pending = await self._parses_for(rows)
         rows, later = rows[:batch], rows[batch:]
         self._ahead = {row.id: future for row, future in zip(later, pending[batch:], strict=True)}
@@ -200,7 +198,7 @@ class Workflow:
         self.on_email_queued()
         return len(rows)
 
-    async def _parses_for(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
+    async def _parses_for(self, rows: Sequence[StoredRow]) -> list[asyncio.Future[Any]]:
         """A started parse for every row (none without a pool): those begun ahead by the previous call,
         new ones for the rest. Parses begun ahead for rows no longer waiting are dropped."""
         if self.parse_executor is None:
@@ -214,7 +212,7 @@ class Workflow:
         new = dict(zip([row.id for row in missing], await self._submit_parses(missing), strict=True))
         return [started.get(row.id) or new[row.id] for row in rows]
 
-    async def _parsed(self, row: RawMail, future: asyncio.Future[Any] | None) -> AnalysedMail | Exception:
+    async def _parsed(self, row: StoredRow, future: asyncio.Future[Any] | None) -> AnalysedMail | Exception:
         """The parse of one row: from the pool (awaited; a done future may be awaited again) or inline."""
         if future is None:
             return self._safe_parse(await _raw_content(row.id))
@@ -223,7 +221,7 @@ class Workflow:
             parsed = await _outcome(self._submit_bytes(await _raw_content(row.id)))
         return parsed or RuntimeError("the parser returned nothing")
 
-    async def _submit_parses(self, rows: Sequence[RawMail]) -> list[asyncio.Future[Any]]:
+    async def _submit_parses(self, rows: Sequence[StoredRow]) -> list[asyncio.Future[Any]]:
         """Start parsing every row in the process pool (none without a pool: parsed inline, one by one)."""
         # Parsing is CPU work: a process pool keeps it off the event loop and uses both cores for a backlog.
         if self.parse_executor is None or not rows:
@@ -251,7 +249,7 @@ class Workflow:
             return None
         return await self._find_thread(parsed.message)
 
-    async def _ingest(self, row: RawMail, parsed: AnalysedMail | Exception, thread: Ticket | None) -> None:
+    async def _ingest(self, row: StoredRow, parsed: AnalysedMail | Exception, thread: Ticket | None) -> None:
         """One mail that is not a new request (or a new request on its own): by kind and thread."""
         if isinstance(parsed, Exception):
             reason = str(parsed) if isinstance(parsed, MalformedMessage) else f"parser error: {parsed!r}"
@@ -270,7 +268,7 @@ class Workflow:
         else:
             await self._ingest_new_requests([(row, parsed)])
 
-    async def _quarantine(self, row: RawMail, reason: str) -> None:
+    async def _quarantine(self, row: StoredRow, reason: str) -> None:
         async with in_transaction():
             changed = await RawMail.filter(id=row.id, status=RawMailStatus.STORED).update(
                 status=RawMailStatus.QUARANTINED, error=reason[:2000]
@@ -308,7 +306,7 @@ class Workflow:
         domain = "@" + address.split("@", 1)[-1]
         return await Client.filter(id=ticket.client_id, addresses__value__in=[address, domain]).exists()
 
-    async def _ingest_bounce(self, row: RawMail, msg: InboundMessage) -> None:
+    async def _ingest_bounce(self, row: StoredRow, msg: InboundMessage) -> None:
         ids = [i for i in msg.bounced_message_ids if i]
         email = await EmailOutbox.filter(message_id__in=ids).first() if ids else None
         if email is None or email.ticket_id is None:
@@ -324,7 +322,7 @@ class Workflow:
             )
             await self._queue_post(post, f"followup:{message.id}")
 
-    async def _ingest_followup(self, row: RawMail, msg: InboundMessage, ticket: Ticket) -> None:
+    async def _ingest_followup(self, row: StoredRow, msg: InboundMessage, ticket: Ticket) -> None:
         kind = "auto_reply" if msg.kind is MessageKind.AUTO_REPLY else "followup"
         async with in_transaction():
             if not await self._claim_raw(row):
@@ -344,7 +342,7 @@ class Workflow:
             if reopened:
                 await self._queue_card_update(ticket.id, f"reopen:{message.id}")
 
-    async def _ingest_unthreaded_auto_reply(self, row: RawMail, msg: InboundMessage) -> None:
+    async def _ingest_unthreaded_auto_reply(self, row: StoredRow, msg: InboundMessage) -> None:
         # Recorded, never answered, never counted: a closed ticket without a card keeps it visible.
         async with in_transaction():
             if not await self._claim_raw(row):
@@ -353,13 +351,13 @@ class Workflow:
             await self._store_message(ticket.id, row, msg, kind="auto_reply")
             await Decision.create(ticket_id=ticket.id, action="auto_reply_recorded", comment=msg.kind_reason)
 
-    async def _ingest_new_requests(self, group: Sequence[tuple[RawMail, AnalysedMail]]) -> None:
+    async def _ingest_new_requests(self, group: Sequence[tuple[StoredRow, AnalysedMail]]) -> None:
         """New requests, in arrival order, in one transaction: claim the rows, then per mail the policy
         and the ticket (the policy of each sees the tickets of the mails before it, as if they had been
         committed one by one), then the messages and the cards of the whole group in one insert each."""
         async with in_transaction() as conn:
             claimed = await self._claim_raws(conn, [row.id for row, _ in group])
-            created: list[tuple[RawMail, InboundMessage, int]] = []
+            created: list[tuple[StoredRow, InboundMessage, int]] = []
             for row, parsed in group:
                 if row.id not in claimed:
                     continue  # another process got there first
@@ -406,7 +404,7 @@ class Workflow:
         )
         return {int(r[0]) for r in rows}
 
-    async def _claim_raw(self, row: RawMail) -> bool:
+    async def _claim_raw(self, row: StoredRow) -> bool:
         """Inside the ingest transaction: only one processor turns a stored mail into a ticket."""
         return await self._claim_raw_id(row.id)
 
@@ -418,7 +416,7 @@ class Workflow:
 
     def _ticket_fields(
         self,
-        row: RawMail,
+        row: StoredRow,
         msg: InboundMessage,
         *,
         verdict: Verdict | None,
@@ -452,7 +450,7 @@ class Workflow:
             language=self.config.language,
         )
 
-    async def _store_message(self, ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> Message:
+    async def _store_message(self, ticket_id: int, row: StoredRow, msg: InboundMessage, *, kind: str) -> Message:
         note = _parse_notes(ticket_id, msg)
         if note is not None:
             await note.save()
@@ -461,7 +459,7 @@ class Workflow:
         return message
 
     @staticmethod
-    def _message_row(ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> Message:
+    def _message_row(ticket_id: int, row: StoredRow, msg: InboundMessage, *, kind: str) -> Message:
         """The inbound Message of a stored mail (not saved yet)."""
         return Message(**_message_fields(ticket_id, row, msg, kind=kind))
 
@@ -827,6 +825,30 @@ async def _outcome(future: asyncio.Future[Any]) -> AnalysedMail | Exception | No
     return RuntimeError(str(result))
 
 
+class StoredRow(NamedTuple):
+    """What ingesting needs of a stored raw mail (RawMail has the same attributes)."""
+
+    id: int
+    uid: int
+    internal_date: datetime
+    size: int
+
+
+_INTERNAL_DATE = RawMail._meta.fields_map["internal_date"]
+
+
+async def _stored_rows(limit: int) -> list[StoredRow]:
+    """The oldest raw mails waiting to be ingested, in arrival order. Plain tuples: under a backlog this
+    runs for every batch, and building RawMail instances cost more than the query."""
+    db = RawMail._meta.db
+    _, rows = await db.execute_query(
+        for_dialect("SELECT id, uid, internal_date, size FROM raw_mail WHERE status = ?"
+                    " ORDER BY internal_date, uid, id LIMIT ?", db),
+        [str(RawMailStatus.STORED), limit],
+    )
+    return [StoredRow(int(r[0]), int(r[1]), datetime_from_db(r[2], _INTERNAL_DATE), int(r[3])) for r in rows]
+
+
 def _discard(future: asyncio.Future[Any]) -> None:
     """A parse no longer wanted: cancelled if it has not run, its outcome retrieved if it has (no
     "exception was never retrieved" noise)."""
@@ -881,7 +903,7 @@ def _aware(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _message_fields(ticket_id: int, row: RawMail, msg: InboundMessage, *, kind: str) -> dict[str, Any]:
+def _message_fields(ticket_id: int, row: StoredRow, msg: InboundMessage, *, kind: str) -> dict[str, Any]:
     """The fields of the inbound Message of a stored mail."""
     return dict(
         ticket_id=ticket_id,

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.router import router
 
-from models.sql import for_dialect, marks
+from models.sql import datetime_from_db, for_dialect, marks
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
 
 # Statuses of a request that is still being worked on: a re-send of it is a duplicate whatever its age.
@@ -138,13 +138,7 @@ _ATTACHMENTS = Message._meta.fields_map["attachments"]
 
 
 def _datetime(value: Any) -> datetime:
-    """A stored datetime as the ORM returns it (SQLite gives the text it stored, PostgreSQL a datetime)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)  # what tortoise stores on SQLite; much faster than iso8601
-        except ValueError:
-            pass  # left to tortoise's own parser
-    return _ARRIVED_AT.to_python_value(value)
+    return datetime_from_db(value, _ARRIVED_AT)
 
 
 def _earlier(ticket_id: int | None, arrived_at: datetime) -> tuple[str, list[Any]]:
