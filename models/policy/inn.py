@@ -14,8 +14,9 @@ _W10 = (2, 4, 10, 3, 5, 9, 4, 6, 8)
 _W11 = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _W12 = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 
-# A run of exactly 10 or 12 digits not glued to other digits (so a 16-digit card number is ignored).
-_CANDIDATE = re.compile(r"(?<!\d)(\d{12}|\d{10})(?!\d)")
+# Runs of ten digits or more; only a run of exactly 10 or 12 is a candidate (so a 16-digit card number is
+# ignored). The same as (?<!\d)(\d{12}|\d{10})(?!\d), several times faster on long texts without such runs.
+_DIGIT_RUN = re.compile(r"\d{10,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +45,9 @@ def find_inns(text: str) -> list[InnMatch]:
     """Valid INNs written in `text`, in order, each once."""
     seen: set[str] = set()
     found: list[InnMatch] = []
-    for m in _CANDIDATE.finditer(text):
-        inn = m.group(1)
-        if inn not in seen and is_valid_inn(inn):
+    for m in _DIGIT_RUN.finditer(text):
+        inn = m.group()
+        if len(inn) in (10, 12) and inn not in seen and is_valid_inn(inn):
             seen.add(inn)
-            found.append(InnMatch(inn, m.start(1), m.end(1)))
+            found.append(InnMatch(inn, m.start(), m.end()))
     return found

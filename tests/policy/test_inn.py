@@ -23,3 +23,22 @@ def test_find_inns_reports_valid_ones_with_offsets_and_skips_longer_digit_runs()
 
 def test_find_inns_ignores_invalid_checksum():
     assert find_inns("ИНН 1234567890") == []
+
+
+def test_the_digit_run_search_finds_what_the_lookaround_pattern_finds() -> None:
+    import random
+    import re
+
+    from models.policy.inn import find_inns, is_valid_inn
+
+    reference = re.compile(r"(?<!\d)(\d{12}|\d{10})(?!\d)")
+    rng = random.Random(11)
+    pieces = ["7707083893", "500100732259", "1234567890123456", "77070838931", " ", "ИНН ", "x", "٣", "\n", "-"]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) + str(rng.randrange(10 ** rng.randrange(1, 13))) for _ in range(6))
+        expected, seen = [], set()
+        for m in reference.finditer(text):
+            if m.group(1) not in seen and is_valid_inn(m.group(1)):
+                seen.add(m.group(1))
+                expected.append((m.group(1), m.start(1), m.end(1)))
+        assert [(i.inn, i.start, i.end) for i in find_inns(text)] == expected
