@@ -94,6 +94,13 @@ class RateLimiter:
                 return
             await self._sleep(wait)
 
+    async def wait_for_room(self, chat_id: int, is_group: bool | None = None) -> None:
+        """Wait until a message to `chat_id` would be allowed, without counting one: the caller prepares
+        the message (claims it, renders it) and `acquire`s just before sending, so the window starts
+        when the request really leaves rather than a database round trip earlier."""
+        while (wait := self.delay(chat_id, is_group)) > 0:
+            await self._sleep(wait)
+
     def penalize(self, chat_id: int, retry_after: float) -> None:
         """After a 429: hold this chat and, for safety, every chat for `retry_after` real seconds."""
         until = self._clock() + max(0.0, retry_after)

@@ -444,7 +444,10 @@ class TelegramSender:
             else:
                 reply_to_id = ref[1]
 
-        await self.limiter.acquire(chat_id, is_group_chat(chat_id))
+        # Not counted yet: only once the message is rendered and built (below), at the moment it is sent.
+        # A window counted from here could let a request that was slow to prepare arrive at Telegram
+        # inside the previous window (measured: one 429 in 200 cards while a backlog was being ingested).
+        await self.limiter.wait_for_room(chat_id, is_group_chat(chat_id))
         # While SENDING, `not_before` is the claim time: the lease recover() reads. Guarded update,
         # plus FOR UPDATE SKIP LOCKED on PostgreSQL (models/claims.py).
         claimed = await claim_row(
@@ -487,6 +490,7 @@ class TelegramSender:
             log.error("telegram outbox: row %s has a bad payload: %s", row.id, error)
             return await self._fail(row, f"bad payload: {error}")
 
+        await self.limiter.acquire(chat_id, is_group_chat(chat_id))
         result, error_note = await self._call_with_fallbacks(row, method, chat_id)
         if isinstance(result, _Outcome):
             return result

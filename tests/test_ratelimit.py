@@ -119,3 +119,17 @@ def test_bad_settings_are_refused() -> None:
         RateLimiter(time_scale=0)
     with pytest.raises(ValueError):
         RateLimiter(group_per_minute=0)
+
+
+async def test_waiting_for_room_counts_nothing_and_acquire_counts_at_sending_time() -> None:
+    clock = VirtualClock()
+    limit = limiter(clock)
+    await limit.acquire(ALICE)
+    start = clock.now
+    await limit.wait_for_room(ALICE)  # one a second: waits for the next second, takes nothing
+    assert clock.now - start == pytest.approx(1.0)
+    await limit.wait_for_room(ALICE)  # still room: no wait, and still nothing counted
+    assert clock.now - start == pytest.approx(1.0)
+    clock.now += 0.3  # rendering the message took a while
+    await limit.acquire(ALICE)  # counted now, when it is sent
+    assert limit.delay(ALICE) == pytest.approx(1.0)  # the next one waits a full second from the send
