@@ -156,12 +156,12 @@ async def test_a_failure_inside_a_group_commits_nothing_of_it(db: str) -> None:
         calls = 0
         evaluate = desk.workflow.policy.evaluate
 
-        async def failing_third(req: Any) -> Any:
+        async def failing_third(req: Any, repository: Any = None) -> Any:
             nonlocal calls
             calls += 1
             if calls == 3:
                 raise OSError("disk I/O error")
-            return await evaluate(req)
+            return await evaluate(req, repository)
 
         desk.workflow.policy.evaluate = failing_third  # type: ignore[method-assign]
         try:

@@ -105,10 +105,12 @@ class PolicyEngine:
                 analyses[rule.name] = result
         return analyses
 
-    async def evaluate(self, req: PolicyRequest) -> Verdict:
+    async def evaluate(self, req: PolicyRequest, repository: PolicyRepository | None = None) -> Verdict:
+        """The verdict on `req`; its lookups go to `repository` when given (an ingest group's
+        GroupLookups), else to the engine's own."""
         if req.arrived_at.tzinfo is None:
             raise ValueError("PolicyRequest.arrived_at must be timezone-aware")
-        ctx = PolicyContext(config=self.config, repository=self.repository, data=self.data)
+        ctx = PolicyContext(config=self.config, repository=repository or self.repository, data=self.data)
         findings: list[Finding] = []
         for rule in self.rules:
             findings += await rule.check(req, ctx)

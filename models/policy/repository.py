@@ -27,6 +27,7 @@ from models.tables import Message, MessageDirection, Ticket, TicketStatus
 # Statuses of a request that is still being worked on: a re-send of it is a duplicate whatever its age.
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.ACCEPTED)
 MAX_NEAR_CANDIDATES = 50
+GROUP_CAP = 1000  # rows a group-wide lookup reads at most; past it the requests ask one by one
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,46 @@ class Identities:
 class EarlierCopies:
     seen: list[SeenMessage]  # inbound messages carrying one of the Message-IDs, oldest first, at most 20
     same_hash: list[PriorTicket]  # earlier tickets with the content hash, oldest arrival first, at most 10
+
+
+@dataclass(frozen=True, slots=True)
+class KnownTicket:
+    """A ticket with what the monthly count and the duplicate checks compare (models/policy/group.py)."""
+
+    prior: PriorTicket  # with the text and attachment hashes of its request message
+    client_id: int | None
+    month_key: str
+    counts_toward_limit: bool
+    message_ids: tuple[str, ...] = ()  # of its inbound message, for a ticket the group created
+    from_address: str = ""
+
+    @property
+    def refused(self) -> bool:
+        return self.prior.status == str(TicketStatus.REFUSED)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupHistory:
+    """What the verdicts of one ingest group may read, fetched at once (`group_history`). Each list is
+    complete for what it covers unless its `_cut` flag says it was cut off at the cap."""
+
+    start: datetime  # the group's earliest and latest arrival
+    end: datetime
+    since: datetime  # the earliest duplicate window among the group's requests
+    count_refused: bool
+    message_ids: frozenset[str]
+    seen: list[SeenMessage]  # inbound messages with one of message_ids, in message id order
+    seen_cut: bool
+    content_hashes: frozenset[str]
+    same_hash: list[PriorTicket]  # tickets with one of the hashes, arrived by `end`, recent or open
+    same_hash_cut: bool
+    client_ids: frozenset[int]
+    months: frozenset[str]
+    month_counts: dict[tuple[int, str], int]  # counted tickets per (client, month) arrived before start
+    inside: list[KnownTicket]  # every ticket of the clients and senders arrived from start to end
+    recent_limit: int
+    recent_by_client: dict[int, list[PriorTicket]]  # newest before start, recent (since) or open
+    recent_by_sender: dict[str, list[PriorTicket]]
 
 
 class PolicyRepository(Protocol):
@@ -171,7 +212,9 @@ def _client(row: Any) -> ClientRow:
 class TortoisePolicyRepository:
     """PolicyRepository on the tortoise tables (SQLite or PostgreSQL)."""
 
-    async def identify(self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str]) -> Identities:
+    async def identify(
+        self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str], *, limit: int = 20,
+    ) -> Identities:
         # One statement, a branch per kind of evidence (k), each in a stable order (o); NULL columns are
         # typed so that PostgreSQL can unite the branches.
         branches: list[str] = []
@@ -187,8 +230,8 @@ class TortoisePolicyRepository:
                 branches.append(
                     f"SELECT * FROM (SELECT {k} AS k, id AS o, id, name, inn, contract, active,"
                     " CAST(NULL AS VARCHAR(320)) AS value, CAST(NULL AS BOOLEAN) AS is_domain"
-                    f" FROM client WHERE {column} IN ({marks(len(wanted))}) ORDER BY id LIMIT 20) c{k}")
-                params += wanted
+                    f" FROM client WHERE {column} IN ({marks(len(wanted))}) ORDER BY id LIMIT ?) c{k}")
+                params += [*wanted, limit]
         found = Identities([], [], [])
         if not branches:
             return found
@@ -278,3 +321,91 @@ class TortoisePolicyRepository:
             " ORDER BY t.arrived_at DESC, t.id DESC",
             [who, *values, since, *_OPEN, limit, str(MessageDirection.INBOUND)])
         return [_prior(r, r[7], r[8]) for r in rows]
+
+    # -- a whole ingest group at once (models/policy/group.py) ----------------------------------------
+
+    async def identify_all(
+        self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str], per_request_limit: int,
+    ) -> tuple[Identities, tuple[bool, bool]]:
+        """`identify` for the keys of a whole group: the INN and contract rows are capped at
+        GROUP_CAP instead of `per_request_limit`; the flags say whether each list is complete."""
+        found = await self.identify(values, inns, contracts, limit=GROUP_CAP + 1)
+        complete = (len(found.by_inn) <= GROUP_CAP, len(found.by_contract) <= GROUP_CAP)
+        return found, complete
+
+    async def group_history(
+        self, *, message_ids: Sequence[str], content_hashes: Sequence[str], client_ids: Sequence[int],
+        senders: Sequence[str], months: Sequence[str], start: datetime, end: datetime, since: datetime,
+        count_refused: bool, recent_limit: int,
+    ) -> GroupHistory:
+        """What the duplicate and monthly-limit checks of a group arrived from `start` to `end` may read,
+        in at most five statements (see GroupHistory)."""
+        seen: list[SeenMessage] = []
+        if message_ids:
+            rows = await _fetch(
+                "SELECT t.id, m.message_id, m.from_address, t.duplicate_of_id FROM message m"
+                " JOIN ticket t ON t.id = m.ticket_id"
+                f" WHERE m.message_id IN ({marks(len(message_ids))}) AND m.direction = ? ORDER BY m.id LIMIT ?",
+                [*message_ids, str(MessageDirection.INBOUND), GROUP_CAP + 1])
+            seen = [SeenMessage(r[0], r[1] or "", r[2], r[3]) for r in rows]
+        same: list[PriorTicket] = []
+        if content_hashes:
+            rows = await _fetch(
+                f"SELECT {_TICKET_COLUMNS} FROM ticket t WHERE t.content_hash IN ({marks(len(content_hashes))})"
+                f" AND t.arrived_at <= ? AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
+                " ORDER BY t.arrived_at, t.id LIMIT ?",
+                [*content_hashes, end, since, *_OPEN, GROUP_CAP + 1])
+            same = [_prior(r) for r in rows]
+        counts: dict[tuple[int, str], int] = {}
+        if client_ids and months:
+            sql = (f"SELECT t.client_id, t.month_key, COUNT(*) FROM ticket t WHERE t.client_id IN ({marks(len(client_ids))})"
+                   f" AND t.month_key IN ({marks(len(months))}) AND t.counts_toward_limit = ? AND t.arrived_at < ?")
+            values: list[Any] = [*client_ids, *months, True, start]
+            if not count_refused:
+                sql += " AND t.status <> ?"
+                values.append(str(TicketStatus.REFUSED))
+            for r in await _fetch(sql + " GROUP BY t.client_id, t.month_key", values):
+                counts[(int(r[0]), r[1])] = int(r[2])
+        inside: list[KnownTicket] = []
+        recent_by_client: dict[int, list[PriorTicket]] = {c: [] for c in client_ids}
+        recent_by_sender: dict[str, list[PriorTicket]] = {s: [] for s in senders}
+        whose = [("t.client_id = ?", c) for c in client_ids] + [("t.sender_address = ?", s) for s in senders]
+        if whose:
+            # Every ticket of these clients and senders inside the group's span (usually none: the group is
+            # the newest mail), with its request text.
+            rows = await _fetch(
+                f"SELECT {_TICKET_COLUMNS}, m.new_text, m.attachments, t.client_id, t.month_key,"
+                " t.counts_toward_limit FROM ticket t LEFT JOIN message m ON m.id = ("
+                " SELECT f.id FROM message f WHERE f.ticket_id = t.id AND f.direction = ? ORDER BY f.id LIMIT 1)"
+                f" WHERE ({' OR '.join(w for w, _ in whose)}) AND t.arrived_at >= ? AND t.arrived_at <= ?"
+                " ORDER BY t.arrived_at, t.id",
+                [str(MessageDirection.INBOUND), *(v for _, v in whose), start, end])
+            inside = [KnownTicket(_prior(r, r[7], r[8]), r[9], r[10], bool(r[11])) for r in rows]
+            # Per client or sender, the newest tickets before the group, each branch on its own index.
+            branches = [
+                f"SELECT * FROM (SELECT {k} AS k, {_TICKET_COLUMNS} FROM ticket t WHERE {w} AND t.arrived_at < ?"
+                f" AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
+                f" ORDER BY t.arrived_at DESC, t.id DESC LIMIT ?) b{k}"
+                for k, (w, _) in enumerate(whose)
+            ]
+            params: list[Any] = []
+            for _, v in whose:
+                params += [v, start, since, *_OPEN, recent_limit]
+            rows = await _fetch(
+                f"SELECT t.k, {_TICKET_COLUMNS}, m.new_text, m.attachments FROM ("
+                + " UNION ALL ".join(branches) + ") t LEFT JOIN message m ON m.id = ("
+                " SELECT f.id FROM message f WHERE f.ticket_id = t.id AND f.direction = ? ORDER BY f.id LIMIT 1)"
+                " ORDER BY t.k, t.arrived_at DESC, t.id DESC",
+                [*params, str(MessageDirection.INBOUND)])
+            for r in rows:
+                k = int(r[0])
+                prior = _prior(tuple(r)[1:], r[8], r[9])
+                _, who = whose[k]
+                (recent_by_client[who] if k < len(client_ids) else recent_by_sender[who]).append(prior)  # type: ignore[index]
+        return GroupHistory(
+            start=start, end=end, since=since, count_refused=count_refused,
+            message_ids=frozenset(message_ids), seen=seen[:GROUP_CAP], seen_cut=len(seen) > GROUP_CAP,
+            content_hashes=frozenset(content_hashes), same_hash=same[:GROUP_CAP], same_hash_cut=len(same) > GROUP_CAP,
+            client_ids=frozenset(client_ids), months=frozenset(months), month_counts=counts, inside=inside,
+            recent_limit=recent_limit, recent_by_client=recent_by_client, recent_by_sender=recent_by_sender,
+        )

@@ -22,13 +22,20 @@ import re
 from typing import TYPE_CHECKING
 
 from models.policy.authresults import assess_sender
-from models.policy.base import ClientMatch, Finding, FindingCode, PolicyContext, PolicyRequest, Rule
+from models.policy.base import (
+    ClientMatch,
+    Finding,
+    FindingCode,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+)
 from models.policy.inn import InnMatch, find_inns
 from models.policy.repository import AddressRow, ClientRow, Identities
 
 if TYPE_CHECKING:
     from models.inbound import InboundMessage
-    from models.policy.base import PolicyData
 
 # Contract-number candidates: an optional short letter prefix, then digits with / - . separators,
 # e.g. "Д-2024/117", "SO-17/2", "12345" after "№". Looked up as written (and upper-cased) in the DB.
@@ -59,6 +66,16 @@ def _domains(address: str) -> list[str]:
 def _match(row: ClientRow, by: str) -> ClientMatch:
     return ClientMatch(client_id=row.id, name=row.name, inn=row.inn, contract=row.contract,
                        active=row.active, matched_by=by)
+
+
+def identity_keys(req: PolicyRequest, data: PolicyData) -> tuple[list[str], list[str], list[str]]:
+    """What `IdentificationRule.check` looks up for `req`: addresses (the sender's and its domains),
+    INNs and contract numbers. An ingest group reads them for all its requests at once."""
+    rule = IdentificationRule()
+    analysed = (req.analyses or {}).get(rule.name)
+    inns, contracts = analysed if analysed is not None else rule.analyse(req.message, data)
+    address = req.message.from_address
+    return ([address, *_domains(address)] if address else []), [i.inn for i in inns], list(contracts)
 
 
 class IdentificationRule(Rule):
