@@ -48,7 +48,7 @@ def install() -> bool:
         _parent_namespace_depth: int = 2,
         _types_namespace: Any = None,
     ) -> bool | None:
-        if cls.__module__.startswith(_AIOGRAM):
+        if _is_aiogram(cls):
             if (
                 _types_namespace is not None
                 and not force
@@ -72,6 +72,12 @@ def install() -> bool:
     BaseModel.model_rebuild = classmethod(model_rebuild)  # type: ignore[assignment,method-assign]
     _installed = True
     return True
+
+
+def _is_aiogram(cls: type) -> bool:
+    """An aiogram model, or one of ours derived from one (bot/telegram_outbox.py's methods with a lighter
+    answer): they resolve their names against aiogram's namespace too."""
+    return any(c.__module__.startswith(_AIOGRAM) for c in cls.__mro__)
 
 
 def deferred_count() -> int:

@@ -69,3 +69,27 @@ def test_importing_bot_first_saves_the_eager_schemas_memory() -> None:
         for mode in ("eager", "lazy")
     }  # fmt: skip
     assert rss["lazy"] < rss["eager"] - 50, rss
+
+
+def test_the_senders_answers_are_read_without_building_aiograms_message() -> None:
+    """bot/telegram_outbox.py reads a posted message's number through SentMessage: Telegram's whole answer
+    is accepted (extra fields kept) and aiogram's big `Message` schema is not built for it."""
+    probe = textwrap.dedent("""
+        import bot
+        from aiogram.methods.base import Response
+        from aiogram.types import Message
+        from bot.telegram_outbox import _METHODS, SentMessage
+        answer = {"message_id": 41, "date": 1764000000, "chat": {"id": -100, "type": "supergroup"},
+                  "from": {"id": 5, "is_bot": True, "first_name": "bridge"}, "text": "#1",
+                  "reply_markup": {"inline_keyboard": [[{"text": "OK", "callback_data": "t:1:a"}]]}}
+        send = _METHODS["sendMessage"](chat_id=-100, text="#1")
+        sent = Response[send.__returning__].model_validate({"ok": True, "result": answer}).result
+        assert isinstance(sent, SentMessage) and sent.message_id == 41, sent
+        edit = _METHODS["editMessageText"](chat_id=-100, message_id=41, text="#1")
+        assert Response[edit.__returning__].model_validate({"ok": True, "result": True}).result is True
+        edited = Response[edit.__returning__].model_validate({"ok": True, "result": answer}).result
+        assert isinstance(edited, SentMessage) and edited.message_id == 41
+        print(Message.__pydantic_complete__)
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
