@@ -26,11 +26,11 @@ from models.analysed import AnalysedMail, parse_and_analyse
 from models.calendar import BusinessCalendar
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind, without_nul
-from models.policy import PolicyEngine, PolicyRequest, Verdict, content_hash, month_key
+from models.policy import PolicyEngine, PolicyRequest, Verdict, month_key
 from models.policy.base import FindingCode
 from models.policy.group import GroupLookups
 from models.policy.repository import KnownTicket, PriorTicket, TortoisePolicyRepository
-from models.policy.rules.duplicates import DuplicateRule, TextPrint
+from models.policy.rules.duplicates import request_content_hash
 from models.pool_chunks import submit_chunked
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.raw_store import load_content, load_contents
@@ -460,7 +460,7 @@ class Workflow:
             subject=msg.subject[:1000],
             sender_address=msg.from_address[:320],
             sender_name=msg.from_name[:300],
-            content_hash=_content_hash(msg, analyses),
+            content_hash=request_content_hash(msg, analyses),
             verdict=verdict.to_json() if verdict else {},
             duplicate_of_id=verdict.duplicate_of if verdict else None,
             language=self.config.language,
@@ -916,12 +916,6 @@ def _known_ticket(ticket_id: int, fields: Mapping[str, Any], msg: InboundMessage
     message_id = (msg.message_id or "")[:998]
     return KnownTicket(prior, fields["client_id"], fields["month_key"], fields["counts_toward_limit"],
                        message_ids=(message_id,) if message_id else (), from_address=msg.from_address[:320])
-
-
-def _content_hash(msg: InboundMessage, analyses: Mapping[str, Any] | None) -> str:
-    """The duplicate rule's content hash, as its analysis already computed it when there is one."""
-    printed = (analyses or {}).get(DuplicateRule.__name__)
-    return printed.content_hash if isinstance(printed, TextPrint) else content_hash(msg)
 
 
 async def _raw_content(raw_mail_id: int) -> bytes:

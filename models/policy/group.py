@@ -35,7 +35,7 @@ from models.policy.repository import (
     SeenMessage,
     TortoisePolicyRepository,
 )
-from models.policy.rules.duplicates import DuplicateRule, TextPrint
+from models.policy.rules.duplicates import request_content_hash
 from models.policy.rules.identification import IdentificationRule, identity_keys
 from models.policy.rules.monthly_limit import month_key
 
@@ -88,7 +88,7 @@ class GroupLookups:
         window = timedelta(days=self.config.duplicate_window_days)
         self._history = await self.base.group_history(
             message_ids=sorted({m for req in requests for m in _message_ids(req.message)}),
-            content_hashes=sorted({h for req in requests if (h := _hash_of(req, data))}),
+            content_hashes=sorted({h for req in requests if (h := request_content_hash(req.message, req.analyses))}),
             client_ids=sorted(clients), senders=sorted(senders),
             months=sorted({month_key(a, self.config.timezone) for a in arrivals}), start=min(arrivals), end=max(arrivals),
             since=min(arrivals) - window, count_refused=self.config.count_refused, recent_limit=MAX_NEAR_CANDIDATES,
@@ -193,14 +193,6 @@ def _arrival(t: PriorTicket) -> tuple[datetime, int]:
 
 def _message_ids(message: InboundMessage) -> Iterable[str]:
     return (m for m in (message.message_id, message.resent_message_id) if m)
-
-
-def _hash_of(req: PolicyRequest, data: PolicyData) -> str:
-    rule = DuplicateRule()
-    printed = (req.analyses or {}).get(rule.name)
-    if not isinstance(printed, TextPrint):
-        printed = rule.analyse(req.message, data)
-    return printed.content_hash
 
 
 __all__ = ["GroupLookups", "KnownTicket", "PolicyRepository"]

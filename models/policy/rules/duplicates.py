@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -77,6 +78,12 @@ class TextPrint(NamedTuple):
 
     content_hash: str
     text: str  # normalise_text(new_text)
+
+
+def request_content_hash(message: InboundMessage, analyses: Mapping[str, Any] | None) -> str:
+    """The content hash of a request, as its duplicate analysis already computed it when there is one."""
+    printed = (analyses or {}).get(DuplicateRule.__name__)
+    return printed.content_hash if isinstance(printed, TextPrint) else content_hash(message)
 
 
 def _original(t: PriorTicket) -> int:
