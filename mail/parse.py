@@ -35,6 +35,7 @@ import html2text
 from mail import mime_policy
 from mail.charsets import clean_header_text, decode_bytes, decode_header, raw_header_bytes
 from mail.classify import Classification, classify, message_ids
+from mail.elide import parse_eliding
 from mail.quotes import split_quoted, squeeze_blank_lines, strip_html_quotes
 from models.inbound import AttachmentInfo, InboundMessage, MalformedMessage, MessageKind
 
@@ -105,15 +106,21 @@ def _drop_bad_header_lines(raw: bytes) -> tuple[bytes, int]:
     return b"".join(kept) + rest, dropped
 
 
-def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
-    """The single parse of the bytes (a second one only for the rare header line without a colon)."""
+def _message_from_bytes(raw: bytes) -> Message:
+    return email.message_from_bytes(raw, policy=mime_policy.default)
+
+
+def _parse_bytes(raw: bytes, defects: list[str], *, elide: bool = True) -> Message:
+    """The single parse of the bytes (a second one only for the rare header line without a colon).
+    `elide=False` walks big base64 bodies line by line, as the stdlib alone does (tests compare)."""
+    parse = functools.partial(parse_eliding, parse=_message_from_bytes) if elide else _message_from_bytes
     if raw[:1] in (b"\r", b"\n", b" ", b"\t"):
         stripped = raw.lstrip(b"\r\n \t")
         if stripped != raw:
             defects.append("blank lines before the headers were ignored")
             raw = stripped
     try:
-        msg = email.message_from_bytes(raw, policy=mime_policy.default)
+        msg = parse(raw)
     except Exception as exc:  # RecursionError on absurd nesting, or a parser bug: keep the headers
         defects.append(f"MIME structure unreadable ({type(exc).__name__}); headers only")
         return email.parser.BytesParser(policy=mime_policy.default).parsebytes(raw, headersonly=True)
@@ -122,7 +129,7 @@ def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
         if dropped and cleaned.strip():
             defects.append(f"{dropped} header line(s) without a colon were ignored")
             try:
-                return email.message_from_bytes(cleaned, policy=mime_policy.default)
+                return parse(cleaned)
             except Exception:
                 return msg
     return msg
