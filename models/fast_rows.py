@@ -27,8 +27,10 @@ class RowInserter:
         self.model = model
         self._fields = model._meta.fields_map
 
-    def _statement(self, conn: BaseDBAsyncClient) -> tuple[list[str], str]:
+    def _statement(self, conn: BaseDBAsyncClient, *, with_keys: bool = False) -> tuple[list[str], str]:
         executor = conn.executor_class(model=self.model, db=conn)  # its statements are cached per model
+        if with_keys:  # the primary key given by the caller (reserved with models.sql.reserve_ids)
+            return executor.regular_columns_all, executor.insert_query_all
         return executor.regular_columns, executor.insert_query
 
     def _values(self, columns: Sequence[str], row: Mapping[str, Any], now: datetime) -> list[Any]:
@@ -56,10 +58,13 @@ class RowInserter:
         # SQLite answers with the row id, PostgreSQL with the row of its RETURNING clause.
         return int(result if isinstance(result, int) else result[0])
 
-    async def insert_many(self, conn: BaseDBAsyncClient, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Several rows in one statement execution (no keys returned)."""
+    async def insert_many(
+        self, conn: BaseDBAsyncClient, rows: Sequence[Mapping[str, Any]], *, with_keys: bool = False
+    ) -> None:
+        """Several rows in one statement execution (no keys returned; with `with_keys`, each row brings
+        its own primary key)."""
         if not rows:
             return
-        columns, query = self._statement(conn)
+        columns, query = self._statement(conn, with_keys=with_keys)
         now = datetime.now(UTC)
         await conn.execute_many(query, [self._values(columns, row, now) for row in rows])

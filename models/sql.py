@@ -51,3 +51,27 @@ def datetime_from_db(value: Any, field: DatetimeField) -> datetime:
         except ValueError:
             pass  # left to tortoise's own parser
     return field.to_python_value(value)
+
+
+async def reserve_ids(db: BaseDBAsyncClient, table: str, count: int) -> list[int]:
+    """`count` fresh primary keys of `table` (an AUTOINCREMENT / serial `id`), ascending, for rows the
+    caller inserts later with their keys, e.g. in one statement. On SQLite the caller must already hold
+    the write lock (have written in this transaction): then nobody else can take these numbers before
+    the rows are inserted, and inserting them moves the table's sequence past them. On PostgreSQL they
+    are taken from the sequence (a rollback leaves a gap, as any insert would)."""
+    if count <= 0:
+        return []
+    if db.capabilities.dialect == "postgres":
+        _, rows = await db.execute_query(
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, {int(count)})"
+        )
+        return sorted(int(r[0]) for r in rows)
+    # AUTOINCREMENT: the next id is above both the largest id ever used (sqlite_sequence) and the largest
+    # id in the table.
+    _, rows = await db.execute_query(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0), "
+        f'COALESCE((SELECT MAX(id) FROM "{table}"), 0))',
+        [table],
+    )
+    last = int(rows[0][0])
+    return list(range(last + 1, last + 1 + count))

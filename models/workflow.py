@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +34,7 @@ from models.policy.rules.duplicates import request_content_hash
 from models.pool_chunks import submit_chunked
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.raw_store import load_content, load_contents
-from models.sql import datetime_from_db, for_dialect, marks
+from models.sql import datetime_from_db, for_dialect, marks, reserve_ids
 from models.tables import (
     Client,
     Decision,
@@ -364,20 +364,35 @@ class Workflow:
                                       analyses=parsed.analyses) for row, parsed in mine]
             # The group's lookups in a few statements instead of four round trips per mail (a mail alone
             # asks its four directly: fewer than the prefetch's six).
-            lookups = self._group_lookups() if len(requests) > 1 else None
+            # With the lookups, the tickets' numbers are reserved first and the tickets inserted in one
+            # statement at the end (or before any lookup the database answers: `flush`); the verdicts
+            # see them through the lookups meanwhile. Alone, a mail's ticket is inserted for its number.
+            pending: list[dict[str, Any]] = []
+
+            async def flush() -> None:
+                if pending:
+                    await _TICKETS.insert_many(conn, pending, with_keys=True)
+                    pending.clear()
+
+            lookups = self._group_lookups(flush) if len(requests) > 1 else None
+            reserved: list[int] = []
             if lookups is not None:
                 await lookups.prefetch(requests, self.policy.data)
+                reserved = await reserve_ids(conn, "ticket", len(requests))  # the claim holds the write lock
             created: list[tuple[StoredRow, InboundMessage, int]] = []
-            for (row, parsed), request in zip(mine, requests, strict=True):
+            for index, ((row, parsed), request) in enumerate(zip(mine, requests, strict=True)):
                 msg = parsed.message
                 verdict = await self.policy.evaluate(request, repository=lookups)
                 fields = self._ticket_fields(row, msg, verdict=verdict, status=TicketStatus.NEW,
                                              analyses=parsed.analyses)
-                # The ticket's number is needed by its message and card (and by the policy of the next mail).
-                ticket_id = await _TICKETS.insert(conn, fields)
-                if lookups is not None:
+                if lookups is None:
+                    ticket_id = await _TICKETS.insert(conn, fields)
+                else:
+                    ticket_id = reserved[index]
+                    pending.append({"id": ticket_id, **fields})
                     lookups.add_created(_known_ticket(ticket_id, fields, msg))
                 created.append((row, msg, ticket_id))
+            await flush()
             if not created:
                 return
             # The rows need no NUL guard (no signals fire here): an AnalysedMail's message is NUL-free.
@@ -396,13 +411,13 @@ class Workflow:
                                   payload=post.payload, not_before=now, **post.extra))
             await _POSTS.insert_many(conn, cards)
 
-    def _group_lookups(self) -> GroupLookups | None:
+    def _group_lookups(self, flush: Callable[[], Awaitable[None]]) -> GroupLookups | None:
         """Batched lookups for an ingest group, when the policy reads our own tables (test doubles of the
         repository are asked directly)."""
         repository = self.policy.repository
         if not isinstance(repository, TortoisePolicyRepository):
             return None
-        return GroupLookups(repository, self.policy.config)
+        return GroupLookups(repository, self.policy.config, flush)
 
     async def _claim_raws(self, conn: BaseDBAsyncClient, ids: list[int]) -> set[int]:
         """Inside the ingest transaction: STORED -> PROCESSED for the rows still STORED, in one statement;

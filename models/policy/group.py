@@ -9,7 +9,9 @@ for, in one statement per kind: the client registry rows for every address, INN 
 group; the messages carrying its Message-IDs; the tickets with its content hashes; per client (or
 unknown sender) the month's count before the group, the newest tickets before it and every ticket that
 arrived inside its time span. The group's own tickets are added as they are created (`add_created`),
-so each verdict sees the requests before it exactly as if they had been committed one by one.
+so each verdict sees the requests before it exactly as if they had been committed one by one. The
+caller may insert those tickets later, all at once: it then passes `flush`, which inserts the ones still
+pending, and every question that goes to the database about tickets calls it first.
 
 Every answer is the one `base` would give, or `base` gives it: a question outside what was prefetched
 (another client, a cut-off list, a re-evaluation of a stored ticket) goes to the database as before.
@@ -18,7 +20,7 @@ tests/policy/test_group.py compares the two on the same requests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from models.inbound import InboundMessage
@@ -48,9 +50,14 @@ _SAME_HASH_LIMIT = 10
 class GroupLookups:
     """A PolicyRepository for the verdicts of one ingest group (see the module's docstring)."""
 
-    def __init__(self, base: TortoisePolicyRepository, config: PolicyConfig) -> None:
+    def __init__(
+        self, base: TortoisePolicyRepository, config: PolicyConfig,
+        flush: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.base = base
         self.config = config
+        # Inserts the created tickets not yet in the database (see the module's docstring).
+        self._flush = flush
         self._identities: Identities | None = None
         self._keys: tuple[frozenset[str], frozenset[str], frozenset[str]] = (frozenset(),) * 3
         self._history: GroupHistory | None = None
@@ -98,6 +105,11 @@ class GroupLookups:
         """A ticket this group has just created: the next verdicts see it."""
         self._created.append(ticket)
 
+    async def _flushed(self) -> None:
+        """Before a question about tickets goes to the database: the group's tickets are in it."""
+        if self._flush is not None:
+            await self._flush()
+
     # -- PolicyRepository ----------------------------------------------------------------------------
     async def identify(self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str]) -> Identities:
         found = self._identities
@@ -118,6 +130,7 @@ class GroupLookups:
         h = self._history
         if (h is None or ticket_id is not None or count_refused != h.count_refused or client_id not in h.client_ids
                 or month_key not in h.months or not h.start <= arrived_at <= h.end):
+            await self._flushed()
             return await self.base.count_earlier_in_month(client_id, month_key, arrived_at, ticket_id, count_refused)
         count = h.month_counts.get((client_id, month_key), 0)
         for t in h.inside:
@@ -131,6 +144,7 @@ class GroupLookups:
         return count
 
     async def counts_toward_limit(self, ticket_id: int) -> bool | None:
+        await self._flushed()
         return await self.base.counts_toward_limit(ticket_id)
 
     async def earlier_copies(
@@ -142,6 +156,7 @@ class GroupLookups:
         if (h is None or ticket_id is not None or not ids <= h.message_ids
                 or (content_hash and content_hash not in h.content_hashes) or not h.start <= arrived_at <= h.end
                 or since < h.since or h.seen_cut or h.same_hash_cut):
+            await self._flushed()
             return await self.base.earlier_copies(message_ids, content_hash, arrived_at=arrived_at,
                                                   ticket_id=ticket_id, since=since)
         # The messages in id order: the stored ones, then the group's (inserted after them).
@@ -166,6 +181,7 @@ class GroupLookups:
                                          else h.recent_by_sender.get(sender_address or ""))
         if (h is None or before is None or ticket_id is not None or limit != h.recent_limit
                 or not h.start <= arrived_at <= h.end or since < h.since):
+            await self._flushed()
             return await self.base.recent_tickets(client_id=client_id, sender_address=sender_address,
                                                   arrived_at=arrived_at, ticket_id=ticket_id, since=since, limit=limit)
 
@@ -175,6 +191,7 @@ class GroupLookups:
         # `before` holds the newest `limit` tickets before the group that were recent or open as of the
         # group's earliest window; one this request's window drops may hide an older open one behind it.
         if len(before) >= limit and not all(keep(t) for t in before):
+            await self._flushed()
             return await self.base.recent_tickets(client_id=client_id, sender_address=sender_address,
                                                   arrived_at=arrived_at, ticket_id=ticket_id, since=since, limit=limit)
         if client_id is not None:

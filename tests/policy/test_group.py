@@ -18,6 +18,7 @@ from models.policy.group import GroupLookups
 from models.policy.repository import GroupHistory
 from models.policy.rules.duplicates import content_hash
 from models.policy.rules.monthly_limit import month_key
+from models.sql import reserve_ids
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
 from models.workflow import _known_ticket
 
@@ -79,10 +80,22 @@ async def verdicts(engine: PolicyEngine, requests: list[PolicyRequest], *, group
     results: list[dict[str, Any]] = []
     created: dict[int, str] = {}
     try:
-        async with in_transaction():
-            lookups = GroupLookups(TortoisePolicyRepository(), engine.config) if group else None
+        async with in_transaction() as conn:
+            # As the workflow does: in a group the tickets' numbers are reserved and the tickets inserted at
+            # the end, or when a question goes to the database (`flush`).
+            pending: list[dict[str, Any]] = []
+
+            async def flush() -> None:
+                for row in pending:
+                    await Ticket.create(**row)
+                pending.clear()
+
+            lookups = GroupLookups(TortoisePolicyRepository(), engine.config, flush) if group else None
+            reserved: list[int] = []
             if lookups is not None:
                 await lookups.prefetch(requests, engine.data)
+                await Ticket.filter(id=-1).update(subject="")  # the write lock, as the workflow's claim
+                reserved = await reserve_ids(conn, "ticket", len(requests))
             pending_messages: list[Message] = []
             for n, req in enumerate(requests):
                 verdict = await engine.evaluate(req, repository=lookups)
@@ -95,18 +108,23 @@ async def verdicts(engine: PolicyEngine, requests: list[PolicyRequest], *, group
                     subject=msg.subject, sender_address=msg.from_address, sender_name=msg.from_name,
                     content_hash=content_hash(msg), duplicate_of_id=verdict.duplicate_of,
                 )
-                ticket = await Ticket.create(**fields)
-                created[ticket.id] = f"request {n}"
+                if lookups is None:
+                    ticket_id = (await Ticket.create(**fields)).id
+                else:
+                    ticket_id = reserved[n]
+                    pending.append({"id": ticket_id, **fields})
+                created[ticket_id] = f"request {n}"
                 message = Message(
-                    ticket_id=ticket.id, direction=MessageDirection.INBOUND, message_id=msg.message_id,
+                    ticket_id=ticket_id, direction=MessageDirection.INBOUND, message_id=msg.message_id,
                     from_address=msg.from_address, subject=msg.subject, text=msg.text, new_text=msg.new_text,
                     attachments=[{"filename": a.filename, "sha256": a.sha256, "size": a.size} for a in msg.attachments],
                 )
                 if lookups is not None:  # as the workflow does: the group's messages go in at its end
-                    lookups.add_created(_known_ticket(ticket.id, fields, msg))
+                    lookups.add_created(_known_ticket(ticket_id, fields, msg))
                     pending_messages.append(message)
                 else:
                     await message.save()
+            await flush()
             for message in pending_messages:
                 await message.save()
             raise Rollback
@@ -189,6 +207,53 @@ async def test_questions_outside_the_prefetch_go_to_the_database(db):
     copies = await lookups.earlier_copies([msg.message_id or ""], content_hash(msg), arrived_at=at, ticket_id=None,
                                           since=since)
     assert [t.id for t in copies.same_hash] == [stored.id]
+
+
+async def test_a_question_for_the_database_inserts_the_pending_tickets_first(db):
+    """Tickets created by the group but not yet inserted are in the database before `base` is asked."""
+    client = await make_client("Ромашка", addresses=("@romashka.ru",))
+    msg = make_message()
+    stored = await store_ticket(msg, START - timedelta(days=1), client=client)
+    pending: list[dict[str, Any]] = []
+    flushes = 0
+
+    async def flush() -> None:
+        nonlocal flushes
+        flushes += 1
+        for row in pending:
+            await Ticket.create(**row)
+        pending.clear()
+
+    async with in_transaction() as conn:
+        await Ticket.filter(id=stored.id).update(subject=stored.subject)  # take the write lock
+        lookups = GroupLookups(TortoisePolicyRepository(), PolicyConfig(), flush)
+        await lookups.prefetch([PolicyRequest(ticket_id=None, arrived_at=START, message=msg)],
+                               PolicyEngine(PolicyConfig(), TortoisePolicyRepository()).data)
+        [reserved] = await reserve_ids(conn, "ticket", 1)
+        assert reserved > stored.id
+        fields = dict(status=TicketStatus.NEW, arrived_at=START, duplicate_of_id=stored.id, subject=msg.subject,
+                      sender_address=msg.from_address, content_hash=content_hash(msg), client_id=client.id,
+                      month_key="2026-11", counts_toward_limit=False)
+        pending.append({"id": reserved, **fields})
+        lookups.add_created(_known_ticket(reserved, fields, msg))
+        at, since = START, START - timedelta(days=30)
+        # Answered from memory: nothing inserted yet.
+        copies = await lookups.earlier_copies([], content_hash(msg), arrived_at=at, ticket_id=None, since=since)
+        assert [t.id for t in copies.same_hash] == [stored.id, reserved] and flushes == 0
+        # A cut list goes to the database, which must then hold the group's ticket.
+        history = lookups._history
+        assert isinstance(history, GroupHistory)
+        lookups._history = GroupHistory(**{**{f: getattr(history, f) for f in history.__slots__},
+                                           "same_hash_cut": True})
+        copies = await lookups.earlier_copies([], content_hash(msg), arrived_at=at, ticket_id=None, since=since)
+        assert [t.id for t in copies.same_hash] == [stored.id, reserved]
+        assert flushes == 1 and not pending
+        # The sequence moved past the reserved number: the next ticket gets a greater one.
+        later = await Ticket.create(**{**fields, "duplicate_of_id": None})
+        assert later.id > reserved
+        three = await reserve_ids(conn, "ticket", 3)
+        assert three == sorted(set(three)) and len(three) == 3 and three[0] > later.id
+        assert await reserve_ids(conn, "ticket", 0) == []
 
 
 def test_known_ticket_dates_compare_with_stored_ones():
