@@ -26,13 +26,13 @@ from bot.factory import (
     make_mailer,
     make_parser,
     make_policy,
-    make_text_analyser,
     make_workflow_config,
 )
 from bot.handlers import build_router, register_commands
 from bot.health import serve_health
 from bot.notifications import EmailNotifier, TelegramFailureHandler
 from bot.outages import OutageReporter, board_poster, watch_outages
+from bot.policy_config import make_text_analyser
 from bot.ratelimit import RateLimiter
 from bot.settings import Settings
 from bot.supervisor import Supervisor
@@ -76,7 +76,10 @@ class Bridge:
     supervisor: Supervisor = field(default_factory=Supervisor)
 
 
-def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore[no-untyped-def]
+def build_bridge(  # type: ignore[no-untyped-def]
+    settings: Settings, *, clock=utcnow, parse_pool: Executor | None = None
+) -> Bridge:
+    """`parse_pool`: the parse workers when they were started already (`bot.workers.start_parse_pool`)."""
     bot = make_bot(settings)
     calendar = make_calendar(settings)
     board = TelegramBoard(settings, calendar=calendar, clock=clock)
@@ -88,7 +91,7 @@ def build_bridge(settings: Settings, *, clock=utcnow) -> Bridge:  # type: ignore
     if settings.PARSE_WORKERS > 0:
         # The workers also do the policy's text work, so the event loop is left with the lookups.
         analyser = make_text_analyser(settings)
-        executor = make_parse_pool(settings.PARSE_WORKERS, analyser)
+        executor = parse_pool or make_parse_pool(settings.PARSE_WORKERS, analyser)
         # On SQLite the workers read each raw mail themselves: the bytes never pass through this process.
         parse_stored = stored_mail_parser(
             settings.DATABASE_URL, functools.partial(parse_and_analyse, parser=parser, analyser=analyser)
@@ -234,7 +237,7 @@ def start_singletons(bridge: Bridge) -> None:
         bridge.supervisor.start(name, lambda lease=lease, work=work: run_with_lease(lease, work))
 
 
-async def run_app(settings: Settings) -> int:
+async def run_app(settings: Settings, parse_pool: Executor | None = None) -> int:
     await db.init_db(settings.DATABASE_URL)
     try:
         pending = await db.pending_migrations()
@@ -245,7 +248,7 @@ async def run_app(settings: Settings) -> int:
             )
             print("error: the database schema is out of date; run: python -m bot migrate")
             return 1
-        bridge = build_bridge(settings)
+        bridge = build_bridge(settings, parse_pool=parse_pool)
         await serve(bridge)
         return 0
     finally:

@@ -51,11 +51,18 @@ def main(argv: list[str] | None = None) -> int:
         if command == "run":
             settings = load_settings()
             _configure_logging(settings.LOG_LEVEL, secret_values(settings))
-            from bot.app import run_app
             from bot.memory import return_large_buffers_to_os
+            from bot.workers import start_parse_pool
 
             return_large_buffers_to_os()
-            return asyncio.run(run_app(settings))
+            pool = start_parse_pool(settings)  # first: the workers get ready while the rest is imported
+            try:
+                from bot.app import run_app
+
+                return asyncio.run(run_app(settings, parse_pool=pool))
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
         if command == "check":
             settings = load_settings()
             _configure_logging("WARNING", secret_values(settings))

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from bot.policy_config import make_policy_config
 from bot.settings import CoreSettings, Settings
 from mail.mailer import TemplateMailer
 from mail.parse import parse_message
 from mail.render import EmailRenderer
 from models.calendar import BusinessCalendar
 from models.inbound import InboundMessage
-from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
-from models.policy.analyser import TextAnalyser
+from models.policy import PolicyEngine, TortoisePolicyRepository
 from models.workflow import WorkflowConfig
 
 
@@ -47,25 +47,8 @@ def make_parser(settings: CoreSettings, max_bytes: int = 25 * 1024 * 1024) -> Ca
     )
 
 
-def make_policy_config(settings: CoreSettings) -> PolicyConfig:
-    return PolicyConfig(
-        monthly_limit=settings.MONTHLY_LIMIT,
-        count_refused=settings.COUNT_REFUSED_TOWARD_LIMIT,
-        duplicate_window_days=settings.DUPLICATE_WINDOW_DAYS,
-        company_addresses=settings.company_addresses,
-        trusted_authserv_ids=settings.trusted_authserv_ids,
-        timezone=settings.TIMEZONE,
-        config_dir=settings.CONFIG_DIR,
-    )
-
-
 def make_policy(settings: CoreSettings) -> PolicyEngine:
     return PolicyEngine(make_policy_config(settings), TortoisePolicyRepository())
-
-
-def make_text_analyser(settings: CoreSettings) -> TextAnalyser:
-    """The policy's text work for the parse workers (same configuration as make_policy's engine)."""
-    return TextAnalyser(make_policy_config(settings))
 
 
 def make_calendar(settings: CoreSettings) -> BusinessCalendar:

@@ -2,8 +2,9 @@
 
 spawn, not fork: the parent holds database threads and sockets a fork would copy. Each worker gets
 ready when it starts (the malloc setting, then the parser's imports and the policy's data files and
-morphology dictionaries), and the pool starts its workers as soon as it is built, so that this happens
-while the bridge logs in to IMAP instead of while the first mail of a backlog waits for it.
+morphology dictionaries), and the pool starts its workers as soon as it is built: `python -m bot run`
+builds it before importing the rest of the process, so this happens on the other core while that
+import runs, instead of while the first mail of a backlog waits for it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 from bot.memory import return_large_buffers_to_os
+from bot.policy_config import make_text_analyser
+from bot.settings import CoreSettings
 from models.policy.analyser import TextAnalyser
 
 
@@ -22,6 +25,17 @@ def prepare_parse_worker(analyser: TextAnalyser | None = None) -> None:
 
     if analyser is not None:
         analyser.warm()
+
+
+def start_parse_pool(settings: CoreSettings) -> ProcessPoolExecutor | None:
+    """The parse pool for `settings` (None with PARSE_WORKERS=0), started now.
+
+    `python -m bot run` calls this before it imports the rest of the process (aiogram, the ORM models,
+    the handlers: about a second of one core), so the workers load their dictionaries on the other core
+    meanwhile and are ready when the first mail of a backlog is stored."""
+    if settings.PARSE_WORKERS <= 0:
+        return None
+    return make_parse_pool(settings.PARSE_WORKERS, make_text_analyser(settings))
 
 
 def make_parse_pool(workers: int, analyser: TextAnalyser | None = None) -> ProcessPoolExecutor:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
+
+import pytest
 
 from tests.helpers.process import REPO, STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess, bridge_env, run_cli
 from tests.rig.dovecot import DovecotServer
@@ -78,7 +82,9 @@ async def test_help_lists_the_subcommands(tmp_path: Path) -> None:
 
 
 async def test_run_refuses_an_unmigrated_database(tmp_path: Path, telegram: FakeTelegram) -> None:
+    # With parse workers: they are started first, and must not keep the refusing process alive.
     env = bridge_env(
+        PARSE_WORKERS="2",
         database_url=f"sqlite://{tmp_path}/fresh.sqlite3",
         telegram=telegram,
         IMAP_HOST="127.0.0.1",
@@ -121,10 +127,14 @@ async def test_check_reports_each_component_up_and_down(
     assert any(line.startswith("telegram") and " FAIL " in line for line in tg_down.stdout.splitlines())
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
 async def test_a_mail_appended_to_dovecot_reaches_the_staff_chat_through_the_running_process(
-    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram,
+    workers: str,
 ) -> None:
-    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram)
+    env = bridge_env(
+        database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram, PARSE_WORKERS=workers
+    )
     migrated = await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
@@ -147,6 +157,26 @@ async def test_a_mail_appended_to_dovecot_reaches_the_staff_chat_through_the_run
         code = await process.stop()
     assert code == 0, process.output()[-3000:]
     assert "Traceback" not in process.output()
+
+
+async def test_run_starts_the_parse_workers_before_importing_the_rest(tmp_path: Path) -> None:
+    """The workers load their dictionaries on the other core while aiogram and the rest are imported."""
+    script = (
+        "import sys, bot.cli, bot.workers\n"
+        "def start(settings):\n"
+        "    print('aiogram imported:', 'aiogram' in sys.modules, 'workers:', settings.PARSE_WORKERS)\n"
+        "    raise SystemExit(0)\n"
+        "bot.workers.start_parse_pool = start\n"
+        "sys.exit(bot.cli.main(['run']))\n"
+    )
+    env = bridge_env(database_url=f"sqlite://{tmp_path}/db.sqlite3", PARSE_WORKERS="2", IMAP_HOST="127.0.0.1",
+                     IMAP_USER="u", IMAP_PASSWORD="p", IMAP_SECURITY="none", SMTP_HOST="127.0.0.1",
+                     SMTP_SECURITY="none")
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert "aiogram imported: False workers: 2" in result.stdout, result.stdout + result.stderr
 
 
 def card_of(telegram: FakeTelegram, needle: str) -> dict | None:
