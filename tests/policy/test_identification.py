@@ -1,5 +1,8 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from models.policy import PolicyConfig
-from models.policy.rules.identification import contract_candidates
+from models.policy.rules.identification import _CONTRACT, _contract_matches, contract_candidates
 
 from .factories import AUTH_PASS, codes, finding, make_client, make_message, verdict_of
 
@@ -125,3 +128,19 @@ async def test_inactive_client_is_identified_with_a_warning(db):
     f = finding(v, "out_of_scope")
     assert f.severity == "warn" and f.clause == "2.6" and f.evidence["reason"] == "inactive"
     assert v.suggestion == "accept"  # a warning for staff, not a refusal
+
+
+_CONTRACT_ALPHABET = "aZяЁё-‐–/._ \n12٣9xДд№"
+
+
+@given(st.text(alphabet=_CONTRACT_ALPHABET, max_size=40))
+@settings(max_examples=3000, deadline=None)
+def test_contract_matches_are_exactly_the_patterns_matches(text: str) -> None:
+    assert [m.span() for m in _contract_matches(text)] == [m.span() for m in _CONTRACT.finditer(text)]
+
+
+def test_contract_matches_on_mail_like_text() -> None:
+    text = ("Добрый день! Договор SO-17/2 от 06.10.2025, счет №12345, тел. +7 (495) 123-45-67, ИНН 7707083893;"
+            " abcde12 x-12-34a Д–2024/117. 1 2 33/ 44 ABCD-12 ёжик–3/4") * 3
+    assert [m.group() for m in _contract_matches(text)] == [m.group() for m in _CONTRACT.finditer(text)]
+    assert {"SO-17/2", "ABCD-12", "ЁЖИК-3/4"} <= set(contract_candidates(text))
