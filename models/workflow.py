@@ -125,8 +125,8 @@ class Workflow:
         parse_stored: Callable[[int], AnalysedMail | InboundMessage | None] | None = None,
         analyser: Callable[[InboundMessage], dict[str, Any]] | None = None,
         max_group: int = 32,
-        parse_ahead: int = 50,
-        parse_chunk: int = 4,
+        parse_ahead: int = 100,
+        parse_chunk: int = 10,
         on_email_queued: Callable[[], None] = lambda: None,
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
