@@ -178,7 +178,7 @@ async def process_mail_forever(bridge: Bridge, poll_seconds: float = 5.0) -> Non
     while True:
         raise_if_cancelling()
         bridge.mail_stored.clear()
-        if await bridge.workflow.process_stored(batch=50):
+        if await bridge.workflow.process_stored(batch=100):
             await asyncio.sleep(0)  # a backlog: let the dispatcher and senders run between batches
             continue
         try:

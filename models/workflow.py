@@ -124,7 +124,7 @@ class Workflow:
         parse_executor: Executor | None = None,
         parse_stored: Callable[[int], AnalysedMail | InboundMessage | None] | None = None,
         analyser: Callable[[InboundMessage], dict[str, Any]] | None = None,
-        max_group: int = 32,
+        max_group: int = 64,
         parse_ahead: int = 100,
         parse_chunk: int = 10,
         on_email_queued: Callable[[], None] = lambda: None,
