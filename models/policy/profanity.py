@@ -49,6 +49,12 @@ _ONE_CHAR = rf"[#@*]*[{_INVISIBLE}]*(?:[^\W_]|[*#@])[{_INVISIBLE}]*[#*]*"
 _SPREAD_HINT_RE = re.compile(
     rf"(?<![^\W_])(?<![*#@{_INVISIBLE}]){_ONE_CHAR}(?:[\s._\-]{{1,3}}{_ONE_CHAR}){{2,}}(?![^\W_])(?![*#@{_INVISIBLE}])"
 )
+# A necessary condition for _SPREAD_HINT_RE, several times cheaper to search for (it starts with a gap
+# character, which the regex engine skips to in C, instead of two lookbehinds at every position): a
+# spread-out word has a one-character word between two gaps, followed by another one-character word.
+_SPREAD_NEED_RE = re.compile(
+    rf"[\s._\-]{_ONE_CHAR}[\s._\-]{{1,3}}[#@*]*[{_INVISIBLE}]*(?:[^\W_]|[*#@])[{_INVISIBLE}]*[#*]*(?![^\W_])"
+)
 _URL_OR_EMAIL_RE = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 _HAS_CYRILLIC_RE = re.compile("[а-яёА-ЯЁіїєІЇЄ]")
 _PURE_CYRILLIC_RE = re.compile("[а-яёА-ЯЁ]+")
@@ -353,8 +359,9 @@ class ProfanityDetector:
             # Fast path: every word is known to be clean; only spread-out letters ("х у й")
             # can still hide something, and those are looked at in place.
             hits: list[ProfanityHit] = []
-            for m in _SPREAD_HINT_RE.finditer(text):
-                hits.extend(self._word_hits(text, *m.span()))
+            if _SPREAD_NEED_RE.search(text) is not None:
+                for m in _SPREAD_HINT_RE.finditer(text):
+                    hits.extend(self._word_hits(text, *m.span()))
         else:
             hits = self._word_hits(text, 0, len(text))
         lowered = _lower_same_length(text)

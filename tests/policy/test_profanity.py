@@ -3,6 +3,10 @@ text is checked, which categories block); the last ones run the real ProfanityDe
 
 from dataclasses import dataclass
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import models.policy.profanity as profanity_module
 from models.policy import PolicyConfig, PolicyData
 from models.policy.rules.profanity import ProfanityRule, load_detector
 
@@ -87,3 +91,15 @@ async def test_real_detector_passes_a_polite_request(db):
     await make_client()
     v = await verdict_of(make_message(), ProfanityRule)
     assert "profanity" not in codes(v)
+
+
+_SPREAD_ALPHABET = "ая bх у й._-*#@_\n\u00ad\u200b\u03011Z!"
+
+
+@given(st.text(alphabet=_SPREAD_ALPHABET, max_size=30))
+@settings(max_examples=3000, deadline=None)
+def test_the_spread_prefilter_never_hides_a_spread_out_word(text: str) -> None:
+    """`_SPREAD_NEED_RE` only decides whether `_SPREAD_HINT_RE` is searched at all: it must find
+    something wherever the hint would."""
+    if profanity_module._SPREAD_HINT_RE.search(text) is not None:
+        assert profanity_module._SPREAD_NEED_RE.search(text) is not None
