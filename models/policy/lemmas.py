@@ -58,7 +58,7 @@ def lemma(word: str) -> str:
 
 
 def tokenize(text: str) -> list[Token]:
-    return [Token(text[start:end], start, end, lem) for (start, end), lem in zip(_spans(text), lemmas_of(text),
+    return [Token(text[start:end], start, end, lem) for (start, end), lem in zip(_spans(text).all(), lemmas_of(text),
                                                                                    strict=True)]
 
 
@@ -76,9 +76,30 @@ def _lemma_set(text: str) -> frozenset[str]:
     return frozenset(lemmas_of(text))
 
 
+class _WordSpans:
+    """The character spans of a text's words, found only as far as they are asked for: a phrase hit
+    needs the spans of its own words, usually near the start of the text, not of every word."""
+
+    __slots__ = ("_found", "_words")
+
+    def __init__(self, text: str) -> None:
+        self._found: list[tuple[int, int]] = []
+        self._words = _WORD.finditer(text)
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        found = self._found
+        while len(found) <= index:
+            found.append(next(self._words).span())  # StopIteration: no such word, a caller's bug
+        return found[index]
+
+    def all(self) -> list[tuple[int, int]]:
+        self._found.extend(m.span() for m in self._words)
+        return self._found
+
+
 @lru_cache(maxsize=32)
-def _spans(text: str) -> tuple[tuple[int, int], ...]:
-    return tuple(m.span() for m in _WORD.finditer(text))
+def _spans(text: str) -> _WordSpans:
+    return _WordSpans(text)
 
 
 class PhraseMatcher:

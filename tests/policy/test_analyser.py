@@ -99,3 +99,14 @@ def test_a_process_that_only_reads_analyses_needs_no_morphology() -> None:
     assert matcher._index is None
     assert [h.text for h in matcher.find("Помогите написать наш скрипт")] == ["написать наш скрипт"]
     assert len(matcher) == 1
+
+
+def test_word_spans_are_found_as_far_as_asked_and_agree_with_the_tokens() -> None:
+    from models.policy.lemmas import _WORD, _WordSpans, tokenize
+
+    text = "Здравствуйте! Не работает выгрузка-заказов, 2 дня; ошибка 500 в личном кабинете."
+    expected = [m.span() for m in _WORD.finditer(text)]
+    spans = _WordSpans(text)
+    assert spans[2] == expected[2] and spans[0] == expected[0]
+    assert spans.all() == expected
+    assert [(t.start, t.end) for t in tokenize(text)] == expected
