@@ -9,36 +9,52 @@ import runs, instead of while the first mail of a backlog waits for it.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from bot.memory import return_large_buffers_to_os
-from bot.policy_config import make_text_analyser
-from bot.settings import CoreSettings
-from models.policy.analyser import TextAnalyser
+
+if TYPE_CHECKING:  # this module is imported before the policy package (see start_parse_pool)
+    from bot.settings import CoreSettings
+    from models.policy.analyser import TextAnalyser
 
 
-def prepare_parse_worker(analyser: TextAnalyser | None = None) -> None:
-    """The pool's initializer, run once in each worker process."""
+def prepare_parse_worker(analyser: TextAnalyser | Callable[[], TextAnalyser] | None = None) -> None:
+    """The pool's initializer, run once in each worker process: `analyser` is the policy's text work, or
+    what makes it in the worker (so the parent need not import the policy first)."""
     return_large_buffers_to_os()  # a worker parses 25 MB mail too
     import mail.parse  # noqa: F401 - imported now rather than with the first mail
 
     if analyser is not None:
+        if not hasattr(analyser, "warm"):
+            analyser = analyser()
         analyser.warm()
+
+
+def _analyser_for(settings: CoreSettings) -> TextAnalyser:
+    from bot.policy_config import make_text_analyser
+
+    return make_text_analyser(settings)
 
 
 def start_parse_pool(settings: CoreSettings) -> ProcessPoolExecutor | None:
     """The parse pool for `settings` (None with PARSE_WORKERS=0), started now.
 
-    `python -m bot run` calls this before it imports the rest of the process (aiogram, the ORM models,
-    the handlers: about a second of one core), so the workers load their dictionaries on the other core
-    meanwhile and are ready when the first mail of a backlog is stored."""
+    `python -m bot run` calls this before it imports the rest of the process (the policy, aiogram, the
+    ORM models, the handlers: over a second of one core), so the workers load their dictionaries on the
+    other core meanwhile and are ready when the first mail of a backlog is stored. The workers build the
+    policy's text work from the settings themselves: this process has not imported the policy yet."""
     if settings.PARSE_WORKERS <= 0:
         return None
-    return make_parse_pool(settings.PARSE_WORKERS, make_text_analyser(settings))
+    return make_parse_pool(settings.PARSE_WORKERS, functools.partial(_analyser_for, settings))
 
 
-def make_parse_pool(workers: int, analyser: TextAnalyser | None = None) -> ProcessPoolExecutor:
+def make_parse_pool(
+    workers: int, analyser: TextAnalyser | Callable[[], TextAnalyser] | None = None
+) -> ProcessPoolExecutor:
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
