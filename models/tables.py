@@ -8,35 +8,11 @@ Uniqueness constraints here are what make ingestion and delivery idempotent:
 
 from __future__ import annotations
 
-import enum
-
 from tortoise import fields
 from tortoise.models import Model
 from tortoise.signals import pre_save
 
-
-class TicketStatus(enum.StrEnum):
-    NEW = "new"  # waiting for the first staff decision (SLA clock running)
-    ACCEPTED = "accepted"
-    REFUSED = "refused"
-    ANSWERED = "answered"  # answered from FAQ (2.5)
-    CLOSED = "closed"  # resolved
-
-
-class RawMailStatus(enum.StrEnum):
-    STORED = "stored"  # raw bytes committed, not yet turned into a ticket message
-    PROCESSED = "processed"
-    QUARANTINED = "quarantined"
-    DUPLICATE = "duplicate"  # the same bytes were already stored (e.g. after a UIDVALIDITY change)
-
-
-class OutboxStatus(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"  # an attempt was recorded before talking to the remote server
-    SENT = "sent"
-    FAILED = "failed"  # permanent failure, staff told
-    CANCELLED = "cancelled"  # e.g. a refusal undone within its grace period
-
+from models.statuses import MessageDirection, OutboxStatus, RawMailStatus, TicketStatus
 
 # Docstrings below become SQL table comments in migrations: keep each on one line, without ";".
 
@@ -125,12 +101,6 @@ class Ticket(Model):
             ("status", "sla_due_at"),
             ("status", "next_alert_at"),
         )
-
-
-class MessageDirection(enum.StrEnum):
-    INBOUND = "in"
-    OUTBOUND = "out"
-    NOTE = "note"  # internal staff note, never emailed
 
 
 class Message(Model):

@@ -26,7 +26,7 @@ from models.policy.base import (
     Suggestion,
     Verdict,
 )
-from models.policy.repository import PolicyRepository, TortoisePolicyRepository
+from models.policy.records import PolicyRepository
 from models.policy.rules.duplicates import DuplicateRule, content_hash
 from models.policy.rules.faq import FaqRule
 from models.policy.rules.identification import IdentificationRule
@@ -129,3 +129,13 @@ __all__ = [
     "PolicyData", "PolicyEngine", "PolicyRepository", "PolicyRequest", "Rule", "TortoisePolicyRepository", "Verdict",
     "content_hash", "month_key", "suggest",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The tortoise implementation is imported on first use: the parse workers, which run the rules'
+    # text work only, never import tortoise and the ORM models (models/policy/records.py).
+    if name == "TortoisePolicyRepository":
+        from models.policy.repository import TortoisePolicyRepository
+
+        return TortoisePolicyRepository
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,6 @@ from typing import Any
 
 from models.inbound import InboundMessage, MessageKind
 from models.policy import PolicyConfig, PolicyEngine
-from models.policy.repository import TortoisePolicyRepository
 
 # One short request through every rule also fills the first caches (lemmas of the commonest words).
 _WARM_UP = InboundMessage(
@@ -26,11 +25,18 @@ _WARM_UP = InboundMessage(
 )  # fmt: skip
 
 
+class _NoLookups:
+    """The repository of an engine that only analyses: `analyse` asks the store nothing."""
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"the text analyser reads no database (asked for {name})")
+
+
 @lru_cache(maxsize=4)
 def _engine(config: PolicyConfig) -> PolicyEngine:
     # One engine (its data files, the morphology dictionaries) per worker process and configuration;
-    # `analyse` never touches the repository, so no database is opened here.
-    return PolicyEngine(config, TortoisePolicyRepository())
+    # `analyse` never touches the repository, so no database is opened, nor tortoise imported, here.
+    return PolicyEngine(config, _NoLookups())  # type: ignore[arg-type]
 
 
 class TextAnalyser:

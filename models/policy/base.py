@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from models.inbound import InboundMessage
 
 if TYPE_CHECKING:
-    from models.policy.repository import PolicyRepository
+    from models.policy.records import PolicyRepository
 
 Severity = Literal["block", "warn", "info"]
 Suggestion = Literal["accept", "refuse", "answer_faq"]

@@ -24,7 +24,7 @@ from rapidfuzz import fuzz
 
 from models.inbound import InboundMessage
 from models.policy.base import Finding, FindingCode, PolicyContext, PolicyData, PolicyRequest, Rule
-from models.policy.repository import PriorTicket, SeenMessage
+from models.policy.records import PriorTicket, SeenMessage
 
 _SUBJECT_PREFIX = re.compile(
     r"^\s*(?:re|fwd?|fw|aw|wg|отв|ответ|пересл|переслать)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)

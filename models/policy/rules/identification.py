@@ -33,7 +33,7 @@ from models.policy.base import (
     Rule,
 )
 from models.policy.inn import InnMatch, find_inns
-from models.policy.repository import AddressRow, ClientRow, Identities
+from models.policy.records import AddressRow, ClientRow, Identities
 
 if TYPE_CHECKING:
     from models.inbound import InboundMessage
