@@ -28,6 +28,7 @@ from bot.factory import (
     make_policy,
     make_workflow_config,
 )
+from bot.gc_freeze import freeze_startup_objects
 from bot.handlers import build_router, register_commands
 from bot.health import serve_health
 from bot.notifications import EmailNotifier, TelegramFailureHandler
@@ -249,6 +250,7 @@ async def run_app(settings: Settings, parse_pool: Executor | None = None) -> int
             print("error: the database schema is out of date; run: python -m bot migrate")
             return 1
         bridge = build_bridge(settings, parse_pool=parse_pool)
+        freeze_startup_objects()  # everything built so far lives as long as the process
         await serve(bridge)
         return 0
     finally:

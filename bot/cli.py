@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         if command == "run":
             settings = load_settings()
             _configure_logging(settings.LOG_LEVEL, secret_values(settings))
+            from bot.gc_freeze import pause_collection
             from bot.memory import return_large_buffers_to_os
             from bot.workers import start_parse_pool
 
+            pause_collection()  # until run_app has built everything: bot/gc_freeze.py
             return_large_buffers_to_os()
             pool = start_parse_pool(settings)  # first: the workers get ready while the rest is imported
             try:

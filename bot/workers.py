@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
+from bot.gc_freeze import freeze_startup_objects, pause_collection
 from bot.memory import return_large_buffers_to_os
 
 if TYPE_CHECKING:  # this module is imported before the policy package (see start_parse_pool)
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # this module is imported before the policy package (see star
 def prepare_parse_worker(analyser: TextAnalyser | Callable[[], TextAnalyser] | None = None) -> None:
     """The pool's initializer, run once in each worker process: `analyser` is the policy's text work, or
     what makes it in the worker (so the parent need not import the policy first)."""
+    pause_collection()
     return_large_buffers_to_os()  # a worker parses 25 MB mail too
     import mail.parse  # noqa: F401 - imported now rather than with the first mail
 
@@ -32,6 +34,7 @@ def prepare_parse_worker(analyser: TextAnalyser | Callable[[], TextAnalyser] | N
         if not hasattr(analyser, "warm"):
             analyser = analyser()
         analyser.warm()
+    freeze_startup_objects()  # the dictionaries and data files: out of the collector's full passes
 
 
 def _analyser_for(settings: CoreSettings) -> TextAnalyser:
