@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from models.inbound import InboundMessage
 from models.policy.base import PolicyConfig, PolicyContext, PolicyData, PolicyRequest
-from models.policy.repository import (
+from models.policy.records import (
     MAX_NEAR_CANDIDATES,
     OPEN_STATUSES,
     EarlierCopies,
@@ -35,8 +35,8 @@ from models.policy.repository import (
     PolicyRepository,
     PriorTicket,
     SeenMessage,
-    TortoisePolicyRepository,
 )
+from models.policy.repository import TortoisePolicyRepository
 from models.policy.rules.duplicates import request_content_hash
 from models.policy.rules.identification import IdentificationRule, identity_keys
 from models.policy.rules.monthly_limit import month_key
