@@ -29,7 +29,8 @@ from models.inbound import InboundMessage, MalformedMessage, MessageKind, withou
 from models.policy import PolicyEngine, PolicyRequest, Verdict, month_key
 from models.policy.base import FindingCode
 from models.policy.group import GroupLookups
-from models.policy.repository import KnownTicket, PriorTicket, TortoisePolicyRepository
+from models.policy.records import KnownTicket, PriorTicket
+from models.policy.repository import TortoisePolicyRepository
 from models.policy.rules.duplicates import request_content_hash
 from models.pool_chunks import submit_chunked
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo

@@ -30,7 +30,6 @@ from models.policy.records import (
     GroupHistory,
     Identities,
     KnownTicket,
-    PolicyRepository,
     PriorTicket,
     SeenMessage,
 )
@@ -288,6 +287,3 @@ class TortoisePolicyRepository:
             recent_limit=recent_limit, recent_by_client=recent_by_client, recent_by_sender=recent_by_sender,
         )
 
-
-# The records are defined in models/policy/records.py; importing them from here keeps working.
-__all__ = ["OPEN_STATUSES", "MAX_NEAR_CANDIDATES", "GROUP_CAP", "ClientRow", "AddressRow", "SeenMessage", "PriorTicket", "Identities", "EarlierCopies", "KnownTicket", "GroupHistory", "PolicyRepository", "TortoisePolicyRepository"]

@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 
 from models.policy import PolicyConfig, PolicyEngine, PolicyRequest, TortoisePolicyRepository
 from models.policy.group import GroupLookups
-from models.policy.repository import GroupHistory
+from models.policy.records import GroupHistory
 from models.policy.rules.duplicates import content_hash
 from models.policy.rules.monthly_limit import month_key
 from models.sql import reserve_ids
