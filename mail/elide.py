@@ -80,7 +80,9 @@ def elide_base64_bodies(raw: bytes) -> tuple[bytes, dict[str, str]]:
     return b"".join(pieces), elided
 
 
-def _transfer_encoding(part: Message) -> str:
+def transfer_encoding(part: Message) -> str:
+    """The part's first Content-Transfer-Encoding, lower-cased ("" without one), read from the raw
+    headers (no header object is built)."""
     for name, value in part.raw_items():
         if str(name).lower() == "content-transfer-encoding":
             return str(value).strip().lower()
@@ -103,7 +105,7 @@ def restore_elided(msg: Message, elided: dict[str, str]) -> bool:
         if (
             rest[:1] not in ("", "\r", "\n")  # the token must be a whole line
             or part.get_content_maintype() in _NOT_LEAF_TYPES
-            or _transfer_encoding(part) != "base64"
+            or transfer_encoding(part) != "base64"
         ):
             return False
         part.set_payload(remaining.pop(token) + rest)

@@ -35,7 +35,7 @@ import html2text
 from mail import mime_policy
 from mail.charsets import clean_header_text, decode_bytes, decode_header, raw_header_bytes
 from mail.classify import Classification, classify, message_ids
-from mail.elide import parse_eliding
+from mail.elide import parse_eliding, transfer_encoding
 from mail.quotes import split_quoted, squeeze_blank_lines, strip_html_quotes
 from models.inbound import AttachmentInfo, InboundMessage, MalformedMessage, MessageKind
 
@@ -110,10 +110,10 @@ def _message_from_bytes(raw: bytes) -> Message:
     return email.message_from_bytes(raw, policy=mime_policy.default)
 
 
-def _parse_bytes(raw: bytes, defects: list[str], *, elide: bool = True) -> Message:
-    """The single parse of the bytes (a second one only for the rare header line without a colon).
-    `elide=False` walks big base64 bodies line by line, as the stdlib alone does (tests compare)."""
-    parse = functools.partial(parse_eliding, parse=_message_from_bytes) if elide else _message_from_bytes
+def _parse_bytes(raw: bytes, defects: list[str]) -> Message:
+    """The single parse of the bytes (a second one only for the rare header line without a colon);
+    big base64 bodies are kept away from the line-by-line parser (mail/elide.py)."""
+    parse = functools.partial(parse_eliding, parse=_message_from_bytes)
     if raw[:1] in (b"\r", b"\n", b" ", b"\t"):
         stripped = raw.lstrip(b"\r\n \t")
         if stripped != raw:
@@ -319,13 +319,8 @@ def _payload_bytes(part: Message) -> tuple[bytes, bool]:
     """Decoded payload of a leaf part. Base64 is decoded leniently here (stray characters skipped, a
     broken last group dropped) because the stdlib returns the still-encoded text when it gives up.
     Returns (bytes, whether the encoding was damaged)."""
-    cte = ""
-    for name, value in part.raw_items():
-        if str(name).lower() == "content-transfer-encoding":
-            cte = str(value).strip().lower()
-            break
     payload = part.get_payload()
-    if cte == "base64" and isinstance(payload, str):
+    if transfer_encoding(part) == "base64" and isinstance(payload, str):
         encoded = raw_header_bytes(payload)
         cleaned = encoded.translate(None, _NOT_BASE64)
         usable = len(cleaned) - len(cleaned) % 4
