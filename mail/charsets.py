@@ -236,11 +236,13 @@ _B_ALPHABET = re.compile(r"[A-Za-z0-9+/=_-]*")
 _BETWEEN_WORDS = re.compile(r"[ \t\r\n]*")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 _WHITESPACE_RUN = re.compile(r"[\t\r\n]+")
+# RFC 5322 unfolding removes the line break only: "Re:\r\n Hi" is "Re: Hi", not "Re:  Hi".
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def clean_header_text(text: str) -> str:
     """Unfold and remove CR/LF, other control characters and bidi overrides from a decoded header value."""
-    text = _WHITESPACE_RUN.sub(" ", text)
+    text = _WHITESPACE_RUN.sub(" ", _FOLD.sub("", text))
     return _CONTROL.sub("", text).strip()
 
 

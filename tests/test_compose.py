@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 from datetime import UTC, datetime, timedelta, timezone
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -16,9 +18,11 @@ from mail.compose import (
     clean_message_id,
     compose_email,
     make_message_id,
+    normalize_content_type,
     sanitize_header_text,
     validate_address,
 )
+from mail.parse import parse_message
 
 MSK = timezone(timedelta(hours=3))
 
@@ -120,9 +124,27 @@ def test_an_attached_email_travels_as_an_opaque_file() -> None:
     assert part.get_content() == b"From: a@b.ru\r\n\r\nhi\r\n"
 
 
-def test_invalid_attachment_content_type_raises() -> None:
-    with pytest.raises(ValueError, match="content type"):
-        build(attachments=[("a.txt", "text/plain\r\nX-Evil: 1", b"x")])
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("text/plain; charset=utf-8", "text/plain"),  # what Telegram reports for many staff documents
+        ("TEXT/Plain ;charset=\"utf-8\"", "text/plain"),
+        (" application/pdf ", "application/pdf"),
+        ("application/vnd.ms excel", "application/octet-stream"),  # a space inside: not a type
+        ("text/plain\r\nX-Evil: 1", "application/octet-stream"),
+        ("", "application/octet-stream"),
+        ("plain", "application/octet-stream"),
+    ],
+)
+def test_attachment_content_type_is_normalised_instead_of_failing(given: str, sent: str) -> None:
+    assert normalize_content_type(given) == sent
+    message = parse(build(attachments=[("a.txt", given, b"x")]))
+
+    (part,) = message.iter_attachments()
+    assert part.get_content_type() == sent
+    assert part.get_params() == [(sent, "")]  # no parameter of Telegram's travels
+    assert part.get_filename() == "a.txt" and part.get_content() in (b"x", "x")
+    assert "X-Evil" not in message and all("X-Evil" not in p for p in message.walk())
 
 
 # --- threading ids --------------------------------------------------------------------------------
@@ -302,3 +324,143 @@ def test_naive_date_is_refused_and_default_date_is_present() -> None:
     message = parse(build(date=None))
     assert message["Date"].datetime.tzinfo is not None
     assert message["Date"].datetime.utcoffset() == UTC.utcoffset(None)
+
+
+
+# --- nested encoded words (issue 16, finding 3) -----------------------------------------------------
+# The client's header is decoded ONCE at intake (mail/parse.py); what compose gets is text that may itself
+# look like an encoded word. It must travel as that literal text: encoded again by us, so that a reader
+# decoding once sees "=?utf-8?b?...?=", never the CR/LF hidden inside.
+
+HOSTILE_PAYLOADS = {
+    "crlf": "Hi\r\nBcc: victim@evil.example\r\nReply-To: evil@evil.example\r\nX-Injected: yes\r\n\r\n<h1>Phish</h1>",
+    "lf": "Hi\nBcc: victim@evil.example\n\n<b>Phish</b>",
+    "cr": "Hi\rX-Injected: yes\r\rbody",
+    "nul": "Hi\x00\r\nX-Injected: yes",
+    "u2028": "Hi\u2028X-Injected: yes\u2029Bcc: victim@evil.example",
+    "tab": "Hi\t\r\n\tX-Injected: yes",
+    "cyrillic": "Привет\r\nBcc: victim@evil.example\r\n\r\n<h1>Фишинг</h1>",
+}
+
+
+def b_word(text: str) -> str:
+    return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
+
+
+def q_word(text: str) -> str:
+    encoded = "".join(
+        chr(byte) if chr(byte).isalnum() and byte < 128 else "_" if byte == 32 else f"={byte:02X}"
+        for byte in text.encode()
+    )
+    return f"=?utf-8?q?{encoded}?="
+
+
+def once_decoded(payload: str, encodings: str) -> str:
+    """What intake hands on for a header encoded len(encodings) + 1 times: the payload wrapped in
+    `encodings` ("b", "q", "bq"...), innermost first."""
+    text = payload
+    for kind in encodings:
+        text = b_word(text) if kind == "b" else q_word(text)
+    return text
+
+
+NESTED = [
+    pytest.param(once_decoded(payload, enc), id=f"{name}-{enc}")
+    for name, payload in HOSTILE_PAYLOADS.items()
+    for enc in ("b", "q", "bb", "qb")  # decoded text = 1 or 2 more layers: nested twice or three times
+] + [
+    pytest.param("Re: " + b_word(HOSTILE_PAYLOADS["crlf"]) + " [#7]", id="inside-text"),
+    pytest.param("x" + b_word(HOSTILE_PAYLOADS["crlf"]) + "y", id="glued-to-text"),
+    pytest.param(b_word(HOSTILE_PAYLOADS["crlf"][:20]) + b_word(HOSTILE_PAYLOADS["crlf"][20:]), id="split-word"),
+]
+
+# Headers of build(html=None) with a parent id, in this order and nothing else.
+TEXT_ONLY_HEADERS = [
+    "From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Auto-Submitted",
+    "X-Auto-Response-Suppress", "Content-Type", "Content-Transfer-Encoding", "MIME-Version",
+]
+MIXED_HEADERS = [
+    "From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Auto-Submitted",
+    "X-Auto-Response-Suppress", "MIME-Version", "Content-Type",
+]
+ATTACHMENT_HEADERS = ["Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "MIME-Version"]
+OUR_TEXT = "Здравствуйте!\nВаше обращение принято.\n"
+
+
+def raw_header(raw: bytes, name: str) -> str:
+    """One header's unfolded raw value from our bytes (Python's own parser is the thing under test)."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii").replace("\r\n ", " ")
+    (line,) = [line for line in head.split("\r\n") if line.startswith(f"{name}: ")]
+    return line.split(": ", 1)[1]
+
+
+def rfc2047(value: str) -> str:
+    """The legacy RFC 2047 decoder, which (unlike 3.11's policy.default in address phrases) drops the
+    folding space between adjacent encoded words as section 6.2 says."""
+    return str(make_header(decode_header(value)))
+
+
+@pytest.mark.parametrize("text", NESTED)
+def test_a_nested_encoded_subject_travels_as_literal_text(text: str) -> None:
+    raw = build(subject=text, html=None, in_reply_to="parent@mail.ru")
+    message = parse(raw)
+
+    assert list(message.keys()) == TEXT_ONLY_HEADERS
+    assert message["Subject"] == sanitize_header_text(text)  # decoded once: the literal text, nothing more
+    assert message.get_content().replace("\r\n", "\n").startswith(OUR_TEXT)
+    assert [a.addr_spec for a in message["To"].addresses] == ["client@example.ru"]
+    # Our own intake, reading our email back (a client's reply quotes it), decodes it once as well.
+    assert parse_message(raw).subject == sanitize_header_text(text)
+
+
+@pytest.mark.parametrize("text", NESTED)
+def test_nested_encoded_display_names_stay_one_literal_name(text: str) -> None:
+    raw = build(to_name=text, from_name=text, html=None, in_reply_to="parent@mail.ru")
+    message = parse(raw)
+
+    assert list(message.keys()) == TEXT_ONLY_HEADERS
+    assert [a.addr_spec for a in message["To"].addresses] == ["client@example.ru"]
+    assert [a.addr_spec for a in message["From"].addresses] == ["support@storeolis.ru"]
+    assert message.get_content().replace("\r\n", "\n").startswith(OUR_TEXT)
+    expected = sanitize_header_text(text)
+    assert rfc2047(raw_header(raw, "To")) == f"{expected} <client@example.ru>"
+    assert rfc2047(raw_header(raw, "From")) == f"{expected} <support@storeolis.ru>"
+    assert parse_message(raw).from_name == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *NESTED,
+        # RFC 2231 look-alikes and attempts to leave the quoted parameter: carried as text.
+        pytest.param("utf-8''" + quote(HOSTILE_PAYLOADS["crlf"], safe=""), id="rfc2231-text"),
+        pytest.param("utf-8''" + quote(b_word(HOSTILE_PAYLOADS["crlf"]), safe=""), id="rfc2231-of-word"),
+        pytest.param('a.txt"; filename*=utf-8\'\'evil%0D%0ABcc%3A%20v%40e.x; x="', id="quote-breakout"),
+        pytest.param("счёт " * 40 + ".pdf", id="long-cyrillic"),
+    ],
+)
+def test_nested_encoded_file_names_stay_inside_content_disposition(name: str) -> None:
+    raw = build(html=None, in_reply_to="parent@mail.ru",
+                attachments=[(name, "text/plain; charset=utf-8", b"report")])
+    message = parse(raw)
+
+    assert list(message.keys()) == MIXED_HEADERS
+    body, attachment = message.get_payload()
+    assert body.get_content().replace("\r\n", "\n").startswith(OUR_TEXT)
+    assert list(attachment.keys()) == ATTACHMENT_HEADERS
+    assert attachment.get_content_type() == "text/plain"
+    assert attachment.get_content_disposition() == "attachment"
+    expected = sanitize_header_text(name, max_length=120).replace("/", "_").replace("\\", "_").strip(". ")
+    assert attachment.get_filename() == expected
+    assert attachment.get_content() == "report"
+    assert not message.defects and not attachment.defects
+    assert parse_message(raw).attachments[-1].size == len(b"report")
+
+
+def test_client_ids_holding_an_encoded_word_are_not_copied() -> None:
+    hidden = b_word("x>\r\nBcc: victim@evil.example\r\n") + "@evil.example"
+    message = parse(build(in_reply_to=hidden, references=[hidden, "ok@mail.ru"]))
+
+    assert "In-Reply-To" not in message
+    assert message["References"] == "<ok@mail.ru>"
+    assert "Bcc" not in message
