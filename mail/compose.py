@@ -209,19 +209,17 @@ class BuiltHeader(str):
 def _encoded_words(text: str) -> list[str]:
     """`text` as RFC 2047 base64 words of at most 75 characters, never splitting a character. Readers
     drop the folding space between adjacent words, so the text's own spaces travel inside the words."""
-    words: list[str] = []
-    chunk: list[bytes] = []
-    size = 0
+    chunks: list[bytes] = []
+    chunk = b""
     for ch in text:
         data = ch.encode("utf-8")
-        if chunk and size + len(data) > _ENCODED_WORD_BYTES:
-            words.append(b"".join(chunk))  # type: ignore[arg-type]
-            chunk, size = [], 0
-        chunk.append(data)
-        size += len(data)
+        if chunk and len(chunk) + len(data) > _ENCODED_WORD_BYTES:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += data
     if chunk:
-        words.append(b"".join(chunk))  # type: ignore[arg-type]
-    return [f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words]  # type: ignore[arg-type]
+        chunks.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in chunks]
 
 
 def _is_plain_word(word: str) -> bool:
