@@ -22,7 +22,18 @@ from bot.handlers.decisions import build_decisions_router
 from bot.handlers.membership import build_membership_router
 from bot.handlers.replies import build_replies_router
 
-__all__ = ["StaffDirectory", "build_router", "register_commands", "set_commands", "setup_routers"]
+__all__ = [
+    "StaffDirectory", "allowed_updates", "build_router", "register_commands", "set_commands", "setup_routers",
+]
+
+# Asked for explicitly (long polling and setWebhook alike): Telegram leaves `chat_member` out by
+# default, and without it a colleague who left keeps acting until the membership cache expires.
+REQUIRED_UPDATES = frozenset({"message", "callback_query", "my_chat_member", "chat_member"})
+
+
+def allowed_updates(dispatcher: Dispatcher) -> list[str]:
+    """The update types to request: what the handlers use, and always the membership changes."""
+    return sorted(set(dispatcher.resolve_used_update_types()) | REQUIRED_UPDATES)
 
 
 def build_router(settings: Any = None, *, directory: StaffDirectory | None = None) -> Router:
@@ -36,7 +47,7 @@ def build_router(settings: Any = None, *, directory: StaffDirectory | None = Non
         )
     root = Router(name="support-bridge")
     inject = InjectDirectory(directory)
-    for observer in (root.message, root.callback_query, root.my_chat_member):
+    for observer in (root.message, root.callback_query, root.my_chat_member, root.chat_member):
         observer.outer_middleware(inject)
     root.include_router(build_membership_router())
 

@@ -669,6 +669,21 @@ class FakeTelegram:
             kind = "my_chat_member" if user_id == self.bot_id else "chat_member"
             self._queue_update(kind, self._member_update(chat, user_id, user_id, old, status))
 
+    def member_service_message(self, chat_id: int, user_id: int, joined: bool) -> JsonDict:
+        """The service message a group shows when `user_id` joins or leaves (a `message` update, as
+        Telegram sends it: `new_chat_members` plus the deprecated `new_chat_member`/`new_chat_participant`,
+        or `left_chat_member` plus `left_chat_participant`). The status itself is set with
+        set_member_status."""
+        chat = self._chat_or_fail(chat_id)
+        user = self._ensure_user(user_id).as_dict()
+        if joined:
+            fields: JsonDict = {"new_chat_participant": user, "new_chat_member": user, "new_chat_members": [user]}
+        else:
+            fields = {"left_chat_participant": user, "left_chat_member": user}
+        message = self._add_message(chat, user, fields, None)
+        self._queue_update("message", message)
+        return copy.deepcopy(message)
+
     def add_bot_to_group(self, chat_id: int, by_user_id: int) -> None:
         """Someone adds the bot to a group (created if unknown): queues a my_chat_member update."""
         chat = self._chats.get(chat_id)
