@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +150,138 @@ async def test_the_leave_service_message_alone_revokes_access(
     async with database_of(database_url):
         assert (await Ticket.get(id=ticket)).status == TicketStatus.NEW
         assert not await EmailOutbox.filter(ticket_id=ticket).exists()
+
+
+# ------------------------------------------------------------------------------------- never silent
+
+
+def raw_mail(sender: str, name: str, subject: str, body: str,
+             attachment: tuple[str, bytes] | None = None) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"{name} <{sender}>" if sender.isascii() else "placeholder@example.org"
+    msg["To"] = "support@storeolis.ru"
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="example.org")
+    msg.set_content(body)
+    if attachment is not None:
+        msg.add_attachment(attachment[1], maintype="application", subtype="pdf", filename=attachment[0])
+    raw = bytes(msg)
+    if not sender.isascii():  # an internationalised local part, raw UTF-8 as SMTPUTF8 mail carries it
+        raw = raw.replace(b"placeholder@example.org", f"{sender}".encode())
+    return raw
+
+
+def answer_to(telegram: FakeTelegram, message_id: int) -> str | None:
+    """The text of the bot's reply to staff message `message_id`, if any."""
+    for m in telegram.messages(STAFF_CHAT_ID):
+        if m["from"]["id"] == telegram.bot_id and (m.get("reply_to_message") or {}).get("message_id") == message_id:
+            return str(m.get("text") or "")
+    return None
+
+
+async def test_a_staff_reply_that_cannot_be_sent_is_answered_with_the_reason(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    mails = [
+        raw_mail("иван@ромашка.рф", "Иван", "Не работает касса",
+                 "Здравствуйте! Касса не печатает чеки со вчерашнего дня, помогите, пожалуйста."),
+        clean_requests(2)[1],
+    ]
+    async with running(tmp_path, database_url, mailbox, smtp_server, telegram, mails) as desk:
+        by_sender = {("иван@" in c["text"]): n for n, c in desk.cards.items()}
+        unusable, normal = by_sender[True], by_sender[False]
+        card = {n: desk.cards[n]["message_id"] for n in desk.cards}
+        staff_messages = {
+            # The composer refuses a non-ASCII local part (we do not speak SMTPUTF8): before, a traceback.
+            "адрес клиента «иван@ромашка.рф» не годится": telegram.send_user_message(
+                STAFF_CHAT_ID, STAFF_USER_ID, "Проверили, всё исправлено.", reply_to_message_id=card[unusable]),
+            "Стикер не отправить письмом": telegram.send_user_sticker(
+                STAFF_CHAT_ID, STAFF_USER_ID, reply_to_message_id=card[normal]),
+            "Голосовое сообщение не отправить письмом": telegram.send_user_voice(
+                STAFF_CHAT_ID, STAFF_USER_ID, caption="Послушайте", reply_to_message_id=card[normal]),
+        }
+        for reason, sent in staff_messages.items():
+            await until(lambda sent=sent: answer_to(telegram, sent["message_id"]) is not None, 30,
+                        f"an answer saying: {reason}", desk.process, telegram)
+            text = answer_to(telegram, sent["message_id"]) or ""
+            assert text.startswith("Письмо не отправлено: ") and reason in text, text
+    log = desk.process.output()
+    assert "Traceback" not in log, log[-3000:]
+    assert smtp_server.messages == []
+    async with database_of(database_url):
+        for ticket in (unusable, normal):
+            assert (await Ticket.get(id=ticket)).status == TicketStatus.NEW  # nothing says "answered"
+            assert not await Decision.filter(ticket_id=ticket, action="replied").exists()
+        assert not await EmailOutbox.all().exists()
+
+
+MALFORMED = [
+    "tk:a:99999999999999999999",  # 20 digits: OverflowError on SQLite, out of range on PostgreSQL
+    "tk:t:99999999999999999999",
+    "rf:p:99999999999999999999:duplicate",
+    "tk:a:2147483648",  # one past the integer column
+    "tk:a:0",
+    "tk:a:-7",
+    "tk:a: 1",
+    "tk:a:1.0",
+    "tk:zz:1",  # unknown action
+    "tk:a",  # a field missing
+    "tk:a:1:2",  # one too many
+    "rf:p:1:no_such_reason",
+    "zz:1",  # unknown prefix
+    "garbage",
+]
+
+
+async def test_malformed_buttons_from_a_member_are_answered_stale_and_log_no_traceback(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    async with running(tmp_path, database_url, mailbox, smtp_server, telegram, clean_requests(1)) as desk:
+        (ticket,) = desk.cards
+        queries = {
+            data: telegram.press_button(STAFF_CHAT_ID, desk.cards[ticket]["message_id"], STAFF_USER_ID, data,
+                                        check_markup=False)
+            for data in MALFORMED
+        }
+        with contextlib.suppress(AssertionError):  # the assertion below names what is missing
+            await until(lambda: set(queries.values()) <= set(telegram.callback_answers()), 30,
+                        "every press answered", desk.process, telegram)
+        answers = telegram.callback_answers()
+        texts = {data: (answers.get(query) or {}).get("text") for data, query in queries.items()}
+        assert texts == dict.fromkeys(MALFORMED, STALE_RU)
+        # Still a working desk: the real button does what it says.
+        accepted = await desk.answer(telegram.press_button(
+            STAFF_CHAT_ID, desk.cards[ticket]["message_id"], STAFF_USER_ID, desk.accept_data(ticket)))
+        assert accepted["text"].startswith("Принято"), accepted
+    log = desk.process.output()
+    assert "Traceback" not in log and "OverflowError" not in log and " ERROR " not in log, log[-3000:]
+
+
+# -------------------------------------------------------------------------------- invisible characters
+
+HOSTILE = "\u202e\u200b\u200d\u061c\u2066\u2069\ufeff\u00ad"
+
+
+def no_format_characters(text: str, allowed: str = "") -> bool:
+    return not [c for c in text if unicodedata.category(c) == "Cf" and c not in allowed]
+
+
+async def test_bidi_and_invisible_characters_from_email_never_reach_the_card(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    mail = raw_mail(
+        "office1@firm1.ru",
+        "Ива\u202eн Пе\u200bтров\u061c",
+        "Счёт\u200d на оплату \u202egpj.exe\u2066 срочно\ufeff",
+        "Здравствуйте!\u200b Пришлите сче\u00adт, пожалуйста.\u202e Спасибо. 👩\u200d💻",
+        attachment=("invoice\u202egpj.exe", b"%PDF-1.4 test"),
+    )
+    async with running(tmp_path, database_url, mailbox, smtp_server, telegram, [mail]) as desk:
+        (ticket,) = desk.cards
+        text = desk.cards[ticket]["text"]
+    assert "Иван Петров" in text and "Счёт на оплату gpj.exe срочно" in text, text
+    assert "invoicegpj.exe" in text and "Пришлите счет, пожалуйста." in text, text
+    assert no_format_characters(text, allowed="\u200d"), [hex(ord(c)) for c in text if c in HOSTILE]
+    # The one ZWJ kept joins two emoji (👩‍💻, "woman technologist"); the one in the subject is gone.
+    assert text.count("\u200d") == 1 and "👩\u200d💻" in text

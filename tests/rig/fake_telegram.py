@@ -747,6 +747,30 @@ class FakeTelegram:
             fields["caption"] = caption
         return self._user_message(chat_id, user_id, fields, reply_to_message_id)
 
+    def send_user_sticker(
+        self, chat_id: int, user_id: int, emoji: str = "👍", reply_to_message_id: int | None = None
+    ) -> JsonDict:
+        """A regular (static .webp) sticker, shaped as the Bot API sends it."""
+        stored = self._store_file("stickers", "sticker.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp")
+        sticker = {
+            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "type": "regular",
+            "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": emoji,
+            "set_name": "StoreolisTest", "file_size": len(stored.content),
+        }  # fmt: skip
+        return self._user_message(chat_id, user_id, {"sticker": sticker}, reply_to_message_id)
+
+    def send_user_voice(
+        self, chat_id: int, user_id: int, caption: str | None = None, reply_to_message_id: int | None = None
+    ) -> JsonDict:
+        """A voice message (OGG/Opus), optionally with a caption."""
+        stored = self._store_file("voice", "voice.oga", b"OggS\x00\x02" + b"\x00" * 64, "audio/ogg")
+        voice = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "duration": 3,
+                 "mime_type": "audio/ogg", "file_size": len(stored.content)}
+        fields: JsonDict = {"voice": voice}
+        if caption:
+            fields["caption"] = caption
+        return self._user_message(chat_id, user_id, fields, reply_to_message_id)
+
     def press_button(
         self, chat_id: int, message_id: int, user_id: int, callback_data: str, check_markup: bool = True
     ) -> str:
