@@ -29,7 +29,7 @@ from bot.factory import (
     make_workflow_config,
 )
 from bot.gc_freeze import freeze_startup_objects
-from bot.handlers import build_router, register_commands
+from bot.handlers import allowed_updates, build_router, register_commands
 from bot.health import serve_health
 from bot.notifications import EmailNotifier, TelegramFailureHandler
 from bot.outages import OutageReporter, board_poster, watch_outages
@@ -202,7 +202,8 @@ async def poll_telegram(bridge: Bridge) -> None:
     # after its handler finished, so a crash mid-handler means a redelivery, never a lost press; the
     # handlers are idempotent (guarded updates, keyed replies), so a redelivery changes nothing.
     await bridge.dispatcher.start_polling(
-        bridge.bot, handle_signals=False, close_bot_session=False, handle_as_tasks=False
+        bridge.bot, handle_signals=False, close_bot_session=False, handle_as_tasks=False,
+        allowed_updates=allowed_updates(bridge.dispatcher),
     )
 
 

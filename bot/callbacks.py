@@ -8,8 +8,26 @@ it is pressed. `TicketAction.pack()` of the longest action with a 9-digit ticket
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
+from pydantic import BeforeValidator, Field
+
+# Ticket ids are IntField primary keys (models/tables.py): signed 32-bit on SQLite and PostgreSQL alike.
+# A button carrying anything else does not parse (pydantic's ValidationError is a ValueError, which the
+# CallbackData filter treats as "not mine"), so it falls through to the staff chat's fallback and is
+# answered "stale" instead of reaching the database with an id it cannot bind (OverflowError).
+MAX_ID = 2**31 - 1
+
+
+def _ascii_digits(value: object) -> object:
+    """From a packed button only plain digits: " 5", "5.0", "٣" are not ids we ever packed."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("not an id")
+    return value
+
+
+TicketId = Annotated[int, BeforeValidator(_ascii_digits), Field(ge=1, le=MAX_ID)]
 
 
 class Op(StrEnum):
@@ -47,10 +65,10 @@ class RefuseOp(StrEnum):
 
 class TicketAction(CallbackData, prefix="tk"):
     op: Op
-    ticket_id: int
+    ticket_id: TicketId
 
 
 class RefuseAction(CallbackData, prefix="rf"):
     op: RefuseOp
-    ticket_id: int
+    ticket_id: TicketId
     reason: Reason

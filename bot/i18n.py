@@ -360,6 +360,61 @@ EN: dict[str, str] = {
     "more_items": "… and {n} more",
 }
 
+# Never silent (issue 16): stale buttons and staff replies that cannot be sent. Kept as one block so the
+# catalogues above stay as they were.
+RU.update({
+    "ans.stale": "Кнопка устарела",
+    "reply.unsupported": "{kind} не отправить письмом; пришлите текст, файл или фото",
+    "reply.empty": "в сообщении нет ни текста, ни файла",
+    "reply.empty_note": "заметка пустая: напишите текст после «!»",
+    "reply.too_big": "файл больше 20 МБ: Telegram не отдаёт боту файлы такого размера",
+    "reply.download_failed": "не удалось скачать файл из Telegram ({error}); пришлите его ещё раз",
+    "reply.no_mail": "этому отправителю письма не отправляются (автоответ, рассылка или наш адрес)",
+    "reply.bad_address": "адрес клиента «{address}» не годится для отправки письма",
+    "reply.unsendable": "письмо не удалось составить (техническая причина: {error})",
+    "reply.failed": "внутренняя ошибка, клиенту ничего не ушло; попробуйте ещё раз",
+    "content.sticker": "Стикер",
+    "content.voice": "Голосовое сообщение",
+    "content.video_note": "Видеосообщение",
+    "content.video": "Видео",
+    "content.audio": "Аудио",
+    "content.animation": "GIF-анимацию",
+    "content.location": "Геопозицию",
+    "content.venue": "Место на карте",
+    "content.contact": "Контакт",
+    "content.poll": "Опрос",
+    "content.dice": "Кубик",
+    "content.game": "Игру",
+    "content.story": "Историю",
+    "content.paid_media": "Платный контент",
+})
+EN.update({
+    "ans.stale": "This button is out of date",
+    "reply.unsupported": "{kind} cannot go by email; send text, a file or a photo",
+    "reply.empty": "the message has neither text nor a file",
+    "reply.empty_note": "the note is empty: write the text after “!”",
+    "reply.too_big": "the file is over 20 MB: Telegram does not hand bots files that big",
+    "reply.download_failed": "the file could not be downloaded from Telegram ({error}); send it again",
+    "reply.no_mail": "this sender is never emailed (an auto-reply, a mailing list or our own address)",
+    "reply.bad_address": "the client address “{address}” cannot be used to send an email",
+    "reply.unsendable": "the email could not be composed (technical reason: {error})",
+    "reply.failed": "internal error, nothing went to the client; please try again",
+    "content.sticker": "A sticker",
+    "content.voice": "A voice message",
+    "content.video_note": "A video message",
+    "content.video": "A video",
+    "content.audio": "Audio",
+    "content.animation": "A GIF",
+    "content.location": "A location",
+    "content.venue": "A venue",
+    "content.contact": "A contact",
+    "content.poll": "A poll",
+    "content.dice": "A dice",
+    "content.game": "A game",
+    "content.story": "A story",
+    "content.paid_media": "Paid media",
+})
+
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU, "en": EN}
 
 

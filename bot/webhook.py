@@ -22,6 +22,8 @@ from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
+from bot.handlers import allowed_updates
+
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +57,7 @@ async def set_webhook(bot: Bot, dispatcher: Dispatcher, *, url: str, secret: str
     await bot.set_webhook(
         url=url,
         secret_token=secret or None,
-        allowed_updates=dispatcher.resolve_used_update_types(),
+        allowed_updates=allowed_updates(dispatcher),
         drop_pending_updates=False,
     )
 

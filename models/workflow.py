@@ -665,26 +665,40 @@ class Workflow:
             return Outcome("not_found", ticket_id)
         if await EmailOutbox.filter(idempotency_key=f"reply:{key}").exists():
             return Outcome("already", ticket_id)
+        if not self.mail_allowed(ticket):
+            # Checked before anything is written: a reply that cannot go must not mark the ticket answered.
+            return Outcome("invalid", ticket_id, detail="no_mail")
         now = self.clock()
-        async with in_transaction():
-            # A reply is a first processing too (2.3) when nobody decided yet.
-            if ticket.status == TicketStatus.NEW:
-                await Ticket.filter(id=ticket_id, status=TicketStatus.NEW).update(
-                    status=TicketStatus.ACCEPTED, first_decided_at=now, assignee_id=staff.id
+        try:
+            async with in_transaction():
+                # A reply is a first processing too (2.3) when nobody decided yet.
+                if ticket.status == TicketStatus.NEW:
+                    await Ticket.filter(id=ticket_id, status=TicketStatus.NEW).update(
+                        status=TicketStatus.ACCEPTED, first_decided_at=now, assignee_id=staff.id
+                    )
+                await Decision.create(
+                    ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000]
                 )
-            await Decision.create(ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000])
-            email = await self._queue_email(
-                ticket,
-                "staff_reply",
-                {"reply_text": text},
-                f"reply:{key}",
-                staff=staff,
-                auto_submitted=False,
-                attachments=attachments,
-            )
-            if email is None:
-                return Outcome("invalid", ticket_id, detail="this sender is not emailed (auto-reply, list or ours)")
-            await self._queue_card_update(ticket_id, f"reply:{key}")
+                email = await self._queue_email(
+                    ticket,
+                    "staff_reply",
+                    {"reply_text": text},
+                    f"reply:{key}",
+                    staff=staff,
+                    auto_submitted=False,
+                    attachments=attachments,
+                )
+                if email is None:
+                    raise ValueError("no email composed")
+                await self._queue_card_update(ticket_id, f"reply:{key}")
+        except ValueError as error:
+            # The composer refused this email (an address it cannot write, a part it cannot carry). The
+            # transaction rolled back, so nothing says "answered"; the outcome carries the reason as a
+            # code for the staff side to word (detail: "bad_address:<address>" or "unsendable:<why>").
+            log.warning("reply to ticket #%s not composed: %s", ticket_id, error)
+            if "address" in str(error):
+                return Outcome("invalid", ticket_id, detail=f"bad_address:{ticket.sender_address}")
+            return Outcome("invalid", ticket_id, detail=f"unsendable:{error}")
         self._wake()
         return Outcome("done", ticket_id, email_id=email.id)
 

@@ -137,11 +137,13 @@ async def test_refused_card_offers_undo_and_closed_card_only_more(db):
 
 
 def test_callback_data_stays_within_64_bytes_for_the_largest_ids():
+    from bot.callbacks import MAX_ID  # the largest ticket id the integer column holds
+
     for op in Op:
-        assert len(TicketAction(op=op, ticket_id=10**12).pack().encode()) <= 64
+        assert len(TicketAction(op=op, ticket_id=MAX_ID).pack().encode()) <= 64
     for op in RefuseOp:
         for reason in Reason:
-            assert len(RefuseAction(op=op, ticket_id=10**12, reason=reason).pack().encode()) <= 64
+            assert len(RefuseAction(op=op, ticket_id=MAX_ID, reason=reason).pack().encode()) <= 64
 
 
 def test_english_catalogue_covers_the_russian_one_where_it_matters():
@@ -178,3 +180,18 @@ def test_sla_notices_render_within_limits(language):
     digest = telegram_view(board.notice_text("sla_digest", {"items": items, "date": "2026-11-25", "mention": "@bob"}))
     assert "#29" in digest
     telegram_view(board.notice_text("calendar_beyond_verified", {"year": 2028, "verified_through": 2027}))
+
+
+def test_the_invisible_ranges_cover_every_format_character_python_knows() -> None:
+    import re
+    import sys
+    import unicodedata
+
+    from bot.board import INVISIBLE_RANGES, strip_invisible
+
+    pattern = re.compile(f"[{INVISIBLE_RANGES}]")
+    missing = [hex(c) for c in range(sys.maxunicode + 1)
+               if unicodedata.category(chr(c)) == "Cf" and not pattern.fullmatch(chr(c))]
+    assert missing == []
+    # A ZWJ is kept only where it joins two emoji; Cyrillic, emoji with variation selectors stay intact.
+    assert strip_invisible("Ива\u200dн 👩\u200d💻 ❤️\u200d🔥 \u202eабв") == "Иван 👩\u200d💻 ❤️\u200d🔥 абв"

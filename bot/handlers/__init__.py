@@ -10,10 +10,12 @@ even when a handler fails.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
-from aiogram.utils.callback_answer import CallbackAnswerMiddleware
+from aiogram.types import CallbackQuery
+from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
 
 from bot.handlers.access import InjectDirectory, StaffDirectory, StaffOnly
 from bot.handlers.commands import build_commands_router, set_commands
@@ -21,8 +23,22 @@ from bot.handlers.content import build_content_router
 from bot.handlers.decisions import build_decisions_router
 from bot.handlers.membership import build_membership_router
 from bot.handlers.replies import build_replies_router
+from bot.i18n import t
 
-__all__ = ["StaffDirectory", "build_router", "register_commands", "set_commands", "setup_routers"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "StaffDirectory", "allowed_updates", "build_router", "register_commands", "set_commands", "setup_routers",
+]
+
+# Asked for explicitly (long polling and setWebhook alike): Telegram leaves `chat_member` out by
+# default, and without it a colleague who left keeps acting until the membership cache expires.
+REQUIRED_UPDATES = frozenset({"message", "callback_query", "my_chat_member", "chat_member"})
+
+
+def allowed_updates(dispatcher: Dispatcher) -> list[str]:
+    """The update types to request: what the handlers use, and always the membership changes."""
+    return sorted(set(dispatcher.resolve_used_update_types()) | REQUIRED_UPDATES)
 
 
 def build_router(settings: Any = None, *, directory: StaffDirectory | None = None) -> Router:
@@ -36,7 +52,7 @@ def build_router(settings: Any = None, *, directory: StaffDirectory | None = Non
         )
     root = Router(name="support-bridge")
     inject = InjectDirectory(directory)
-    for observer in (root.message, root.callback_query, root.my_chat_member):
+    for observer in (root.message, root.callback_query, root.my_chat_member, root.chat_member):
         observer.outer_middleware(inject)
     root.include_router(build_membership_router())
 
@@ -50,9 +66,24 @@ def build_router(settings: Any = None, *, directory: StaffDirectory | None = Non
         build_content_router(),
         build_commands_router(),  # before replies: "/note text" as a reply is a command
         build_replies_router(),
+        build_stale_router(),  # last: only presses no other handler took
     )
     root.include_router(staff_chat)
     return root
+
+
+def build_stale_router() -> Router:
+    """Every press gets an answer: a button no handler understands (an old keyboard, unknown or
+    malformed data, an id out of range) is answered "stale" and changes nothing."""
+    router = Router(name="stale-buttons")
+
+    @router.callback_query()
+    async def stale(query: CallbackQuery, callback_answer: CallbackAnswer, staff_directory: StaffDirectory) -> None:
+        log.info("stale or malformed button from %s: %r", query.from_user.id, (query.data or "")[:80])
+        callback_answer.text = t("ans.stale", staff_directory.language)
+        callback_answer.show_alert = False
+
+    return router
 
 
 async def register_commands(bot: Bot, settings: Any) -> None:

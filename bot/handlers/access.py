@@ -1,9 +1,16 @@
 """Who may act: members of the staff chat only.
 
-Membership is asked from Telegram (`getChatMember` on the staff chat) and cached for
-STAFF_CACHE_SECONDS, so a colleague removed from the chat loses the buttons within that time. Every
-person who acts gets a `StaffMember` row (created or refreshed from their Telegram profile), which
-the handlers receive as `staff`.
+Two signals, the newer wins:
+- Telegram tells us at once: the bot (an administrator of the staff chat) asks for `chat_member`
+  updates, and a join, leave, kick or restriction is recorded by `StaffDirectory.record` (handlers in
+  bot/handlers/membership.py; `left_chat_member`/`new_chat_members` service messages are a second
+  signal). The record goes to this process's cache and to a `KeyValue` mark, so every process of a
+  webhook deployment sees it (Telegram delivers the update to one of them only).
+- The fallback: `getChatMember` on the staff chat, cached for STAFF_CACHE_SECONDS (an update can be
+  missed, e.g. while the bot was not an administrator).
+
+Every person who acts gets a `StaffMember` row (created or refreshed from their Telegram profile),
+which the handlers receive as `staff`.
 """
 
 from __future__ import annotations
@@ -15,14 +22,26 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import CallbackQuery, Message, TelegramObject, User
+from aiogram.types import CallbackQuery, ChatMember, Message, TelegramObject, User
 
 from bot.i18n import t
-from models.tables import StaffMember
+from models.tables import KeyValue, StaffMember
 
 log = logging.getLogger(__name__)
 
-STAFF_STATUSES = frozenset({"creator", "administrator", "member", "restricted"})
+STAFF_STATUSES = frozenset({"creator", "administrator", "member"})
+MARK_KEY = "staff_membership:{chat_id}:{user_id}"
+
+
+def counts_as_staff(member: ChatMember) -> bool:
+    """Creator, administrator, member: yes. Restricted: only while still in the chat AND allowed to
+    write; a colleague the admins muted is treated as suspended (the chat is where staff work, and a
+    mute there is a moderator's decision). Left, kicked: no."""
+    if member.status in STAFF_STATUSES:
+        return True
+    if member.status == "restricted":
+        return bool(getattr(member, "is_member", False)) and bool(getattr(member, "can_send_messages", False))
+    return False
 
 
 class StaffDirectory:
@@ -32,33 +51,62 @@ class StaffDirectory:
         *,
         language: str = "ru",
         cache_seconds: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock`: wall-clock seconds; the marks are compared across processes, so not monotonic."""
         self.staff_chat_id = staff_chat_id
         self.language = language
         self.cache_seconds = cache_seconds
         self.clock = clock
-        self._cache: dict[int, tuple[float, bool]] = {}
+        self._cache: dict[int, tuple[float, bool]] = {}  # user id -> (when learnt, allowed)
 
     async def is_member(self, bot: Bot, user_id: int) -> bool:
         now = self.clock()
-        cached = self._cache.get(user_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        known = self._fresh(self._cache.get(user_id), now)
+        mark = self._fresh(await self._read_mark(user_id), now)
+        if mark is not None and (known is None or mark[0] >= known[0]):
+            known = mark  # a join or leave recorded (maybe by another process) after our last look
+        if known is not None:
+            return known[1]
         try:
             member = await bot.get_chat_member(self.staff_chat_id, user_id)
-            allowed = member.status in STAFF_STATUSES
-            if member.status == "restricted":
-                allowed = bool(getattr(member, "is_member", True))
         except TelegramAPIError as error:
             # "user not found" and the like: not a member. Not cached, so a hiccup is not remembered.
             log.info("getChatMember for %s failed: %s", user_id, error)
             return False
-        self._cache[user_id] = (now + self.cache_seconds, allowed)
+        allowed = counts_as_staff(member)
+        self._cache[user_id] = (now, allowed)
         return allowed
+
+    async def record(self, user_id: int, allowed: bool, status: str) -> None:
+        """Telegram said this user joined or left the staff chat: effective at once, in every process."""
+        now = self.clock()
+        self._cache[user_id] = (now, allowed)
+        await KeyValue.update_or_create(
+            key=self._mark_key(user_id), defaults={"value": {"at": now, "allowed": allowed, "status": status}}
+        )
+        log.info("staff chat membership of %s: %s (%s)", user_id, "granted" if allowed else "revoked", status)
 
     def forget(self, user_id: int) -> None:
         self._cache.pop(user_id, None)
+
+    def _fresh(self, entry: tuple[float, bool] | None, now: float) -> tuple[float, bool] | None:
+        """An entry younger than STAFF_CACHE_SECONDS (and not from the future: a clock step back)."""
+        if entry is None or not (now - self.cache_seconds < entry[0] <= now + 1.0):
+            return None
+        return entry
+
+    def _mark_key(self, user_id: int) -> str:
+        return MARK_KEY.format(chat_id=self.staff_chat_id, user_id=user_id)
+
+    async def _read_mark(self, user_id: int) -> tuple[float, bool] | None:
+        row = await KeyValue.get_or_none(key=self._mark_key(user_id))
+        if row is None or not isinstance(row.value, dict):
+            return None
+        try:
+            return float(row.value["at"]), bool(row.value["allowed"])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     async def staff_for(self, user: User) -> StaffMember:
         """The StaffMember row of a Telegram user, created or refreshed (name, username)."""

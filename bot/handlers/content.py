@@ -10,7 +10,7 @@ from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery, ReplyParameters
 from aiogram.utils.callback_answer import CallbackAnswer
 
-from bot.board import MAX_FILE_BYTES, TelegramBoard, cut_utf16, human_size, short, tg_escape
+from bot.board import MAX_FILE_BYTES, TelegramBoard, cut_utf16, human_size, short, strip_invisible, tg_escape
 from bot.callbacks import Op, TicketAction
 from bot.handlers.common import NO_PREVIEW
 from bot.handlers.views import ticket_view
@@ -85,7 +85,7 @@ def build_content_router() -> Router:
                 callback_answer.text = t("ans.no_files", lang)
                 return
             for message, att in files:
-                name = str(att.get("filename") or "file")
+                name = strip_invisible(str(att.get("filename") or "file"))  # the upload's name too
                 size = int(att.get("size") or 0)
                 caption = str(tg_escape(short(f"{name} ({human_size(size, lang)})", 1000)))
                 if size > MAX_FILE_BYTES or message.raw_mail_id is None:

@@ -1,5 +1,6 @@
-"""Outside the staff chat: private /start from staff (so SLA alerts can reach them by DM), and leaving
-any group a stranger added the bot to."""
+"""Membership and the world outside the staff chat: joins and leaves in the staff chat (access follows
+them at once), private /start from staff (so SLA alerts can reach them by DM), and leaving any group a
+stranger added the bot to."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aiogram.filters import CommandStart
 from aiogram.types import ChatMemberUpdated
 from aiogram.types import Message as TgMessage
 
-from bot.handlers.access import StaffDirectory
+from bot.handlers.access import StaffDirectory, counts_as_staff
 from bot.i18n import t
 from models.tables import StaffMember
 
@@ -47,6 +48,43 @@ def build_membership_router() -> Router:
             await bot.leave_chat(chat.id)
         except TelegramAPIError as error:
             log.warning("could not leave chat %s: %s", chat.id, error)
+
+    @router.chat_member()
+    async def member_changed(event: ChatMemberUpdated, staff_directory: StaffDirectory) -> None:
+        """A colleague joined, left, was removed or restricted: grant or revoke now, not when the cache
+        expires. Telegram sends these only to an administrator that asked for them (allowed_updates)."""
+        if event.chat.id != staff_directory.staff_chat_id:
+            return
+        member = event.new_chat_member
+        if member.user.is_bot:
+            return
+        await staff_directory.record(member.user.id, counts_as_staff(member), member.status)
+
+    @router.message(F.left_chat_member)
+    async def member_left_message(message: TgMessage, staff_directory: StaffDirectory) -> None:
+        """The service message is a second signal (it arrives with plain `message` updates): a leaver is
+        revoked even if the chat_member update was lost or not yet delivered."""
+        user = message.left_chat_member
+        if message.chat.id != staff_directory.staff_chat_id or user is None or user.is_bot:
+            return
+        await staff_directory.record(user.id, False, "left")
+
+    @router.message(F.new_chat_members)
+    async def members_joined_message(message: TgMessage, bot: Bot, staff_directory: StaffDirectory) -> None:
+        """Joins: asked again from Telegram rather than trusted blindly (a join can be followed at once by
+        a restriction, and this message does not carry the status)."""
+        if message.chat.id != staff_directory.staff_chat_id:
+            return
+        for user in message.new_chat_members or []:
+            if user.is_bot:
+                continue
+            staff_directory.forget(user.id)
+            try:
+                member = await bot.get_chat_member(staff_directory.staff_chat_id, user.id)
+            except TelegramAPIError as error:
+                log.info("getChatMember for new member %s failed: %s", user.id, error)
+                continue
+            await staff_directory.record(user.id, counts_as_staff(member), member.status)
 
     @router.message(F.chat.type == "private")
     async def private_other(message: TgMessage) -> None:

@@ -3,18 +3,21 @@ and photos attached), "!text" -> an internal note; to a refusal prompt -> the re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 
+import aiohttp
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message as TgMessage
 from aiogram.types import ReactionTypeEmoji
 
 from bot.board import TelegramBoard, short
-from bot.handlers.common import NO_PREVIEW
+from bot.handlers.common import NO_PREVIEW, outcome_text
 from bot.handlers.decisions import prompt_key
 from bot.i18n import reason_label, t
+from models.ports import BoardPost
 from models.tables import KeyValue, Message, StaffMember, TelegramOutbox, Ticket
 from models.workflow import Workflow
 
@@ -58,6 +61,20 @@ async def download_attachments(bot: Bot, message: TgMessage) -> list[tuple[str, 
     return files
 
 
+# What a reply may carry to the client: text (or a caption), documents and photos. Anything else is
+# answered with the reason instead of being dropped or sent without the part staff meant to send.
+UNSUPPORTED = ("sticker", "voice", "video_note", "video", "audio", "animation", "location", "venue",
+               "contact", "poll", "dice", "game", "story", "paid_media")
+
+
+def unsupported_kind(message: TgMessage) -> str | None:
+    """The first part of a staff message that cannot go into an email, or None."""
+    for kind in UNSUPPORTED:
+        if getattr(message, kind, None):
+            return kind
+    return None
+
+
 def build_replies_router() -> Router:
     router = Router(name="replies")
 
@@ -82,37 +99,92 @@ def build_replies_router() -> Router:
         if ticket_id is None:
             await message.reply(t("msg.no_ticket", lang))
             return
-        if text.startswith("!"):
-            outcome = await workflow.note(ticket_id, staff, text[1:].strip())
-            if outcome.ok:
-                await message.reply(t("msg.note_saved", lang, n=ticket_id))
-            return
-        if message.document is None and not message.photo and not text:
-            return  # stickers and the like: nothing to send
-        too_big = (message.document is not None and (message.document.file_size or 0) > MAX_DOWNLOAD) or (
-            bool(message.photo) and (message.photo[-1].file_size or 0) > MAX_DOWNLOAD
-        )
-        if too_big:
-            await message.reply(t("msg.reply_invalid", lang, detail="> 20 MB"))
-            return
         try:
-            attachments = await download_attachments(bot, message)
-        except TelegramAPIError as error:
-            log.warning("could not download a staff attachment: %s", error)
-            await message.reply(t("msg.reply_invalid", lang, detail=short(str(error), 200)))
-            return
-        outcome = await workflow.reply(
-            ticket_id, staff, text, key=f"{chat_id}:{message.message_id}", attachments=attachments or None
-        )
-        if outcome.ok:
-            try:
-                await bot.set_message_reaction(chat_id, message.message_id, [ReactionTypeEmoji(emoji="👀")])
-            except TelegramAPIError:
-                pass  # a reaction is a courtesy; the SMTP confirmation follows anyway
-        elif outcome.status != "already":
-            await message.reply(t("msg.reply_invalid", lang, detail=outcome.detail or outcome.status))
+            reason = await _send_reply(message, bot, workflow, staff, ticket_id, text, lang)
+        except Exception:  # noqa: BLE001 - whatever broke, the staff member is told instead of silence
+            log.exception("a staff reply to ticket #%s could not be sent", ticket_id)
+            reason = t("reply.failed", lang)
+        if reason:
+            await tell(workflow, board, message, t("msg.reply_invalid", lang, detail=reason), ticket_id)
 
     return router
+
+
+async def _send_reply(
+    message: TgMessage, bot: Bot, workflow: Workflow, staff: StaffMember, ticket_id: int, text: str, lang: str
+) -> str | None:
+    """Send (or note) a staff reply; the reason it could not go, in the UI language, or None."""
+    chat_id = message.chat.id
+    if text.startswith("!"):
+        note = text[1:].strip()
+        if not note:
+            return t("reply.empty_note", lang)
+        outcome = await workflow.note(ticket_id, staff, note)
+        if not outcome.ok:
+            return _outcome_reason(outcome.status, outcome.detail, lang)
+        await message.reply(t("msg.note_saved", lang, n=ticket_id))
+        return None
+    kind = unsupported_kind(message)
+    if kind is not None:
+        return t("reply.unsupported", lang, kind=t(f"content.{kind}", lang))
+    if message.document is None and not message.photo and not text:
+        return t("reply.empty", lang)
+    too_big = (message.document is not None and (message.document.file_size or 0) > MAX_DOWNLOAD) or (
+        bool(message.photo) and (message.photo[-1].file_size or 0) > MAX_DOWNLOAD
+    )
+    if too_big:
+        return t("reply.too_big", lang)
+    try:
+        attachments = await download_attachments(bot, message)
+    except (TelegramAPIError, aiohttp.ClientError, TimeoutError, OSError) as error:
+        log.warning("could not download a staff attachment: %s", error)
+        return t("reply.download_failed", lang, error=short(str(error) or type(error).__name__, 200))
+    outcome = await workflow.reply(
+        ticket_id, staff, text, key=f"{chat_id}:{message.message_id}", attachments=attachments or None
+    )
+    if outcome.ok:
+        try:
+            await bot.set_message_reaction(chat_id, message.message_id, [ReactionTypeEmoji(emoji="👀")])
+        except TelegramAPIError:
+            pass  # a reaction is a courtesy; the SMTP confirmation follows anyway
+        return None
+    if outcome.status == "already":
+        return None  # a redelivered update: the first delivery was answered
+    return _outcome_reason(outcome.status, outcome.detail, lang)
+
+
+def _outcome_reason(status: str, detail: str, lang: str) -> str:
+    """Workflow outcomes of a reply as staff read them (the workflow speaks codes, not languages)."""
+    if status == "not_found":
+        return t("ans.not_found", lang)
+    if detail == "no_mail":
+        return t("reply.no_mail", lang)
+    if detail.startswith("bad_address:"):
+        return t("reply.bad_address", lang, address=short(detail.split(":", 1)[1], 200))
+    if detail.startswith("unsendable:"):
+        return t("reply.unsendable", lang, error=short(detail.split(":", 1)[1], 300))
+    return t("reply.failed", lang)
+
+
+async def tell(workflow: Workflow, board: TelegramBoard, message: TgMessage, text: str, ticket_id: int) -> None:
+    """Answer a staff message in the chat through the outbox (paced, retried, once per message)."""
+    post = BoardPost(
+        kind="notice",
+        chat_id=message.chat.id,
+        payload={
+            "method": "sendMessage",
+            "params": {"text": board.views.render("notice", board.lang, text=text), "parse_mode": "HTML",
+                       "link_preview_options": {"is_disabled": True}},
+            "reply_to": {"telegram_message_id": message.message_id},
+        },
+        extra={"ticket_id": ticket_id},
+    )
+    try:
+        await workflow.post(post, f"reply_refused:{message.chat.id}:{message.message_id}")
+    except Exception:  # noqa: BLE001 - the database itself failed: say it directly, as a last resort
+        log.exception("could not queue the answer to staff message %s", message.message_id)
+        with contextlib.suppress(TelegramAPIError):
+            await message.reply(text)
 
 
 async def _refuse_with_comment(
@@ -127,7 +199,7 @@ async def _refuse_with_comment(
         return
     outcome = await workflow.refuse(ticket_id, staff, reason, comment=comment)
     if not outcome.ok:
-        await message.reply(t("ans.already", lang) if outcome.status == "already" else outcome.status)
+        await message.reply(outcome_text(outcome, lang, "ans.refused", seconds=0))
         return
     text = t(
         "msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang),

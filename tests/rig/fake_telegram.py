@@ -669,6 +669,21 @@ class FakeTelegram:
             kind = "my_chat_member" if user_id == self.bot_id else "chat_member"
             self._queue_update(kind, self._member_update(chat, user_id, user_id, old, status))
 
+    def member_service_message(self, chat_id: int, user_id: int, joined: bool) -> JsonDict:
+        """The service message a group shows when `user_id` joins or leaves (a `message` update, as
+        Telegram sends it: `new_chat_members` plus the deprecated `new_chat_member`/`new_chat_participant`,
+        or `left_chat_member` plus `left_chat_participant`). The status itself is set with
+        set_member_status."""
+        chat = self._chat_or_fail(chat_id)
+        user = self._ensure_user(user_id).as_dict()
+        if joined:
+            fields: JsonDict = {"new_chat_participant": user, "new_chat_member": user, "new_chat_members": [user]}
+        else:
+            fields = {"left_chat_participant": user, "left_chat_member": user}
+        message = self._add_message(chat, user, fields, None)
+        self._queue_update("message", message)
+        return copy.deepcopy(message)
+
     def add_bot_to_group(self, chat_id: int, by_user_id: int) -> None:
         """Someone adds the bot to a group (created if unknown): queues a my_chat_member update."""
         chat = self._chats.get(chat_id)
@@ -728,6 +743,30 @@ class FakeTelegram:
     ) -> JsonDict:
         stored = self._store_file("photos", "photo.jpg", content, "image/jpeg")
         fields: JsonDict = {"photo": self._photo_sizes(stored)}
+        if caption:
+            fields["caption"] = caption
+        return self._user_message(chat_id, user_id, fields, reply_to_message_id)
+
+    def send_user_sticker(
+        self, chat_id: int, user_id: int, emoji: str = "👍", reply_to_message_id: int | None = None
+    ) -> JsonDict:
+        """A regular (static .webp) sticker, shaped as the Bot API sends it."""
+        stored = self._store_file("stickers", "sticker.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp")
+        sticker = {
+            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "type": "regular",
+            "width": 512, "height": 512, "is_animated": False, "is_video": False, "emoji": emoji,
+            "set_name": "StoreolisTest", "file_size": len(stored.content),
+        }  # fmt: skip
+        return self._user_message(chat_id, user_id, {"sticker": sticker}, reply_to_message_id)
+
+    def send_user_voice(
+        self, chat_id: int, user_id: int, caption: str | None = None, reply_to_message_id: int | None = None
+    ) -> JsonDict:
+        """A voice message (OGG/Opus), optionally with a caption."""
+        stored = self._store_file("voice", "voice.oga", b"OggS\x00\x02" + b"\x00" * 64, "audio/ogg")
+        voice = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "duration": 3,
+                 "mime_type": "audio/ogg", "file_size": len(stored.content)}
+        fields: JsonDict = {"voice": voice}
         if caption:
             fields["caption"] = caption
         return self._user_message(chat_id, user_id, fields, reply_to_message_id)
