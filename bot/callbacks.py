@@ -27,6 +27,15 @@ def _ascii_digits(value: object) -> object:
     return value
 
 
+def parse_ticket_id(text: str) -> int | None:
+    """A ticket number typed by staff (/ticket N, /note N): plain ASCII digits within the id column's
+    range, else None (a 20-digit number must answer "usage", not reach the database and overflow)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_ID)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
+
+
 TicketId = Annotated[int, BeforeValidator(_ascii_digits), Field(ge=1, le=MAX_ID)]
 
 

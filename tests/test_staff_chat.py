@@ -406,6 +406,19 @@ async def test_commands_queue_ticket_client_stats_oncall_help(db):
         assert "/queue" in (await desk.bot_reply_after(said["message_id"]))["text"]
 
 
+async def test_commands_with_ids_beyond_the_id_column_answer_usage_instead_of_failing(db):
+    """/ticket and /note with a 20-digit number used to reach the database and fail with OverflowError,
+    leaving the staff member without an answer."""
+    await romashka()
+    async with Desk.open() as desk:
+        said = desk.say(desk.BOB, "/ticket 99999999999999999999")
+        assert "/ticket" in (await desk.bot_reply_after(said["message_id"]))["text"]
+        said = desk.say(desk.BOB, "/ticket #2147483648")
+        assert "/ticket" in (await desk.bot_reply_after(said["message_id"]))["text"]
+        said = desk.say(desk.BOB, "/note #99999999999999999999 заметка")
+        assert "/note" in (await desk.bot_reply_after(said["message_id"]))["text"]
+
+
 async def test_english_ui(db):
     await romashka()
     async with Desk.open(language="en") as desk:

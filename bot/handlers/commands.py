@@ -12,6 +12,7 @@ from aiogram.types import Message as TgMessage
 from tortoise.transactions import in_transaction
 
 from bot.board import TelegramBoard, short
+from bot.callbacks import parse_ticket_id
 from bot.handlers.common import NO_PREVIEW
 from bot.handlers.replies import ticket_for_message
 from bot.handlers.views import client_view, queue_view, stats_view, ticket_view
@@ -52,11 +53,12 @@ def build_commands_router() -> Router:
     @router.message(Command("ticket"))
     async def ticket(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:
         arg = (command.args or "").strip().lstrip("#")
-        if not arg.isdigit() or not await Ticket.exists(id=int(arg)):
-            usage = t("cmd.usage_ticket", board.lang) if not arg.isdigit() else t("ans.not_found", board.lang)
+        ticket_id = parse_ticket_id(arg)
+        if ticket_id is None or not await Ticket.exists(id=ticket_id):
+            usage = t("cmd.usage_ticket", board.lang) if ticket_id is None else t("ans.not_found", board.lang)
             await answer(message, board.views.render("notice", board.lang, text=usage))
             return
-        await answer(message, await ticket_view(board, int(arg)))
+        await answer(message, await ticket_view(board, ticket_id))
 
     @router.message(Command("client"))
     async def client(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:
@@ -106,7 +108,7 @@ def build_commands_router() -> Router:
         text = args
         match = re.match(r"#?(\d+)\s+(.+)", args, re.S)
         if match:
-            ticket_id, text = int(match.group(1)), match.group(2)
+            ticket_id, text = parse_ticket_id(match.group(1)), match.group(2)
         elif message.reply_to_message is not None and message.reply_to_message.from_user is not None \
                 and message.reply_to_message.from_user.id == bot.id:
             ticket_id = await ticket_for_message(message.chat.id, message.reply_to_message.message_id)
