@@ -147,10 +147,15 @@ async def test_accept_and_refuse_at_the_same_moment_on_two_processes_send_one_em
     answers: list[tuple[str, str]] = []  # (accept query, no-comment query) per request
 
     async def post(session: aiohttp.ClientSession, update: dict, port: int) -> None:
-        async with session.post(f"http://127.0.0.1:{port}/telegram", json=update,
-                                headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
-                                timeout=aiohttp.ClientTimeout(total=60)) as response:
-            assert response.status == 200
+        for _ in range(300):  # a process may not listen yet: Telegram retries too
+            try:
+                async with session.post(f"http://127.0.0.1:{port}/telegram", json=update,
+                                        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+                                        timeout=aiohttp.ClientTimeout(total=60)) as response:
+                    assert response.status == 200
+                    break
+            except aiohttp.ClientConnectorError:
+                await asyncio.sleep(0.1)
         posted.add(update["update_id"])
 
     async def deliver(session: aiohttp.ClientSession) -> None:
