@@ -24,9 +24,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+from aiogram.filters.callback_data import CallbackData
 from markupsafe import Markup
 
-from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction
+from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
 from bot.i18n import finding_title, norm_lang, reason_label, t
 from models.calendar import BusinessCalendar
 from models.policy.base import Verdict
@@ -43,6 +44,7 @@ from models.tables import (
     Ticket,
     TicketStatus,
 )
+from models.workflow import REFUSAL_ACTIONS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "telegram"
 
@@ -171,7 +173,7 @@ def human_size(size: int, lang: str) -> str:
     return f"{size} {units[0]}"
 
 
-def button(text: str, data: TicketAction | RefuseAction) -> dict[str, str]:
+def button(text: str, data: CallbackData) -> dict[str, str]:
     return {"text": text, "callback_data": data.pack()}
 
 
@@ -272,6 +274,15 @@ class TelegramBoard:
     @property
     def lang(self) -> str:
         return norm_lang(self.config.language)
+
+    def clock_time(self, value: datetime | None) -> str:
+        """"14:05" in TIMEZONE for today, "12.03.2026 14:05" for another day (an "already ... at" answer)."""
+        if value is None:
+            return ""
+        local = _aware(value).astimezone(self.tz)
+        if local.date() == _aware(self.clock()).astimezone(self.tz).date():
+            return local.strftime("%H:%M")
+        return local.strftime("%d.%m.%Y %H:%M")
 
     def when(self, value: datetime | None, seconds: bool = False) -> str:
         if value is None:
@@ -536,16 +547,21 @@ class TelegramBoard:
         if status in (TicketStatus.ACCEPTED, TicketStatus.CLOSED) and "accepted" in last:
             d = last["accepted"]
             lines.append("✅ " + t("card.accepted_by", lang, who=who(d), when=self.when(d.created_at)))
-        if status == TicketStatus.REFUSED and "refused" in last:
-            d = last["refused"]
+        refusals = [d for d in decisions if d.action in REFUSAL_ACTIONS]
+        if status == TicketStatus.REFUSED and refusals:
+            d = refusals[-1]
+            withdrawn = d.action == "refused_after_acceptance"
+            if withdrawn and "accepted" in last:
+                a = last["accepted"]
+                lines.append("✅ " + t("card.accepted_by", lang, who=who(a), when=self.when(a.created_at)))
             lines.append(
                 "⛔ "
-                + t("card.refused_by", lang, reason=reason_label(d.reason or "", lang), who=who(d),
-                    when=self.when(d.created_at))
+                + t("card.withdrawn_by" if withdrawn else "card.refused_by", lang,
+                    reason=reason_label(d.reason or "", lang), who=who(d), when=self.when(d.created_at))
             )
             if d.comment:
                 lines.append(t("msg.comment", lang, text=short(d.comment, 300)).strip())
-            email = await EmailOutbox.get_or_none(idempotency_key=f"refuse:{d.id}")
+            email = await EmailOutbox.get_or_none(idempotency_key=f"{REFUSAL_ACTIONS[d.action]}:{d.id}")
             if email is not None and email.status == OutboxStatus.PENDING:
                 lines.append("↩️ " + t("card.undo_until", lang, when=self.when(email.not_before, seconds=True)))
         if status in (TicketStatus.ANSWERED, TicketStatus.CLOSED) and "answered_faq" in last:
@@ -575,10 +591,12 @@ class TelegramBoard:
         return lines
 
     async def _undo_possible(self, ticket_id: int) -> bool:
-        decision = await Decision.filter(ticket_id=ticket_id, action="refused").order_by("-id").first()
+        decision = (
+            await Decision.filter(ticket_id=ticket_id, action__in=list(REFUSAL_ACTIONS)).order_by("-id").first()
+        )
         if decision is None:
             return False
-        email = await EmailOutbox.get_or_none(idempotency_key=f"refuse:{decision.id}")
+        email = await EmailOutbox.get_or_none(idempotency_key=f"{REFUSAL_ACTIONS[decision.action]}:{decision.id}")
         if email is None:  # nothing to hold back (no email is sent to this sender): undo stays possible
             return True
         return email.status == OutboxStatus.PENDING
@@ -658,10 +676,14 @@ class TelegramBoard:
         rows.append([b("btn.eml", Op.EML)])
         if ticket.status in (TicketStatus.NEW, TicketStatus.ACCEPTED, TicketStatus.ANSWERED):
             rows.append([b("btn.close", Op.CLOSE)])
+        if ticket.status == TicketStatus.ACCEPTED:
+            # Refusing an accepted request is its own, confirmed action (never the plain Refuse button).
+            rows.append([button(t("btn.withdraw", lang), WithdrawAction(op=WithdrawOp.ASK, ticket_id=ticket_id))])
         rows.append([b("btn.back", Op.BACK)])
         return keyboard(rows)
 
-    def refuse_keyboard(self, ticket_id: int, suggested: str | None) -> dict[str, Any]:
+    def refuse_keyboard(self, ticket_id: int, suggested: str | None, *, withdrawing: bool = False) -> dict[str, Any]:
+        """The reason picker; `withdrawing`: of a refusal after acceptance (its own callback prefix)."""
         lang = self.lang
         order = sorted(REASONS, key=lambda r: r != suggested)
         rows = []
@@ -669,13 +691,26 @@ class TelegramBoard:
             label = reason_label(reason, lang)
             if reason == suggested:
                 label = "⭐ " + label
-            rows.append([button(label, RefuseAction(op=RefuseOp.PICK, ticket_id=ticket_id, reason=Reason(reason)))])
+            data: CallbackData = (
+                WithdrawAction(op=WithdrawOp.PICK, ticket_id=ticket_id, reason=Reason(reason))
+                if withdrawing
+                else RefuseAction(op=RefuseOp.PICK, ticket_id=ticket_id, reason=Reason(reason))
+            )
+            rows.append([button(label, data)])
         rows.append([button(t("btn.back", lang), TicketAction(op=Op.BACK, ticket_id=ticket_id))])
         return keyboard(rows)
 
-    def refuse_prompt_keyboard(self, ticket_id: int, reason: str) -> dict[str, Any]:
+    def refuse_prompt_keyboard(self, ticket_id: int, reason: str, *, withdrawing: bool = False) -> dict[str, Any]:
         lang = self.lang
         r = Reason(reason)
+        if withdrawing:
+            return keyboard(
+                [
+                    [button(t("btn.no_comment", lang),
+                            WithdrawAction(op=WithdrawOp.NO_COMMENT, ticket_id=ticket_id, reason=r))],
+                    [button(t("btn.cancel", lang), WithdrawAction(op=WithdrawOp.CANCEL, ticket_id=ticket_id, reason=r))],
+                ]
+            )
         return keyboard(
             [
                 [button(t("btn.no_comment", lang), RefuseAction(op=RefuseOp.NO_COMMENT, ticket_id=ticket_id, reason=r))],
@@ -689,6 +724,16 @@ class TelegramBoard:
         return keyboard(
             [
                 [button(t("btn.confirm_accept", lang, what=what), TicketAction(op=Op.CONFIRM_ACCEPT, ticket_id=ticket_id))],
+                [button(t("btn.back", lang), TicketAction(op=Op.BACK, ticket_id=ticket_id))],
+            ]
+        )
+
+    def withdraw_confirm_keyboard(self, ticket_id: int) -> dict[str, Any]:
+        """The confirmation of a refusal after acceptance (the press is answered with who accepted when)."""
+        lang = self.lang
+        return keyboard(
+            [
+                [button(t("btn.withdraw_confirm", lang), WithdrawAction(op=WithdrawOp.CONFIRM, ticket_id=ticket_id))],
                 [button(t("btn.back", lang), TicketAction(op=Op.BACK, ticket_id=ticket_id))],
             ]
         )

@@ -81,3 +81,19 @@ class RefuseAction(CallbackData, prefix="rf"):
     op: RefuseOp
     ticket_id: TicketId
     reason: Reason
+
+
+class WithdrawOp(StrEnum):
+    """"Refuse after acceptance": its own prefix, so no older button of the plain refusal can reach it."""
+
+    ASK = "q"  # from the "…" menu of an accepted card: show the confirmation naming the acceptance
+    CONFIRM = "y"  # confirmed: show the refusal reasons
+    PICK = "p"  # a reason picked: ask for an optional comment
+    NO_COMMENT = "n"  # withdraw the acceptance and refuse now, without a comment
+    CANCEL = "x"
+
+
+class WithdrawAction(CallbackData, prefix="wd"):
+    op: WithdrawOp
+    ticket_id: int
+    reason: Reason | None = None  # set from PICK on

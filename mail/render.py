@@ -9,7 +9,7 @@ Template files live in `templates/email/` (and, first, in an operator's override
 - `_layout.<lang>.html`, `_signature.<lang>.html`  shared greeting, staff comment, ticket note, signature.
 
 Every template gets `ticket_number`, `client_name`, `original_subject`, `support_address`,
-`company_name`, `signature`, `staff_name`, `comment`, `language`, plus two derived values:
+`company_name`, `signature`, `staff_name`, `comment`, `withdrawn_acceptance`, `language`, plus two derived values:
 `topic` (the client's subject without Re:/Fwd: prefixes and without our `[#N]` tag) and `reply_subject`.
 A missing variable is an error (StrictUndefined), never a silently empty sentence in a client's inbox.
 """
@@ -210,6 +210,7 @@ class EmailRenderer:
             "signature": self.signature,
             "staff_name": "",
             "comment": "",
+            "withdrawn_acceptance": "",  # a refusal after acceptance: the date the client was told "accepted"
             **context,
             "language": language,
             "topic": subject_topic(original, number),

@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
@@ -73,6 +74,15 @@ REFUSAL_CLAUSES: dict[str, str] = {
     "consulting": "2.4",
 }
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.ACCEPTED)
+# The Decision kinds that end a refusal, and the idempotency-key prefix of the email each one queues.
+REFUSAL_ACTIONS: dict[str, str] = {"refused": "refuse", "refused_after_acceptance": "withdraw"}
+# For an "already" answer: the decisions that put a ticket in each status (the latest one is named).
+_DECIDED_BY: dict[TicketStatus, tuple[str, ...]] = {
+    TicketStatus.ACCEPTED: ("accepted", "replied"),  # see Workflow.decided
+    TicketStatus.REFUSED: tuple(REFUSAL_ACTIONS),
+    TicketStatus.ANSWERED: ("answered_faq",),
+    TicketStatus.CLOSED: ("closed",),
+}
 # The ingest hot path inserts plain rows (models/fast_rows.py): no model instance per row.
 _TICKETS = RowInserter(Ticket)
 _MESSAGES = RowInserter(Message)
@@ -95,20 +105,39 @@ class WorkflowConfig:
     monthly_limit: int = 3
 
 
+@dataclass(frozen=True)
+class Decided:
+    """Who took a ticket out of the waiting state, and when: what "already accepted by X at HH:MM" names."""
+
+    status: str  # the ticket's status: accepted | refused | answered | closed
+    action: str  # the Decision row's kind
+    staff_name: str
+    at: datetime
+
+
 @dataclass
 class Outcome:
     """What a staff action did, for the handler to answer the button press."""
 
-    status: str  # done | already | needs_confirmation | not_found | too_late | invalid
+    status: str  # done | already | needs_confirmation | not_found | too_late | invalid | not_accepted
     ticket_id: int | None = None
     findings: list[dict[str, Any]] = field(default_factory=list)
     older_waiting: list[int] = field(default_factory=list)
     email_id: int | None = None
     detail: str = ""
+    decided: Decided | None = None  # with "already": the decision that got there first
 
     @property
     def ok(self) -> bool:
         return self.status == "done"
+
+
+class _Lost(Exception):
+    """Raised inside a decision's transaction to roll back what it wrote when a guarded update lost."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.status)
+        self.outcome = outcome
 
 
 class Workflow:
@@ -510,18 +539,49 @@ class Workflow:
             PolicyRequest(ticket_id=ticket.id, arrived_at=_aware(ticket.arrived_at), message=msg)
         )
 
+    async def decided(self, ticket_id: int) -> Decided | None:
+        """The decision that took the ticket out of the waiting state (the latest one of the kind its
+        status comes from), with the staff member's name; None while it waits or if nobody is recorded."""
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None:
+            return None
+        status = TicketStatus(ticket.status)
+        actions = _DECIDED_BY.get(status)
+        if not actions:
+            return None
+        if status == TicketStatus.ACCEPTED:
+            # The "accepted" row; a reply to a waiting request accepts it too (2.3), and only then does
+            # the earliest reply name who took it.
+            decision = await Decision.filter(ticket_id=ticket_id, action="accepted").order_by("-id").first()
+            if decision is None:
+                decision = await Decision.filter(ticket_id=ticket_id, action="replied").order_by("id").first()
+        else:
+            decision = await Decision.filter(ticket_id=ticket_id, action__in=actions).order_by("-id").first()
+        if decision is None:
+            return None
+        staff = await StaffMember.get_or_none(id=decision.staff_id) if decision.staff_id else None
+        name = (staff.name or staff.username or str(staff.telegram_id)) if staff else ""
+        return Decided(status=status.value, action=decision.action, staff_name=name, at=_aware(decision.created_at))
+
+    async def _already(self, ticket_id: int) -> Outcome:
+        """The answer to the loser of a race (or a stale button): who decided first, and when."""
+        decided = await self.decided(ticket_id)
+        return Outcome("already", ticket_id, detail=decided.status if decided else "", decided=decided)
+
     async def accept(self, ticket_id: int, staff: StaffMember, *, confirmed: bool = False) -> Outcome:
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None:
             return Outcome("not_found", ticket_id)
         if ticket.status != TicketStatus.NEW:
-            return Outcome("already", ticket_id, detail=ticket.status.value)
+            return await self._already(ticket_id)
         verdict = await self.reevaluate(ticket)
         concerns = [f.to_json() for f in verdict.findings if f.severity in ("block", "warn")]
         if concerns and not confirmed:
             return Outcome("needs_confirmation", ticket_id, findings=concerns)
         now = self.clock()
         async with in_transaction():
+            # Taken only from the waiting state: a colleague's refusal or FAQ answer that committed first
+            # makes this update change nothing, and nothing below is written.
             changed = await Ticket.filter(id=ticket_id, status=TicketStatus.NEW).update(
                 status=TicketStatus.ACCEPTED,
                 assignee_id=staff.id,
@@ -529,87 +589,126 @@ class Workflow:
                 verdict=verdict.to_json(),
                 client_id=verdict.client.client_id if verdict.client else ticket.client_id,
             )
-            if not changed:
-                return Outcome("already", ticket_id)
-            decision = await Decision.create(
-                ticket_id=ticket_id,
-                staff_id=staff.id,
-                action="accepted",
-                details={"despite": [f["code"] for f in concerns]},
-            )
-            email = await self._queue_email(ticket, "accepted", {}, f"accept:{decision.id}", staff=staff)
-            await self._queue_card_update(ticket_id, f"accepted:{decision.id}")
+            if changed:
+                decision = await Decision.create(
+                    ticket_id=ticket_id,
+                    staff_id=staff.id,
+                    action="accepted",
+                    details={"despite": [f["code"] for f in concerns]},
+                )
+                email = await self._queue_email(ticket, "accepted", {}, f"accept:{decision.id}", staff=staff)
+                await self._queue_card_update(ticket_id, f"accepted:{decision.id}")
+        if not changed:
+            return await self._already(ticket_id)
         self._wake()
         older = await self.older_waiting(ticket)
         return Outcome("done", ticket_id, older_waiting=older, email_id=email.id if email else None)
 
     async def refuse(self, ticket_id: int, staff: StaffMember, reason: str, comment: str = "") -> Outcome:
+        """Refuse a waiting request. An accepted one is refused only by `withdraw_acceptance_and_refuse`,
+        so a stale Refuse button never sends a refusal after an acceptance email."""
         if reason not in REFUSAL_EVENTS:
             return Outcome("invalid", ticket_id, detail=f"unknown reason {reason!r}")
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None:
             return Outcome("not_found", ticket_id)
+        return await self._refuse(ticket, staff, reason, comment, from_status=TicketStatus.NEW)
+
+    async def withdraw_acceptance_and_refuse(
+        self, ticket_id: int, staff: StaffMember, reason: str, comment: str = ""
+    ) -> Outcome:
+        """The explicit "refuse after acceptance": only from ACCEPTED, its own Decision kind
+        (`refused_after_acceptance`) and email key (`withdraw:<decision>`); the email says the earlier
+        acceptance is withdrawn. Undone within the grace period like any refusal (back to accepted)."""
+        if reason not in REFUSAL_EVENTS:
+            return Outcome("invalid", ticket_id, detail=f"unknown reason {reason!r}")
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None:
+            return Outcome("not_found", ticket_id)
+        if ticket.status == TicketStatus.NEW:
+            return Outcome("not_accepted", ticket_id)
+        return await self._refuse(ticket, staff, reason, comment, from_status=TicketStatus.ACCEPTED)
+
+    async def _refuse(
+        self, ticket: Ticket, staff: StaffMember, reason: str, comment: str, *, from_status: TicketStatus
+    ) -> Outcome:
+        ticket_id = ticket.id
+        withdrawing = from_status == TicketStatus.ACCEPTED
+        action = "refused_after_acceptance" if withdrawing else "refused"
+        acceptance = await self.decided(ticket_id) if withdrawing else None
         now = self.clock()
         async with in_transaction():
-            changed = await Ticket.filter(id=ticket_id, status__in=OPEN_STATUSES).update(
+            changed = await Ticket.filter(id=ticket_id, status=from_status).update(
                 status=TicketStatus.REFUSED,
                 refuse_reason=reason,
                 first_decided_at=ticket.first_decided_at or now,
                 assignee_id=ticket.assignee_id or staff.id,
             )
-            if not changed:
-                return Outcome("already", ticket_id, detail=ticket.status.value)
-            decision = await Decision.create(
-                ticket_id=ticket_id,
-                staff_id=staff.id,
-                action="refused",
-                reason=reason,
-                comment=comment,
-                details={"clause": REFUSAL_CLAUSES[reason], "previous_status": ticket.status.value},
-            )
-            context: dict[str, Any] = {"comment": comment, "monthly_limit": self.config.monthly_limit}
-            if reason == "duplicate":
-                context["original_ticket_number"] = ticket.duplicate_of_id or Verdict.from_json(
-                    ticket.verdict
-                ).duplicate_of or ticket_id
-            email = await self._queue_email(
-                ticket,
-                REFUSAL_EVENTS[reason],
-                context,
-                f"refuse:{decision.id}",
-                staff=staff,
-                not_before=now + self.config.refusal_grace,
-            )
-            await self._queue_card_update(ticket_id, f"refused:{decision.id}")
+            if changed:
+                details: dict[str, Any] = {"clause": REFUSAL_CLAUSES[reason], "previous_status": from_status.value}
+                context: dict[str, Any] = {"comment": comment, "monthly_limit": self.config.monthly_limit}
+                if acceptance is not None:
+                    details["withdrawn"] = {"by": acceptance.staff_name, "at": acceptance.at.isoformat()}
+                    context["withdrawn_acceptance"] = self._local_date(acceptance.at)
+                elif withdrawing:
+                    context["withdrawn_acceptance"] = self._local_date(ticket.first_decided_at or now)
+                decision = await Decision.create(
+                    ticket_id=ticket_id, staff_id=staff.id, action=action, reason=reason, comment=comment,
+                    details=details,
+                )
+                if reason == "duplicate":
+                    context["original_ticket_number"] = ticket.duplicate_of_id or Verdict.from_json(
+                        ticket.verdict
+                    ).duplicate_of or ticket_id
+                email = await self._queue_email(
+                    ticket,
+                    REFUSAL_EVENTS[reason],
+                    context,
+                    f"{REFUSAL_ACTIONS[action]}:{decision.id}",
+                    staff=staff,
+                    not_before=now + self.config.refusal_grace,
+                )
+                await self._queue_card_update(ticket_id, f"{action}:{decision.id}")
+        if not changed:
+            return await self._already(ticket_id)
         self._wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 
+    def _local_date(self, value: datetime) -> str:
+        """A date for a client email, in TIMEZONE (the day the client was told "accepted")."""
+        return _aware(value).astimezone(ZoneInfo(self.config.timezone)).strftime("%d.%m.%Y")
+
     async def undo_refusal(self, ticket_id: int, staff: StaffMember) -> Outcome:
-        """Within the grace period the refusal email has not left: cancel it and reopen the request."""
-        decision = await Decision.filter(ticket_id=ticket_id, action="refused").order_by("-id").first()
+        """Within the grace period the refusal email has not left: cancel it and put the request back
+        where it was (waiting, or accepted for a refusal after acceptance)."""
+        decision = (
+            await Decision.filter(ticket_id=ticket_id, action__in=list(REFUSAL_ACTIONS)).order_by("-id").first()
+        )
         if decision is None:
             return Outcome("not_found", ticket_id)
-        email = await EmailOutbox.get_or_none(idempotency_key=f"refuse:{decision.id}")
+        email = await EmailOutbox.get_or_none(idempotency_key=f"{REFUSAL_ACTIONS[decision.action]}:{decision.id}")
         previous = TicketStatus(decision.details.get("previous_status", TicketStatus.NEW.value))
-        async with in_transaction():
-            if email is not None:
-                cancelled = await EmailOutbox.filter(id=email.id, status=OutboxStatus.PENDING).update(
-                    status=OutboxStatus.CANCELLED
+        # Back to waiting clears the first-processing time; back to accepted keeps the acceptance's.
+        restored: dict[str, Any] = {"status": previous, "refuse_reason": None}
+        if previous == TicketStatus.NEW:
+            restored["first_decided_at"] = None
+        try:
+            async with in_transaction():
+                if not await Ticket.filter(id=ticket_id, status=TicketStatus.REFUSED).update(**restored):
+                    raise _Lost(Outcome("already", ticket_id))
+                if email is not None:
+                    cancelled = await EmailOutbox.filter(id=email.id, status=OutboxStatus.PENDING).update(
+                        status=OutboxStatus.CANCELLED
+                    )
+                    if not cancelled:  # it has left: the ticket stays refused (rolled back)
+                        raise _Lost(Outcome("too_late", ticket_id))
+                    await Message.filter(message_id=email.message_id).delete()
+                undo = await Decision.create(
+                    ticket_id=ticket_id, staff_id=staff.id, action="refusal_undone", details={"decision": decision.id}
                 )
-                if not cancelled:
-                    return Outcome("too_late", ticket_id)
-                await Message.filter(message_id=email.message_id).delete()
-            changed = await Ticket.filter(id=ticket_id, status=TicketStatus.REFUSED).update(
-                status=previous,
-                refuse_reason=None,
-                first_decided_at=None if previous == TicketStatus.NEW else self.clock(),
-            )
-            if not changed:
-                return Outcome("already", ticket_id)
-            undo = await Decision.create(
-                ticket_id=ticket_id, staff_id=staff.id, action="refusal_undone", details={"decision": decision.id}
-            )
-            await self._queue_card_update(ticket_id, f"undo:{undo.id}")
+                await self._queue_card_update(ticket_id, f"undo:{undo.id}")
+        except _Lost as lost:
+            return lost.outcome
         self._wake()
         return Outcome("done", ticket_id)
 
@@ -625,27 +724,29 @@ class Workflow:
         answer = "\n\n".join(str(e.get(f"answer_{language}") or e.get("answer") or "") for e in entries).strip()
         now = self.clock()
         async with in_transaction():
-            changed = await Ticket.filter(id=ticket_id, status__in=OPEN_STATUSES).update(
+            # A first decision like accept and refuse: only from the waiting state.
+            changed = await Ticket.filter(id=ticket_id, status=TicketStatus.NEW).update(
                 status=TicketStatus.ANSWERED,
                 first_decided_at=ticket.first_decided_at or now,
                 assignee_id=ticket.assignee_id or staff.id,
             )
-            if not changed:
-                return Outcome("already", ticket_id)
-            decision = await Decision.create(
-                ticket_id=ticket_id,
-                staff_id=staff.id,
-                action="answered_faq",
-                details={"faq": [e.get("id") for e in entries]},
-            )
-            email = await self._queue_email(
-                ticket,
-                "faq_answer",
-                {"faq_links": links, "faq_answer_text": answer},
-                f"faq:{decision.id}",
-                staff=staff,
-            )
-            await self._queue_card_update(ticket_id, f"faq:{decision.id}")
+            if changed:
+                decision = await Decision.create(
+                    ticket_id=ticket_id,
+                    staff_id=staff.id,
+                    action="answered_faq",
+                    details={"faq": [e.get("id") for e in entries]},
+                )
+                email = await self._queue_email(
+                    ticket,
+                    "faq_answer",
+                    {"faq_links": links, "faq_answer_text": answer},
+                    f"faq:{decision.id}",
+                    staff=staff,
+                )
+                await self._queue_card_update(ticket_id, f"faq:{decision.id}")
+        if not changed:
+            return await self._already(ticket_id)
         self._wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 

@@ -9,7 +9,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
-from bot.board import short
+from bot.board import TelegramBoard, short
 from bot.i18n import t
 from models.workflow import Outcome
 
@@ -35,3 +35,16 @@ def outcome_text(outcome: Outcome, lang: str, done_key: str, **kw: Any) -> str:
     else:
         text = t("ans.invalid", lang, detail=outcome.detail or outcome.status)
     return short(text, 200)
+
+
+def answer_text(outcome: Outcome, board: TelegramBoard, done_key: str, **kw: Any) -> str:
+    """`outcome_text`, and for "already" who decided first and when (HH:MM in TIMEZONE): the second of
+    two agents learns that the request was already accepted, refused or answered, and by whom."""
+    decided = outcome.decided
+    if outcome.status == "already" and decided is not None and decided.staff_name:
+        key = f"ans.already_{decided.status}"
+        text = t(key, board.lang, who=short(decided.staff_name, 80), time=board.clock_time(decided.at))
+        return short(text, 200)
+    if outcome.status == "not_accepted":
+        return short(t("ans.not_accepted", board.lang), 200)
+    return outcome_text(outcome, board.lang, done_key, **kw)

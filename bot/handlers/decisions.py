@@ -1,9 +1,10 @@
 """Card buttons that decide: accept (with confirmation when the policy objects), refuse (reason picker,
-optional comment), undo a refusal, answer from FAQ, close, and the keyboard navigation ("…", back).
+optional comment), undo a refusal, answer from FAQ, close, refuse after acceptance (confirmation naming
+the acceptance, then the reasons), and the keyboard navigation ("…", back).
 
 Each press becomes one workflow call; the workflow's guarded updates turn a double click or a faster
-colleague into "already handled". Every query is answered by CallbackAnswerMiddleware, even when a
-handler fails.
+colleague into "already accepted: <name> at HH:MM". Every query is answered by CallbackAnswerMiddleware,
+even when a handler fails.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from aiogram.types import CallbackQuery
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from bot.board import TelegramBoard, short
-from bot.callbacks import Op, RefuseAction, RefuseOp, TicketAction
-from bot.handlers.common import NO_PREVIEW, markup, outcome_text, set_keyboard
+from bot.callbacks import Op, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
+from bot.handlers.common import NO_PREVIEW, answer_text, markup, set_keyboard
 from bot.i18n import finding_title, reason_label, t
 from models.policy.base import Verdict
 from models.ports import BoardPost
 from models.tables import KeyValue, StaffMember, Ticket, TicketStatus
-from models.workflow import Workflow
+from models.workflow import Outcome, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def build_decisions_router() -> Router:
                     board.confirm_keyboard(ticket_id, outcome.findings),
                 )
             return
-        callback_answer.text = outcome_text(outcome, lang, "ans.accepted")
+        callback_answer.text = answer_text(outcome, board, "ans.accepted")
         if outcome.ok and outcome.older_waiting:
             # 2.3: requests are handled in order of arrival; say so, with the oldest one a click away.
             oldest = outcome.older_waiting[0]
@@ -83,12 +84,14 @@ def build_decisions_router() -> Router:
 
     @router.callback_query(TicketAction.filter(F.op == Op.REFUSE))
     async def refuse_menu(
-        query: CallbackQuery, callback_data: TicketAction, board: TelegramBoard, bot: Bot,
+        query: CallbackQuery, callback_data: TicketAction, workflow: Workflow, board: TelegramBoard, bot: Bot,
         callback_answer: CallbackAnswer,
     ) -> None:
         ticket = await Ticket.get_or_none(id=callback_data.ticket_id)
-        if ticket is None or ticket.status not in (TicketStatus.NEW, TicketStatus.ACCEPTED):
-            callback_answer.text = t("ans.already" if ticket else "ans.not_found", board.lang)
+        if ticket is None or ticket.status != TicketStatus.NEW:
+            # A stale Refuse on an accepted card says who accepted it; refusing it is "refuse after
+            # acceptance" in the "…" menu, never this button.
+            await _not_waiting(query, workflow, board, bot, callback_answer, callback_data.ticket_id, ticket)
             return
         suggested = Verdict.from_json(ticket.verdict).refuse_reason if ticket.verdict else None
         callback_answer.text = t("ans.pick_reason", board.lang)
@@ -99,64 +102,80 @@ def build_decisions_router() -> Router:
 
     @router.callback_query(RefuseAction.filter(F.op == RefuseOp.PICK))
     async def refuse_reason_picked(
-        query: CallbackQuery, callback_data: RefuseAction, board: TelegramBoard, staff: StaffMember, bot: Bot,
-        callback_answer: CallbackAnswer,
+        query: CallbackQuery, callback_data: RefuseAction, workflow: Workflow, board: TelegramBoard,
+        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
-        lang = board.lang
         ticket_id = callback_data.ticket_id
         ticket = await Ticket.get_or_none(id=ticket_id)
-        if ticket is None or ticket.status not in (TicketStatus.NEW, TicketStatus.ACCEPTED):
-            callback_answer.text = t("ans.already" if ticket else "ans.not_found", lang)
+        if ticket is None or ticket.status != TicketStatus.NEW:
+            await _not_waiting(query, workflow, board, bot, callback_answer, ticket_id, ticket)
             return
-        if query.message is None:
-            return
-        chat_id = query.message.chat.id
-        reason = callback_data.reason.value
-        # The prompt's message id is the handle: a reply to it carries the comment (replies.py).
-        prompt = await bot.send_message(
-            chat_id,
-            board.views.render("notice", lang, text=t("msg.refuse_prompt", lang, n=ticket_id,
-                                                      reason=reason_label(reason, lang))),
-            parse_mode="HTML",
-            reply_to_message_id=query.message.message_id,
-            reply_markup=markup(board.refuse_prompt_keyboard(ticket_id, reason)),
-            link_preview_options=NO_PREVIEW,
-        )
-        await KeyValue.update_or_create(
-            key=prompt_key(chat_id, prompt.message_id),
-            defaults={"value": {"ticket_id": ticket_id, "reason": reason, "staff_id": staff.id}},
-        )
-        callback_answer.text = short(reason_label(reason, lang), 200)
-        await set_keyboard(bot, chat_id, query.message.message_id, await board.card_keyboard_now(ticket_id))
+        await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, callback_data.reason.value,
+                               withdrawing=False)
 
     @router.callback_query(RefuseAction.filter(F.op.in_({RefuseOp.NO_COMMENT, RefuseOp.CANCEL})))
     async def refuse_prompt_button(
         query: CallbackQuery, callback_data: RefuseAction, workflow: Workflow, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
+        await _prompt_button(query, workflow, board, staff, bot, callback_answer, callback_data.ticket_id,
+                             callback_data.reason.value, cancel=callback_data.op == RefuseOp.CANCEL,
+                             withdrawing=False)
+
+    # Refuse after acceptance: "…" -> ask (names the acceptance) -> confirm -> reason -> comment or none.
+    @router.callback_query(WithdrawAction.filter(F.op.in_({WithdrawOp.ASK, WithdrawOp.CONFIRM})))
+    async def withdraw_menu(
+        query: CallbackQuery, callback_data: WithdrawAction, workflow: Workflow, board: TelegramBoard, bot: Bot,
+        callback_answer: CallbackAnswer,
+    ) -> None:
         lang = board.lang
         ticket_id = callback_data.ticket_id
-        reason = callback_data.reason.value
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None or ticket.status != TicketStatus.ACCEPTED:
+            await _not_waiting(query, workflow, board, bot, callback_answer, ticket_id, ticket)
+            return
         if query.message is None:
             return
-        chat_id, message_id = query.message.chat.id, query.message.message_id
-        await KeyValue.filter(key=prompt_key(chat_id, message_id)).delete()
-        if callback_data.op == RefuseOp.CANCEL:
-            callback_answer.text = t("ans.cancelled", lang)
-            text = t("msg.refuse_cancelled", lang, n=ticket_id)
-        else:
-            outcome = await workflow.refuse(ticket_id, staff, reason)
-            callback_answer.text = outcome_text(
-                outcome, lang, "ans.refused", seconds=int(workflow.config.refusal_grace.total_seconds())
+        if callback_data.op == WithdrawOp.ASK:
+            decided = await workflow.decided(ticket_id)
+            callback_answer.text = short(
+                t("ans.withdraw_confirm", lang, who=short(decided.staff_name, 80), time=board.clock_time(decided.at))
+                if decided is not None and decided.staff_name
+                else t("ans.withdraw_confirm_unknown", lang),
+                200,
             )
-            if not outcome.ok:
-                await set_keyboard(bot, chat_id, message_id, None)
-                return
-            text = t("msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang), comment="")
-        await bot.edit_message_text(
-            board.views.render("notice", lang, text=text), chat_id=chat_id, message_id=message_id,
-            parse_mode="HTML", reply_markup=None, link_preview_options=NO_PREVIEW,
-        )
+            callback_answer.show_alert = True
+            value = board.withdraw_confirm_keyboard(ticket_id)
+        else:
+            suggested = Verdict.from_json(ticket.verdict).refuse_reason if ticket.verdict else None
+            callback_answer.text = t("ans.pick_reason", lang)
+            value = board.refuse_keyboard(ticket_id, suggested, withdrawing=True)
+        await set_keyboard(bot, query.message.chat.id, query.message.message_id, value)
+
+    @router.callback_query(WithdrawAction.filter(F.op == WithdrawOp.PICK))
+    async def withdraw_reason_picked(
+        query: CallbackQuery, callback_data: WithdrawAction, workflow: Workflow, board: TelegramBoard,
+        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+    ) -> None:
+        ticket_id = callback_data.ticket_id
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None or ticket.status != TicketStatus.ACCEPTED or callback_data.reason is None:
+            await _not_waiting(query, workflow, board, bot, callback_answer, ticket_id, ticket)
+            return
+        await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, callback_data.reason.value,
+                               withdrawing=True)
+
+    @router.callback_query(WithdrawAction.filter(F.op.in_({WithdrawOp.NO_COMMENT, WithdrawOp.CANCEL})))
+    async def withdraw_prompt_button(
+        query: CallbackQuery, callback_data: WithdrawAction, workflow: Workflow, board: TelegramBoard,
+        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+    ) -> None:
+        if callback_data.reason is None:
+            callback_answer.text = t("ans.invalid", board.lang, detail="?")
+            return
+        await _prompt_button(query, workflow, board, staff, bot, callback_answer, callback_data.ticket_id,
+                             callback_data.reason.value, cancel=callback_data.op == WithdrawOp.CANCEL,
+                             withdrawing=True)
 
     @router.callback_query(TicketAction.filter(F.op.in_({Op.UNDO, Op.FAQ, Op.CLOSE})))
     async def simple_decision(
@@ -170,7 +189,7 @@ def build_decisions_router() -> Router:
             outcome, key = await workflow.answer_faq(ticket_id, staff), "ans.faq_sent"
         else:
             outcome, key = await workflow.close(ticket_id, staff), "ans.closed"
-        callback_answer.text = outcome_text(outcome, board.lang, key)
+        callback_answer.text = answer_text(outcome, board, key)
         if outcome.status in ("too_late", "already", "invalid") and query.message is not None:
             # The card may show a stale keyboard: put the one for the ticket's current state back.
             await set_keyboard(bot, query.message.chat.id, query.message.message_id,
@@ -199,3 +218,79 @@ def build_decisions_router() -> Router:
         await set_keyboard(bot, query.message.chat.id, query.message.message_id, value)
 
     return router
+
+
+async def _not_waiting(
+    query: CallbackQuery, workflow: Workflow, board: TelegramBoard, bot: Bot, callback_answer: CallbackAnswer,
+    ticket_id: int, ticket: Ticket | None,
+) -> None:
+    """A press that needs another state than the ticket's: say who decided it and when, and put the
+    keyboard for the ticket's current state back on the card (it may be stale)."""
+    if ticket is None:
+        callback_answer.text = t("ans.not_found", board.lang)
+        return
+    if ticket.status == TicketStatus.NEW:
+        outcome = Outcome("not_accepted", ticket_id)
+    else:
+        outcome = Outcome("already", ticket_id, decided=await workflow.decided(ticket_id))
+    callback_answer.text = answer_text(outcome, board, "ans.already")
+    message = query.message
+    if message is not None and message.message_id == ticket.card_message_id:
+        await set_keyboard(bot, message.chat.id, message.message_id, await board.card_keyboard_now(ticket_id))
+
+
+async def _ask_for_comment(
+    query: CallbackQuery, board: TelegramBoard, staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+    ticket_id: int, reason: str, *, withdrawing: bool,
+) -> None:
+    """A reason picked: post the prompt whose reply carries the comment (replies.py), with "no comment"."""
+    lang = board.lang
+    if query.message is None:
+        return
+    chat_id = query.message.chat.id
+    key = "msg.withdraw_prompt" if withdrawing else "msg.refuse_prompt"
+    # The prompt's message id is the handle: a reply to it carries the comment (replies.py).
+    prompt = await bot.send_message(
+        chat_id,
+        board.views.render("notice", lang, text=t(key, lang, n=ticket_id, reason=reason_label(reason, lang))),
+        parse_mode="HTML",
+        reply_to_message_id=query.message.message_id,
+        reply_markup=markup(board.refuse_prompt_keyboard(ticket_id, reason, withdrawing=withdrawing)),
+        link_preview_options=NO_PREVIEW,
+    )
+    value = {"ticket_id": ticket_id, "reason": reason, "staff_id": staff.id}
+    if withdrawing:
+        value["withdraw"] = True
+    await KeyValue.update_or_create(key=prompt_key(chat_id, prompt.message_id), defaults={"value": value})
+    callback_answer.text = short(reason_label(reason, lang), 200)
+    await set_keyboard(bot, chat_id, query.message.message_id, await board.card_keyboard_now(ticket_id))
+
+
+async def _prompt_button(
+    query: CallbackQuery, workflow: Workflow, board: TelegramBoard, staff: StaffMember, bot: Bot,
+    callback_answer: CallbackAnswer, ticket_id: int, reason: str, *, cancel: bool, withdrawing: bool,
+) -> None:
+    """"Refuse without a comment" or "Cancel" on a refusal prompt (plain, or after acceptance)."""
+    lang = board.lang
+    if query.message is None:
+        return
+    chat_id, message_id = query.message.chat.id, query.message.message_id
+    await KeyValue.filter(key=prompt_key(chat_id, message_id)).delete()
+    if cancel:
+        callback_answer.text = t("ans.cancelled", lang)
+        text = t("msg.refuse_cancelled", lang, n=ticket_id)
+    else:
+        refuse = workflow.withdraw_acceptance_and_refuse if withdrawing else workflow.refuse
+        outcome = await refuse(ticket_id, staff, reason)
+        callback_answer.text = answer_text(
+            outcome, board, "ans.refused", seconds=int(workflow.config.refusal_grace.total_seconds())
+        )
+        if not outcome.ok:
+            await set_keyboard(bot, chat_id, message_id, None)
+            return
+        done = "msg.withdraw_done" if withdrawing else "msg.refuse_done"
+        text = t(done, lang, n=ticket_id, reason=reason_label(reason, lang), comment="")
+    await bot.edit_message_text(
+        board.views.render("notice", lang, text=text), chat_id=chat_id, message_id=message_id,
+        parse_mode="HTML", reply_markup=None, link_preview_options=NO_PREVIEW,
+    )

@@ -14,7 +14,7 @@ from aiogram.types import Message as TgMessage
 from aiogram.types import ReactionTypeEmoji
 
 from bot.board import TelegramBoard, short
-from bot.handlers.common import NO_PREVIEW, outcome_text
+from bot.handlers.common import NO_PREVIEW, answer_text
 from bot.handlers.decisions import prompt_key
 from bot.i18n import reason_label, t
 from models.ports import BoardPost
@@ -197,12 +197,14 @@ async def _refuse_with_comment(
     # Claim the prompt first: a redelivered update or a second reply finds nothing to do.
     if not await KeyValue.filter(key=pending.key).delete():
         return
-    outcome = await workflow.refuse(ticket_id, staff, reason, comment=comment)
+    withdrawing = bool(pending.value.get("withdraw"))  # a prompt of "refuse after acceptance"
+    refuse = workflow.withdraw_acceptance_and_refuse if withdrawing else workflow.refuse
+    outcome = await refuse(ticket_id, staff, reason, comment=comment)
     if not outcome.ok:
-        await message.reply(outcome_text(outcome, lang, "ans.refused", seconds=0))
+        await message.reply(answer_text(outcome, board, "ans.refused", seconds=0))
         return
     text = t(
-        "msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang),
+        "msg.withdraw_done" if withdrawing else "msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang),
         comment=t("msg.comment", lang, text=short(comment, 500)) if comment else "",
     )
     target = message.reply_to_message
