@@ -408,7 +408,8 @@ class TelegramSender:
         except Exception as error:  # noqa: BLE001 - any failure of the probe means: still down
             delay = self._outage.failed()
             log.warning("telegram outbox: Telegram does not answer (%s: %s); failure %d of this outage, "
-                        "next probe in %.1fs", type(error).__name__, error, self._outage.failures, delay)
+                        "retry in %.1fs with a getMe probe", type(error).__name__, error,
+                        self._outage.failures, delay)
             return False
         lasted = self._outage.succeeded()
         if lasted is not None:
