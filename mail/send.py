@@ -524,7 +524,8 @@ class EmailSender:
             if changed:
                 log.info("email outbox #%s <%s> sent (%s, attempt %s)", row.id, row.message_id,
                          row.event, row.attempts)
-        elif result.outcome == "failed" or row.attempts >= self._max_attempts:
+        elif result.outcome == "failed" or (row.attempts >= self._max_attempts and not result.server):
+            # (An outage never fails a row: it is waited out, however long.)
             if result.outcome != "failed":
                 result = _Result("failed", f"gave up after {row.attempts} attempts: {result.error}",
                                  result.ambiguous)
