@@ -123,6 +123,7 @@ def build_bridge(  # type: ignore[no-untyped-def]
         clock=clock,
         imap_config=imap_config,
         lease_seconds=settings.EMAIL_LEASE_SECONDS,
+        max_backoff=settings.OUTBOX_MAX_BACKOFF_SECONDS,
     )
     limiter = RateLimiter(
         group_per_minute=settings.TELEGRAM_GROUP_PER_MINUTE,
@@ -139,6 +140,7 @@ def build_bridge(  # type: ignore[no-untyped-def]
         language=settings.LANGUAGE,
         lease_seconds=settings.TELEGRAM_LEASE_SECONDS,  # several processes: never steal a live peer's row
         render=board.render_deferred,
+        backoff_max=settings.OUTBOX_MAX_BACKOFF_SECONDS,
     )
     sla = SlaService(
         SlaConfig(

@@ -208,13 +208,18 @@ async def probe(bridge: Any, reporter: OutageReporter, db_timeout: float = 10.0)
 
     connect_failures = int(getattr(bridge.email_sender, "_connect_failures", 0) or 0)
     if connect_failures:
-        reporter.observe("smtp", True, f"cannot connect to the SMTP server ({connect_failures} attempts)")
+        detail = getattr(bridge.email_sender, "outage_detail", "") or "cannot connect to the SMTP server"
+        reporter.observe("smtp", True, f"{detail} ({connect_failures} attempts)"[:500])
     else:
         # A send cut short by our own restart is not the server's failure.
         failures = [e for e in email_errors if e and not e.startswith("interrupted")]
         reporter.observe("smtp", bool(failures), failures[0] if failures else "")
 
     errors = [e for e in tg_rows if e and not e.startswith(_NOT_FAILURES)]
+    # Rows given back during an outage have their attempt refunded: the sender's own gate says it.
+    down = int(getattr(bridge.telegram_sender, "outage_failures", 0) or 0)
+    if down and not errors:
+        errors = [f"Telegram does not answer ({down} probes)"]
     reporter.observe("telegram", bool(errors), errors[0] if errors else "", reportable=False)
 
 

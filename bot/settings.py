@@ -39,6 +39,7 @@ EXAMPLES: dict[str, str] = {
     "DATABASE_URL": "sqlite://./data/bridge.sqlite3",
     "TIMEZONE": "Europe/Moscow",
     "LANGUAGE": "ru",
+    "OUTBOX_MAX_BACKOFF_SECONDS": "60",
 }
 
 
@@ -176,6 +177,9 @@ class Settings(CoreSettings):
     # Reliability (docs/reliability.md)
     EMAIL_LEASE_SECONDS: float = Field(default=300.0, gt=0)  # a SENDING email older than this: its sender died
     OUTAGE_NOTICE_SECONDS: float = Field(default=300.0, gt=0)  # a failure lasting this long is told to the staff chat
+    # Longest wait between two tries of the SMTP server / Telegram during an outage, and of one failing
+    # row (models/backoff.py). Above an hour the desk would look dead long after the server is back.
+    OUTBOX_MAX_BACKOFF_SECONDS: float = Field(default=60.0, ge=0.1, le=3600)
     HEALTH_PORT: int | None = Field(default=None, ge=1, le=65535)  # GET /health on this port; unset: off
     HEALTH_HOST: str = "127.0.0.1"
 

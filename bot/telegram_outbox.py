@@ -23,8 +23,16 @@ Row payload (the contract with the domain code that writes rows)::
                | {"text": "...", "filename": "message.txt"}}                        (documents, photos)
 
 Order: rows of one chat are taken in id order; a row that cannot go yet (not due, waiting for its
-card) holds back every later row that touches the same ticket or message, so an older edit is never
-applied after a newer one. A digest row ("kind": "digest") goes before everything else of its chat.
+card, backing off after a failure of its own) holds back every later row that touches the same ticket
+or message, so an older edit is never applied after a newer one, and ONLY those: the other rows go on
+(no head-of-line blocking). Flood control (429) holds the whole chat for exactly `retry_after`. A
+digest row ("kind": "digest") goes before everything else of its chat.
+
+Failures (models/backoff.py): a 5xx, a network error or a timeout may be Telegram's or the row's. The
+sender asks Telegram at once with a cheap `getMe`: when that answers, the failure was the row's and
+the row backs off alone (by its own attempts, capped at `backoff_max`); when it does not, it is an
+outage, counted once for the whole sender: the row goes back due at once (attempt given back), no row
+is tried until the gate's next `getMe` probe, and the probe that succeeds resumes every chat at once.
 """
 
 from __future__ import annotations
@@ -34,7 +42,6 @@ import contextlib
 import enum
 import html
 import logging
-import random
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -59,6 +66,7 @@ from aiogram.methods import (
     DeleteMessage,
     EditMessageReplyMarkup,
     EditMessageText,
+    GetMe,
     SendDocument,
     SendMessage,
     SendPhoto,
@@ -81,6 +89,7 @@ from tortoise.transactions import in_transaction
 from bot.ratelimit import RateLimiter, is_group_chat
 from mail.parse import extract_attachment
 from models.aio import raise_if_cancelling
+from models.backoff import Outage, capped_delay
 from models.claims import claim_row
 from models.tables import Message, OutboxStatus, RawMailContent, TelegramOutbox, Ticket
 
@@ -134,6 +143,18 @@ _FILE_FIELD = {"sendDocument": "document", "sendPhoto": "photo"}
 _OPEN = (OutboxStatus.PENDING, OutboxStatus.SENDING)
 _GAVE_UP = (OutboxStatus.FAILED, OutboxStatus.CANCELLED)
 _WAITING_FOR_CARD = "waiting for the ticket card to be posted"
+_FLOOD = "429 "  # last_error of a row waiting out flood control: its whole chat waits
+_OUTAGE = "outage: "  # last_error of a row given back because Telegram as a whole failed
+_SERVER_WIDE = (
+    TelegramServerError,
+    TelegramNetworkError,
+    TelegramUnauthorizedError,
+    TelegramConflictError,
+    ClientDecodeError,
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def utcnow() -> datetime:
@@ -181,7 +202,8 @@ class _Outcome(enum.Enum):
     DONE = "done"  # finished (sent, dropped or failed for good)
     SKIPPED = "skipped"  # another worker claimed it
     WAIT = "wait"  # cannot go yet (its card is not posted); later rows of the same ticket wait too
-    RETRY = "retry"  # transient failure or flood control: stop this chat for this pass
+    RETRY = "retry"  # outage or flood control: stop this chat for this pass
+    BACKOFF = "backoff"  # this row failed alone and backs off; the chat's other rows go on
 
 
 class _Fallback(Exception):
@@ -203,7 +225,7 @@ class TelegramSender:
         poll_interval: float = 2.0,
         request_timeout: float = 60.0,
         backoff_base: float = 1.0,
-        backoff_max: float = 300.0,
+        backoff_max: float = 60.0,
         card_wait: float = 1.0,
         batch_size: int = 500,
         shutdown_grace: float = 10.0,
@@ -214,7 +236,8 @@ class TelegramSender:
         older than this belongs to a dead process and `recover()` (at start and every so often) puts
         it back. None means this is the only sender process: every SENDING row found at start is a
         leftover of the previous run (the single-process default); with several processes pass a
-        lease well above one send (several `request_timeout`s)."""
+        lease well above one send (several `request_timeout`s). `backoff_base`/`backoff_max`: first
+        step and cap of the outage gate and of one row's own backoff (OUTBOX_MAX_BACKOFF_SECONDS)."""
         self.bot = bot
         self.limiter = limiter
         self.clock = clock
@@ -231,11 +254,18 @@ class TelegramSender:
         self.shutdown_grace = shutdown_grace
         self.lease_seconds = lease_seconds
         self.render = render  # fills the params of rows whose payload has "render" (new cards)
+        self._outage = Outage(base=backoff_base, cap=backoff_max, clock=clock)
+        self._probe_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._workers: dict[int, asyncio.Task[int]] = {}
         self._stopping = False
 
     # ------------------------------------------------------------------------------------ loop
+
+    @property
+    def outage_failures(self) -> int:
+        """Failed tries of the current Telegram outage (0: none); read by bot/outages.py."""
+        return self._outage.failures
 
     def wake(self) -> None:
         """Call after committing new rows: the loop looks at once instead of at the next poll."""
@@ -340,6 +370,8 @@ class TelegramSender:
         # Only rows due in the future set an earlier wake-up: a due row that could not go (held
         # behind a waiting row, claimed by another process) would otherwise make the loop spin.
         now = self.clock()
+        if self._outage.wait() > 0:
+            return max(0.01, min(self._outage.wait(), self.backoff_max))  # until the next probe
         first = (
             await TelegramOutbox.filter(status=OutboxStatus.PENDING, not_before__gt=now)
             .order_by("not_before")
@@ -349,6 +381,40 @@ class TelegramSender:
         if first is None:
             return self.poll_interval
         return min(self.poll_interval, max(0.01, (_aware(first) - now).total_seconds()))
+
+    # ---------------------------------------------------------------------------------- outage
+
+    async def _gate_open(self) -> bool:
+        """False while an outage waits for its next probe; at the probe time, one `getMe` decides
+        for every chat (the lock: one probe, not one per chat worker)."""
+        if not self._outage.active:
+            return True
+        if self._outage.wait() > 0:
+            return False
+        async with self._probe_lock:
+            if not self._outage.active:
+                return True  # another worker's probe succeeded meanwhile
+            if self._outage.wait() > 0:
+                return False  # another worker's probe failed meanwhile
+            return await self._probe()
+
+    async def _probe(self) -> bool:
+        """Ask Telegram something cheap; True when it answers (the outage, if any, is over)."""
+        try:
+            async with asyncio.timeout(min(self.request_timeout, 10.0)):
+                await self.bot(GetMe())
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure of the probe means: still down
+            delay = self._outage.failed()
+            log.warning("telegram outbox: Telegram does not answer (%s: %s); failure %d of this outage, "
+                        "retry in %.1fs with a getMe probe", type(error).__name__, error,
+                        self._outage.failures, delay)
+            return False
+        lasted = self._outage.succeeded()
+        if lasted is not None:
+            log.info("telegram outbox: Telegram answers again after %.1fs; resuming every chat", lasted)
+        return True
 
     # ---------------------------------------------------------------------------------- digest
 
@@ -392,6 +458,8 @@ class TelegramSender:
     # ------------------------------------------------------------------------------ one chat
 
     async def _process_chat(self, chat_id: int) -> int:
+        if not await self._gate_open():
+            return 0
         rows = (
             await TelegramOutbox.filter(chat_id=chat_id, status__in=_OPEN)
             .order_by("id")
@@ -401,7 +469,7 @@ class TelegramSender:
         held: set[tuple[Any, ...]] = set()
         finished = 0
         for row in rows:
-            if self._stopping:
+            if self._stopping or self._outage.active:
                 break
             keys = _order_keys(row)
             blocking = keys & held
@@ -413,11 +481,13 @@ class TelegramSender:
             if blocking:
                 continue
             if row.status == OutboxStatus.PENDING and _aware(row.not_before) > self.clock():
-                if row.last_error not in (None, _WAITING_FOR_CARD):
-                    # In backoff after flood control or an outage: the whole chat waits, or cards
-                    # of other tickets would overtake it and the burst would lose its order.
+                if (row.last_error or "").startswith(_FLOOD):
+                    # Flood control is the chat's, not the row's: the whole chat waits it out, or
+                    # cards of other tickets would overtake it and the burst would lose its order.
                     break
-                held |= keys  # scheduled for later or waiting for its card: only its ticket waits
+                # Scheduled for later, waiting for its card, or backing off after a failure of its
+                # own: only its ticket waits, every other row goes on (no head-of-line blocking).
+                held |= keys
                 continue
             if row.status != OutboxStatus.PENDING:
                 held |= keys  # being sent by another worker
@@ -433,7 +503,7 @@ class TelegramSender:
                 break
             if outcome is _Outcome.DONE:
                 finished += 1
-            elif outcome is _Outcome.WAIT:
+            elif outcome in (_Outcome.WAIT, _Outcome.BACKOFF):
                 held |= keys
             elif outcome is _Outcome.RETRY:
                 break
@@ -543,7 +613,7 @@ class TelegramSender:
                 self.limiter.penalize(chat_id, error.retry_after)
                 log.warning("telegram outbox: flood control, row %s waits %ss", row.id, error.retry_after)
                 await self._release(
-                    row, float(error.retry_after), f"429 retry after {error.retry_after}", refund=True
+                    row, float(error.retry_after), f"{_FLOOD}retry after {error.retry_after}", refund=True
                 )
                 return _Outcome.RETRY, None
             except TelegramBadRequest as error:
@@ -579,30 +649,9 @@ class TelegramSender:
                 return await self._fail(row, f"the group became supergroup {error.migrate_to_chat_id}"), None
             except TelegramEntityTooLarge as error:  # before TelegramNetworkError: it subclasses it
                 return await self._fail(row, f"file too large: {error.message}"), None
-            except (TelegramUnauthorizedError, TelegramConflictError) as error:
-                # Not this row's fault: a bad or revoked token. Keep the row, shout, retry slowly.
-                log.error("telegram outbox: Telegram refuses the bot itself: %s", error.message)
-                await self._release(row, self._backoff(row.attempts), error.message, refund=False)
-                return _Outcome.RETRY, None
-            except (
-                TelegramServerError,
-                TelegramNetworkError,
-                ClientDecodeError,
-                aiohttp.ClientError,
-                OSError,
-                TimeoutError,
-            ) as error:
-                delay = self._backoff(row.attempts)
-                reason = f"{type(error).__name__}: {error}"[:500]
-                log.warning(
-                    "telegram outbox: row %s, attempt %d failed (%s); retry in %.1fs",
-                    row.id,
-                    row.attempts,
-                    reason,
-                    delay,
-                )
-                await self._release(row, delay, reason, refund=False)
-                return _Outcome.RETRY, None
+            except _SERVER_WIDE as error:
+                # A bad token (401/409), a 5xx, the network: Telegram's trouble or this row's?
+                return await self._after_failure(row, f"{type(error).__name__}: {error}"[:500]), None
             except TelegramAPIError as error:  # 404 and any other answer we do not know
                 return await self._fail(row, f"{type(error).__name__}: {error.message}"), None
 
@@ -703,6 +752,24 @@ class TelegramSender:
         statuses = _OPEN if also_pending else (OutboxStatus.SENDING,)
         await TelegramOutbox.filter(id=row.id, status__in=statuses).update(**changes)
 
+    async def _after_failure(self, row: TelegramOutbox, reason: str) -> _Outcome:
+        """A failure that may be Telegram's as a whole: the `getMe` probe tells. Telegram answers:
+        the row backs off alone and the chat goes on. It does not: an outage, counted once for the
+        sender; the row is due again at once (its attempt given back) and waits behind the gate."""
+        if self._outage.active or not await self._probe():
+            log.warning("telegram outbox: row %s failed while Telegram is down (%s); it goes first when "
+                        "Telegram answers again", row.id, reason)
+            await self._release(row, 0.0, _OUTAGE + reason, refund=True)
+            return _Outcome.RETRY
+        delay = self._backoff(row.attempts)
+        log.warning(
+            "telegram outbox: row %s, attempt %d failed (%s) while Telegram answers otherwise; "
+            "this row alone retries in %.1fs",
+            row.id, row.attempts, reason, delay,
+        )  # fmt: skip
+        await self._release(row, delay, reason, refund=False)
+        return _Outcome.BACKOFF
+
     async def _wait(self, row: TelegramOutbox) -> _Outcome:
         await TelegramOutbox.filter(id=row.id, status=OutboxStatus.PENDING).update(
             not_before=self.clock() + timedelta(seconds=self.card_wait), last_error=_WAITING_FOR_CARD
@@ -742,8 +809,8 @@ class TelegramSender:
         return _Outcome.DONE
 
     def _backoff(self, attempts: int) -> float:
-        exponent = min(max(attempts, 1) - 1, 30)
-        return min(self.backoff_max, self.backoff_base * 2**exponent) * random.uniform(0.5, 1.5)
+        """One row's own backoff: by its attempts, capped at `backoff_max`, jittered."""
+        return capped_delay(max(attempts, 1), base=self.backoff_base, cap=self.backoff_max)
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -15,8 +15,13 @@ message without our hearing its 250): the row is retried with `ambiguous_resend=
 A process that dies mid-send leaves its row SENDING; `recover()` puts such rows back (flagged
 ambiguous) once their lease has expired, so a live peer's in-flight row is never stolen.
 
-Failures to connect (connection refused, TLS, EHLO, AUTH) are not the row's fault: they stop the pass
-and back off the whole sender, and rows not yet claimed stay PENDING untouched.
+Failures of the server as a whole (connection refused, TLS, EHLO, AUTH, a 421 "closing", the sender
+address refused) are not the row's fault: they stop the pass and close the sender's outage gate
+(models/backoff.py), counted once per outage, not per row; the row in hand goes back due at once with
+its attempt given back, rows not yet claimed stay PENDING untouched. While the gate is closed no pass
+connects, not even after `wake()`; at the gate's time one connection (connect + EHLO, the probe) is
+tried, and when it succeeds every due row goes on it at once. The gate's delay and a row's own backoff
+(a refused recipient, a 4xx to DATA, a dropped connection) are both capped at `max_backoff`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from aiosmtplib.typing import Default
 from tortoise.expressions import F
 
 from models.aio import raise_if_cancelling
+from models.backoff import Outage, capped_delay
 from models.claims import claim_row
 from models.tables import EmailOutbox, OutboxStatus
 
@@ -157,6 +163,15 @@ class _Result:
     outcome: Outcome
     error: str | None = None
     ambiguous: bool = False
+    server: bool = False  # the server as a whole failed (an outage), not this row
+
+
+def _server_wide(exc: Exception) -> bool:
+    """A reply that would be the same for every row: the server is closing (421) or refuses our
+    envelope sender (MAIL FROM), i.e. the service or our account, not this message."""
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return True
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == 421
 
 
 class _SentFolderCopier:
@@ -234,7 +249,7 @@ class EmailSender:
         on_event: Callable[[DeliveryEvent], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = utcnow,
         worker_id: str | None = None,
-        max_backoff: float = 600.0,
+        max_backoff: float = 60.0,
         base_backoff: float = 2.0,
         imap_config: Any = None,
         lease_seconds: float = 300.0,
@@ -246,7 +261,9 @@ class EmailSender:
         """`lease_seconds`: a SENDING row whose claim is older than this belongs to a dead process
         (see `recover`); one send is cut off well before it (`lease_seconds / 2`). `max_attempts`:
         a row still failing temporarily after this many attempts becomes FAILED (with the defaults
-        that is hours of retries). `idle_close_seconds`: QUIT a kept connection idle this long."""
+        that is hours of retries). `idle_close_seconds`: QUIT a kept connection idle this long.
+        `base_backoff`/`max_backoff`: first step and cap of both the outage gate and a row's own
+        backoff (OUTBOX_MAX_BACKOFF_SECONDS)."""
         self._config = config
         self._on_event = on_event
         self._clock = clock
@@ -264,8 +281,8 @@ class EmailSender:
         self._smtp: _TrackingSMTP | None = None
         self._smtp_used = False  # the kept connection has carried a transaction already
         self._last_used = 0.0  # loop time of the last transaction
-        self._connect_failures = 0
-        self._retry_connect_at: datetime | None = None
+        self._outage = Outage(base=base_backoff, cap=max_backoff, clock=clock, rng=self._random)
+        self.outage_detail = ""  # what the last server-wide failure said (for the outage reporter)
         self.connections_opened = 0  # for logs and tests
         self._copier = (
             _SentFolderCopier(imap_config, config.sent_folder, config.timeout)
@@ -276,6 +293,11 @@ class EmailSender:
             log.warning("SMTP sent folder %r is set but no IMAP settings were given: no copies", config.sent_folder)
 
     # -- public API -------------------------------------------------------------------------
+
+    @property
+    def _connect_failures(self) -> int:
+        """Server-wide failures of the current outage (0: none); read by bot/outages.py."""
+        return self._outage.failures
 
     def wake(self) -> None:
         """New rows were written: start a pass now instead of at the next poll."""
@@ -319,6 +341,8 @@ class EmailSender:
         """One pass: deliver every row due now (oldest first); returns how many became SENT."""
         sent = 0
         last_id = 0
+        if self._outage.wait() > 0:
+            return 0  # an outage: no row and no connection before the gate's probe time, wake() or not
         now = self._clock()
         while True:
             ids = await (
@@ -335,7 +359,7 @@ class EmailSender:
                     # Connect before claiming: while the server is unreachable no row is touched.
                     await self._connection()
                 except _ConnectFailed as exc:
-                    self._note_connect_failure(exc)
+                    self._note_server_failure(str(exc))
                     return sent
                 row = await self._claim(row_id)
                 if row is None:
@@ -343,8 +367,8 @@ class EmailSender:
                 result = await self._deliver(row)
                 if result.outcome == "sent":
                     sent += 1
-                if self._retry_connect_at is not None:
-                    return sent  # the connection broke mid-row and could not be reopened
+                if self._outage.active:
+                    return sent  # the server as a whole failed on this row: wait for the probe
 
     async def recover(self, lease_seconds: float | None = None) -> int:
         """Put back SENDING rows whose claim is older than the lease (default: the constructor's
@@ -471,9 +495,12 @@ class EmailSender:
     def _classify(self, exc: Exception, smtp_box: list[_TrackingSMTP]) -> _Result:
         message = _scrub(_describe(exc), self._config.password)
         smtp = smtp_box[-1] if smtp_box else None
-        if isinstance(exc, _ConnectFailed):
-            self._note_connect_failure(exc)
-            return _Result("retrying", message)
+        if isinstance(exc, _ConnectFailed) or _server_wide(exc):
+            if not isinstance(exc, _ConnectFailed):
+                self._drop_smtp()  # 421 closes the connection; after a refused sender start afresh
+            self._note_server_failure(message)
+            # Not ambiguous: either nothing of the message was sent, or the server answered (421).
+            return _Result("retrying", message, server=True)
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
             permanent = all(r.code >= 500 for r in exc.recipients)
             return _Result("failed" if permanent else "retrying", message)
@@ -497,7 +524,8 @@ class EmailSender:
             if changed:
                 log.info("email outbox #%s <%s> sent (%s, attempt %s)", row.id, row.message_id,
                          row.event, row.attempts)
-        elif result.outcome == "failed" or row.attempts >= self._max_attempts:
+        elif result.outcome == "failed" or (row.attempts >= self._max_attempts and not result.server):
+            # (An outage never fails a row: it is waited out, however long.)
             if result.outcome != "failed":
                 result = _Result("failed", f"gave up after {row.attempts} attempts: {result.error}",
                                  result.ambiguous)
@@ -505,12 +533,16 @@ class EmailSender:
             log.error("email outbox #%s <%s> to %s FAILED: %s", row.id, row.message_id,
                       row.recipients, result.error)
         else:
-            delay = self._backoff(row.attempts) if backoff else 0.0
+            # A server-wide failure is the outage gate's to wait out: the row is due again at once
+            # (the gate holds the sender) and gets its attempt back, so an outage burns no attempts.
+            delay = self._backoff(row.attempts) if backoff and not result.server else 0.0
             fields: dict[str, Any] = {
                 "status": OutboxStatus.PENDING,
                 "not_before": now + timedelta(seconds=delay),
                 "last_error": result.error,
             }
+            if result.server:
+                fields["attempts"] = F("attempts") - 1
             if result.ambiguous:
                 fields["ambiguous_resend"] = True
                 log.warning(
@@ -518,6 +550,9 @@ class EmailSender:
                     "may have accepted it, resending (ambiguous resend): %s",
                     row.id, row.message_id, result.error,
                 )
+            elif result.server:
+                log.warning("email outbox #%s <%s>: the SMTP server failed as a whole; the row waits for "
+                            "the outage to end: %s", row.id, row.message_id, result.error)
             else:
                 log.warning("email outbox #%s <%s>: temporary failure, retry in %.1f s: %s",
                             row.id, row.message_id, delay, result.error)
@@ -548,9 +583,8 @@ class EmailSender:
             log.exception("on_event listener failed for email outbox #%s", row.id)
 
     def _backoff(self, attempts: int) -> float:
-        # Exponential with "equal jitter": never below half the step, so retries stay spread out.
-        step = min(self._max_backoff, self._base_backoff * (2 ** max(0, min(attempts - 1, 30))))
-        return step / 2 + self._random.uniform(0, step / 2)
+        """One row's own backoff (a failure of this row only): by its attempts, capped, jittered."""
+        return capped_delay(attempts, base=self._base_backoff, cap=self._max_backoff, rng=self._random)
 
     # -- the kept connection ----------------------------------------------------------------
 
@@ -575,17 +609,19 @@ class EmailSender:
         self._smtp, self._smtp_used = smtp, False
         self._last_used = asyncio.get_running_loop().time()
         self.connections_opened += 1
-        if self._connect_failures:
-            log.info("SMTP %s:%s reachable again", self._config.host, self._config.port)
-        self._connect_failures = 0
-        self._retry_connect_at = None
+        failures = self._outage.failures
+        lasted = self._outage.succeeded()
+        if lasted is not None:
+            # The probe succeeded: every due row goes now, on this connection.
+            log.info("SMTP %s:%s reachable again after %.1f s (%s failed tries); delivering the queue",
+                     self._config.host, self._config.port, lasted, failures)
         return smtp
 
-    def _note_connect_failure(self, exc: Exception) -> None:
-        self._connect_failures += 1
-        delay = self._backoff(self._connect_failures)
-        self._retry_connect_at = self._clock() + timedelta(seconds=delay)
-        log.error("%s (failure %s, next try in %.1f s)", exc, self._connect_failures, delay)
+    def _note_server_failure(self, detail: str) -> None:
+        """One failure of the server as a whole: counted once per probe, never once per row."""
+        delay = self._outage.failed()
+        self.outage_detail = detail
+        log.error("%s (failure %s of this outage, next try in %.1f s)", detail, self._outage.failures, delay)
 
     def _drop_smtp(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -613,8 +649,8 @@ class EmailSender:
         )
         if upcoming:
             delay = min(delay, max(0.0, (upcoming[0] - now).total_seconds()))
-        if self._retry_connect_at is not None:
-            delay = max(delay, (self._retry_connect_at - now).total_seconds())
+        if self._outage.active:
+            delay = max(delay, self._outage.wait())
         return max(0.0, min(delay, self._max_backoff))
 
 

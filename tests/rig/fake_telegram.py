@@ -579,6 +579,7 @@ class FakeTelegram:
         self._poll_generation = 0
         self._updates_changed = asyncio.Event()
         self._faults: dict[str, list[_Fault]] = {}
+        self._sticky_faults: list[tuple[str, str, _Fault]] = []  # (method, text marker, fault)
         self._rate: _RateLimit | None = None
         self._chat_hits: dict[int, deque[float]] = {}
         self._global_hits: deque[float] = deque()
@@ -873,6 +874,14 @@ class FakeTelegram:
             _Fault(error_code, description, retry_after, times)
         )
 
+    def fail_matching(self, method: str, marker: str, error_code: int, description: str) -> None:
+        """Every call of `method` whose text or caption contains `marker` answers this error, until
+        `clear_matching()`: one message Telegram keeps refusing while the others go through."""
+        self._sticky_faults.append((method.lower(), marker, _Fault(error_code, description, None, 0)))
+
+    def clear_matching(self) -> None:
+        self._sticky_faults.clear()
+
     def set_rate_limit(
         self,
         per_chat_per_minute: int | None = 20,
@@ -986,6 +995,10 @@ class FakeTelegram:
 
     async def _dispatch(self, method: str, params: JsonDict) -> Any:
         key = method.lower()  # Telegram method names are case-insensitive
+        text = f"{params.get('text') or ''}{params.get('caption') or ''}"
+        for sticky_method, marker, sticky in self._sticky_faults:
+            if sticky_method == key and marker in text:
+                raise ApiError(sticky.error_code, sticky.description, None)
         faults = self._faults.get(key)
         if faults:
             fault = faults[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,8 +22,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.rig.net import free_port
 
-Mode = Literal["tempfail", "tempfail_data", "permfail", "down", "drop_after_data"] | None
-_MODES = (None, "tempfail", "tempfail_data", "permfail", "down", "drop_after_data")
+Mode = Literal["tempfail", "tempfail_data", "permfail", "down", "reset", "drop_after_data"] | None
+_MODES = (None, "tempfail", "tempfail_data", "permfail", "down", "reset", "drop_after_data")
 
 TEMPFAIL = "451 4.3.0 Temporary failure, try again later"
 PERMFAIL = "550 5.1.1 Recipient address rejected: user unknown"
@@ -117,6 +118,38 @@ class _Controller(Controller):
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
+class _ResetListener:
+    """The port of a dead mail service behind a balancer: every connection is accepted and closed at
+    once without a greeting. Counts them, so a test can see how often a client tried."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.connections = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self._sock.listen(64)
+        self._sock.settimeout(0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="smtp-reset", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
 class SmtpCapture:
     host: str = "127.0.0.1"
 
@@ -126,6 +159,8 @@ class SmtpCapture:
         self.mode: Mode = None
         self._credentials: tuple[str, str] | None = None
         self._controller: _Controller | None = None
+        self._reset: _ResetListener | None = None
+        self.reset_connections = 0  # connections refused in "reset" mode, over the capture's life
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
@@ -142,6 +177,13 @@ class SmtpCapture:
         controller, self._controller = self._controller, None
         if controller is not None:
             controller.stop()
+        self._stop_reset()
+
+    def _stop_reset(self) -> None:
+        reset, self._reset = self._reset, None
+        if reset is not None:
+            reset.close()
+            self.reset_connections += reset.connections
 
     @property
     def listening(self) -> bool:
@@ -151,16 +193,26 @@ class SmtpCapture:
 
     def set_mode(self, mode: Mode) -> None:
         """None accepts mail; "tempfail" 451s RCPT; "tempfail_data" 451s DATA; "permfail" 550s
-        RCPT; "down" stops listening (connection refused); "drop_after_data" records the mail
-        then closes the connection before the 250. Leaving "down" listens on the same port again.
+        RCPT; "down" stops listening (connection refused); "reset" stops the SMTP server and accepts
+        then closes every connection without a word (counted in `reset_connections`);
+        "drop_after_data" records the mail then closes the connection before the 250. Leaving "down"
+        or "reset" listens on the same port again.
         """
         if mode not in _MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode = mode
-        if mode == "down":
+        if mode in ("down", "reset"):
             self.stop()
+            if mode == "reset":
+                self._reset = _ResetListener(self.host, self.port)
         elif self._controller is None:
+            self._stop_reset()
             self.start()
+
+    @property
+    def refused_so_far(self) -> int:
+        """Connections closed unanswered in "reset" mode, the current spell included."""
+        return self.reset_connections + (self._reset.connections if self._reset is not None else 0)
 
     def require_auth(self, user: str, password: str) -> None:
         """Demand AUTH PLAIN/LOGIN with these credentials (applies to new connections)."""
