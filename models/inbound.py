@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 
@@ -109,18 +110,26 @@ class MalformedMessage(Exception):
     """The bytes cannot be understood as a support email; they are quarantined as they are."""
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _clean(value: object) -> object:
     if type(value) is str:  # not isinstance: enum members (StrEnum) must stay what they are
-        return value.replace("\x00", "")
+        value = value.replace("\x00", "")
+        if _LONE_SURROGATE.search(value):  # undecodable header bytes kept as surrogate escapes
+            value = _LONE_SURROGATE.sub("\ufffd", value)
+        return value
     if isinstance(value, list):
         return [_clean(v) for v in value]
     return value
 
 
 def without_nul(message: InboundMessage) -> InboundMessage:
-    """The message with NUL characters removed from every text field.
+    """The message with NUL characters removed, and lone surrogates replaced by U+FFFD, in every text field.
 
     Hostile or broken mail can carry NUL bytes in its text; PostgreSQL cannot store them in text or
-    JSON columns (and they mean nothing to a reader), so the domain drops them before storing."""
+    JSON columns (and they mean nothing to a reader), so the domain drops them before storing. Raw 8-bit
+    bytes that no charset decoded (0x80 inside an encoded word, for one) reach us as surrogate escapes,
+    which no UTF-8 database, hash or Telegram message can take: each becomes U+FFFD."""
     changes = {f.name: _clean(getattr(message, f.name)) for f in fields(message)}
     return replace(message, **changes)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -23,6 +26,7 @@ from mail.parse import parse_message
 from models import db as database
 from models.inbound import MAX_MESSAGE_ID, bounded_message_id, is_hashed_message_id
 from models.tables import Message, RawMail, RawMailStatus, TelegramOutbox, Ticket
+from tests.fuzzing import fuzz_mail
 from tests.helpers.desk import Desk, make_email, store_raw_mail
 from tests.helpers.process import STAFF_CHAT_ID, BridgeProcess, bridge_env, run_cli
 from tests.rig.dovecot import DovecotServer
@@ -277,3 +281,45 @@ async def test_a_mail_the_database_refuses_is_quarantined_with_a_notice_and_inta
     assert all(status == "processed" and linked == 1
                for raw_id, (status, _, linked) in statuses.items() if raw_id not in quarantined)
     assert len(statuses) == 13
+
+
+# ------------------------------------------------------------------------------------ header fuzzing
+
+
+async def test_header_fuzz_through_the_real_process_never_stops_intake(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    """Batches of mails with mutated headers (tests/fuzzing.py: long values and ids, broken and nested
+    encoded words, 8-bit bytes, NULs, duplicated, missing and odd header lines, hostile attachment names
+    and types), each followed by a sentinel mail that must get its card; at the end every raw mail is a
+    ticket message or quarantined, none left waiting. INTAKE_FUZZ_SEED=<seed> replays a run."""
+    seed = int(os.environ.get("INTAKE_FUZZ_SEED") or random.SystemRandom().randrange(2**31))
+    batches, per_batch = int(os.environ.get("INTAKE_FUZZ_BATCHES") or 5), 14
+    print(f"\nheader fuzz seed: INTAKE_FUZZ_SEED={seed} ({batches} batches of {per_batch})")
+    rng = random.Random(seed)
+    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram,
+                     PARSE_WORKERS="2", TELEGRAM_RATE_SCALE="0.01")
+    process = await start_bridge(tmp_path, env)
+    senders = ["ivanov@romashka.ru", "buh@romashka.ru", "stranger@example.org"]
+    total = 0
+    try:
+        for batch in range(batches):
+            when = datetime.now(UTC) - timedelta(hours=1) + timedelta(minutes=batch)
+            mails = [(fuzz_mail(total + i, rng, rng.choice(senders)), when) for i in range(per_batch)]
+            sentinel = f"Контрольное письмо {seed}-{batch}"
+            mails.append((client_mail(sentinel, "Здравствуйте! Проверка связи."), when + timedelta(seconds=30)))
+            total += len(mails)
+            await asyncio.to_thread(mailbox.bulk_import, mails)  # byte-exact, NULs included (no APPEND rules)
+            await telegram.wait_for(lambda s=sentinel: card_of(telegram, s), timeout=90)
+            assert process.alive(), process.output()[-3000:]
+    finally:
+        code = await process.stop()
+    log = process.output()
+    assert code == 0, log[-3000:]
+    assert "crashed" not in log, log[-3000:]
+    statuses = await raw_statuses(database_url)
+    assert len(statuses) == total, f"{len(statuses)} stored of {total} (seed {seed})"
+    outcome = {raw_id: (status, linked) for raw_id, (status, _, linked) in statuses.items()}
+    assert all(o in {("processed", 1), ("quarantined", 0)} for o in outcome.values()), (seed, outcome)
+    reasons = Counter((error or "")[:60] for status, error, _ in statuses.values() if status == "quarantined")
+    print(f"  {sum(reasons.values())} of {total} quarantined: {dict(reasons)}")
