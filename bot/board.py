@@ -385,13 +385,7 @@ class TelegramBoard:
     def notice_text(self, event: str, facts: dict[str, Any]) -> str:
         lang = self.lang
         if event == "quarantined":
-            line = t(
-                "msg.quarantined",
-                lang,
-                id=facts.get("raw_mail_id"),
-                size=human_size(int(facts.get("size") or 0), lang),
-                reason=short(str(facts.get("reason") or ""), 500),
-            )
+            line = self._quarantine_text(facts)
         elif event == "email_sent":
             line = t("msg.email_sent", lang, n=facts.get("ticket_id"))
         elif event == "email_failed":
@@ -435,6 +429,24 @@ class TelegramBoard:
             detail = ", ".join(f"{k}: {short(str(v), 200)}" for k, v in list(facts.items())[:10])
             line = short(f"{event}: {detail}" if detail else event, 3000)
         return self.views.render("notice", lang, text=line)
+
+    def _quarantine_text(self, facts: dict[str, Any]) -> str:
+        """Which mail (raw id, size, sender and subject when the parse got that far) and why. Plain text:
+        the notice template escapes it for Telegram HTML."""
+        lang = self.lang
+        reason = short(str(facts.get("reason") or ""), 500)
+        if facts.get("stage") == "ingest":  # registering failed after a good parse (models/workflow.py)
+            reason = t("quarantine.ingest", lang, error=reason)
+        line = t("msg.quarantined", lang, id=facts.get("raw_mail_id"),
+                 size=human_size(int(facts.get("size") or 0), lang), reason=reason)
+        if facts.get("sender") or facts.get("subject"):
+            name = short(str(facts.get("name") or ""), 100)
+            address = short(str(facts.get("sender") or "?"), 200)
+            sender = f"{name} <{address}>" if name else address
+            line += "\n" + t("msg.quarantined_mail", lang, sender=sender, subject=short(str(facts.get("subject") or ""), 200))
+        if facts.get("stage") == "ingest":
+            line += "\n" + t("msg.quarantined_next", lang)
+        return line
 
     @staticmethod
     def _params(text: str, markup: dict[str, Any] | None) -> dict[str, Any]:

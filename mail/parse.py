@@ -37,13 +37,23 @@ from mail.charsets import clean_header_text, decode_bytes, decode_header, raw_he
 from mail.classify import Classification, classify, message_ids
 from mail.elide import parse_eliding, transfer_encoding
 from mail.quotes import split_quoted, squeeze_blank_lines, strip_html_quotes
-from models.inbound import AttachmentInfo, InboundMessage, MalformedMessage, MessageKind
+from models.inbound import (
+    MAX_ADDRESS,
+    MAX_CONTENT_TYPE,
+    MAX_NAME,
+    MAX_SUBJECT,
+    AttachmentInfo,
+    InboundMessage,
+    MalformedMessage,
+    MessageKind,
+    cut,
+)
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 # Above max_bytes, attachments whose encoded form is larger than this are listed but not decoded.
 OVERSIZE_DECODE_LIMIT = 1024 * 1024
 MAX_TEXT_CHARS = 200_000  # body text kept; more is truncated (a defect says so)
-MAX_SUBJECT_CHARS = 1000
+MAX_SUBJECT_CHARS = MAX_SUBJECT
 MAX_REFERENCES = 50
 MAX_DEFECTS = 30
 MAX_DEPTH = 120  # MIME nesting followed when looking for the body
@@ -273,7 +283,8 @@ def _is_attachment(walked: _Walked) -> bool:
     if walked.inside_attached_message or _is_body_text(walked):
         return False
     info = walked.info
-    ctype = info.content_type
+    # A content type longer than any registered one is not one: stored and shown as a generic binary.
+    ctype = info.content_type if len(info.content_type) <= MAX_CONTENT_TYPE else "application/octet-stream"
     if ctype in _SIGNATURE_TYPES or ctype in _NON_BODY_TEXT or ctype == "message/delivery-status":
         return False
     if ctype in ("message/rfc822", "message/global"):
@@ -459,7 +470,8 @@ def _encoded_size(walked: _Walked) -> int:
 
 def _attachment_info(walked: _Walked, content: bytes | None, approx_size: int = 0) -> AttachmentInfo:
     info = walked.info
-    ctype = info.content_type
+    # A content type longer than any registered one is not one: stored and shown as a generic binary.
+    ctype = info.content_type if len(info.content_type) <= MAX_CONTENT_TYPE else "application/octet-stream"
     name = info.filename  # None for an attached message: sanitize_filename then gives "attachment-N.eml"
     return AttachmentInfo(
         part_index=walked.index,
@@ -508,16 +520,20 @@ def _addresses(raw_values: list[str]) -> list[tuple[str, str]]:
         pairs = getaddresses([v.replace("\r", " ").replace("\n", " ") for v in raw_values])
     except Exception:
         pairs = []
+    # An address longer than its columns allow (RFC 5321 allows 254) cannot be anyone's: it is dropped
+    # like a malformed one; a display name is cut to its column (models/inbound.py MAX_*).
     for name, address in pairs:
         address = clean_header_text(raw_header_bytes(address).decode("utf-8", "replace")).strip("<> ").lower()
-        if _ADDRESS.match(address):
-            result.append((decode_header(name).strip().strip('"').strip(), address))
+        if len(address) <= MAX_ADDRESS and _ADDRESS.match(address):
+            result.append((cut(decode_header(name).strip().strip('"').strip(), MAX_NAME), address))
     if not result:  # getaddresses gave up: look for anything address-like in the decoded text
         for value in raw_values:
             decoded = decode_header(value)
             for found in _ADDRESS_SEARCH.findall(decoded):
+                if len(found) > MAX_ADDRESS:
+                    continue
                 name = decoded.split("<", 1)[0].strip().strip('"').strip() if "<" in decoded else ""
-                result.append((name, found.lower()))
+                result.append((cut(name, MAX_NAME), found.lower()))
     return result
 
 
@@ -607,7 +623,7 @@ def _parse_message(raw: bytes, *, max_bytes: int, own_addresses: frozenset[str])
     subject = headers.get("subject", [""])[0]
     if len(subject) > MAX_SUBJECT_CHARS:
         _add_defect(defects, f"Subject truncated from {len(subject)} characters")
-        subject = subject[:MAX_SUBJECT_CHARS]
+        subject = cut(subject, MAX_SUBJECT_CHARS)
 
     try:
         walked = _walk(msg, defects)

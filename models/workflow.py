@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import DBConnectionError, TransactionManagementError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -182,6 +183,8 @@ class Workflow:
         self.parse_chunk = parse_chunk
         self.on_email_queued = on_email_queued
         self.on_post_queued = on_post_queued
+        # Transient-looking failures per raw mail (or group) while the database answers (`_outage`).
+        self._strikes: dict[object, int] = {}
 
     # ------------------------------------------------------------------------------------------------
     # Mail in: stored raw mail -> tickets
@@ -207,9 +210,14 @@ class Workflow:
                 # With a pool, each mail is ingested as soon as its own parse is done, in arrival order,
                 # while the workers are still parsing the later ones: parsing and ingesting overlap.
                 parsed = seen.pop(i, None) or await self._parsed(rows[i], pending[i] if pending else None)
-                thread = await self._thread_of(parsed)
-                if thread is not None or not _is_request(parsed):
-                    await self._ingest(rows[i], parsed, thread)
+                try:
+                    thread = await self._thread_of(parsed)
+                    if thread is not None or not _is_request(parsed):
+                        await self._ingest(rows[i], parsed, thread)
+                        i += 1
+                        continue
+                except Exception as exc:  # this mail's data (or the database): see _failed
+                    await self._failed(rows[i], parsed, exc)
                     i += 1
                     continue
                 # New requests whose parses are already done go in together: one transaction, one claim
@@ -222,7 +230,7 @@ class Workflow:
                         break  # ingested on its own, in order, by the outer loop
                     group.append((rows[i], seen.pop(i)))
                     i += 1
-                await self._ingest_new_requests(group)  # type: ignore[arg-type]  # _is_request checked
+                await self._ingest_group(group)  # type: ignore[arg-type]  # _is_request checked
         finally:
             for future in pending:  # only matters when an ingest raised: nothing is left running for it
                 _discard(future)
@@ -300,16 +308,72 @@ class Workflow:
         else:
             await self._ingest_new_requests([(row, parsed)])
 
-    async def _quarantine(self, row: StoredRow, reason: str) -> None:
+    # ------------------------------------------------------------------------------------------------
+    # Isolation per mail: what one mail's data breaks is that mail's problem, never intake's
+    # ------------------------------------------------------------------------------------------------
+    async def _ingest_group(self, group: Sequence[tuple[StoredRow, AnalysedMail]]) -> None:
+        """A group of new requests in one transaction; when it fails, its mails one by one, so only the
+        mail that fails alone is quarantined and the others of the group still become tickets."""
+        try:
+            await self._ingest_new_requests(group)
+            return
+        except Exception as exc:
+            if len(group) == 1:
+                await self._failed(group[0][0], group[0][1], exc)
+                return
+            # The transaction is rolled back (on PostgreSQL a failed statement aborts it anyway): nothing of
+            # the group is committed. An outage is not the mails' fault: raised, the supervisor retries.
+            if await self._outage(exc, ("group", group[0][0].id)):
+                raise
+            log.warning("ingest group of %d mails (raw %s..%s) failed (%r): one by one",
+                        len(group), group[0][0].id, group[-1][0].id, exc)
+        for row, parsed in group:  # in arrival order, each in its own transaction
+            try:
+                await self._ingest_new_requests([(row, parsed)])
+            except Exception as exc:
+                await self._failed(row, parsed, exc)
+
+    async def _failed(self, row: StoredRow, parsed: AnalysedMail | Exception, exc: Exception) -> None:
+        """Registering this one mail raised: quarantine it with a notice, unless the database itself is
+        failing (then raise, nothing is lost: the mail stays STORED and is retried)."""
+        if await self._outage(exc, row.id):
+            raise exc
+        log.error("raw mail %s could not be registered: %r", row.id, exc, exc_info=exc)
+        msg = parsed.message if isinstance(parsed, AnalysedMail) else None
+        await self._quarantine(row, _error_text(exc), stage="ingest", message=msg)
+
+    async def _outage(self, exc: Exception, key: object) -> bool:
+        """True when `exc` should be retried later rather than quarantine a mail: the database does not
+        answer, or the error is of the transient kind (connection, lock, I/O) and has not yet repeated
+        MAX_STRIKES times for the same mail; data that keeps raising "transient" errors is quarantined
+        in the end, so nothing crash-loops for ever."""
+        if not await _database_answers():
+            return True
+        if not _transient(exc):
+            return False
+        strikes = self._strikes[key] = self._strikes.get(key, 0) + 1
+        if len(self._strikes) > 10_000:  # bounded: old keys are of mails long since ingested
+            self._strikes = {key: strikes}
+        return strikes < MAX_STRIKES
+
+    async def _quarantine(
+        self, row: StoredRow, reason: str, *, stage: str = "parse", message: InboundMessage | None = None
+    ) -> None:
+        """Keep the raw bytes, mark the mail QUARANTINED and tell the staff which mail and why, in one
+        transaction (the notice is an outbox row)."""
+        reason = _storable(reason)
+        facts: dict[str, Any] = {"raw_mail_id": row.id, "reason": reason[:500], "size": row.size, "stage": stage}
+        if message is not None:
+            facts.update(sender=_storable(message.from_address)[:320], name=_storable(message.from_name)[:300],
+                         subject=_storable(message.subject)[:300])
         async with in_transaction():
             changed = await RawMail.filter(id=row.id, status=RawMailStatus.STORED).update(
                 status=RawMailStatus.QUARANTINED, error=reason[:2000]
             )
             if changed:
-                post = await self.board.notice(
-                    "quarantined", {"raw_mail_id": row.id, "reason": reason[:500], "size": row.size}
-                )
+                post = await self.board.notice("quarantined", facts)
                 await self._queue_post(post, f"quarantine:{row.id}")
+        self._strikes.pop(row.id, None)
         log.warning("raw mail %s quarantined: %s", row.id, reason[:200])
 
     async def _find_thread(self, msg: InboundMessage) -> Ticket | None:
@@ -970,6 +1034,54 @@ async def _outcome(future: asyncio.Future[Any]) -> AnalysedMail | Exception | No
     if isinstance(result, InboundMessage):  # a plain parser in the pool (tests, custom set-ups)
         return AnalysedMail(without_nul(result))
     return RuntimeError(str(result))
+
+
+MAX_STRIKES = 5  # transient-looking failures of one mail, with the database answering, before quarantine
+# SQLSTATE classes of errors that are the server's state, not the data: connection (08), transaction
+# rollback such as serialization and deadlock (40), resources (53), operator intervention (57), system (58).
+_TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58", "55P03")
+_TRANSIENT_TEXT = ("database is locked", "database table is locked", "disk i/o error", "unable to open database")
+
+
+def _transient(exc: BaseException) -> bool:
+    """An error of the infrastructure (connection, lock, I/O) rather than of one mail's data."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # tortoise wraps the driver's error
+        seen.add(id(current))
+        if isinstance(current, OSError | DBConnectionError | TransactionManagementError | TimeoutError):
+            return True
+        sqlstate = str(getattr(current, "sqlstate", "") or "")
+        if sqlstate.startswith(_TRANSIENT_SQLSTATE) or type(current).__name__ in _DRIVER_CONNECTION_ERRORS:
+            return True
+        if any(text in str(current).lower() for text in _TRANSIENT_TEXT):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+# asyncpg's connection-level errors carry no SQLSTATE (models/ does not import the driver).
+_DRIVER_CONNECTION_ERRORS = frozenset({"InterfaceError", "ConnectionDoesNotExistError", "InternalClientError"})
+
+
+async def _database_answers() -> bool:
+    """A trivial query on a fresh statement: False when the database itself is down or unreachable."""
+    try:
+        db = RawMail._meta.db
+        await asyncio.wait_for(db.execute_query("SELECT 1"), 10)
+    except Exception:
+        return False
+    return True
+
+
+def _error_text(exc: BaseException) -> str:
+    """"ValidationError: message_id: Length of ..." for the staff notice and raw_mail.error."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _storable(text: str) -> str:
+    """Text any database column can hold: no NUL (PostgreSQL), no lone surrogates (UTF-8)."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 class StoredRow(NamedTuple):
