@@ -434,9 +434,17 @@ class TelegramBoard:
         """Which mail (raw id, size, sender and subject when the parse got that far) and why. Plain text:
         the notice template escapes it for Telegram HTML."""
         lang = self.lang
-        reason = short(str(facts.get("reason") or ""), 500)
-        if facts.get("stage") == "ingest":  # registering failed after a good parse (models/workflow.py)
-            reason = t("quarantine.ingest", lang, error=reason)
+        # The reason in the staff's language; the English detail stays in raw_mail.error and the log.
+        # Notices written before reasons had codes carry only the detail.
+        code = str(facts.get("code") or "")
+        if code == "ingest":  # registering failed after a good parse (models/workflow.py)
+            reason = t("quarantine.ingest", lang, error=short(str(facts.get("error_type") or "?"), 100))
+        elif code:
+            reason = t(f"quarantine.{code}", lang)
+        elif facts.get("stage") == "ingest":
+            reason = t("quarantine.ingest", lang, error=short(str(facts.get("reason") or ""), 500))
+        else:
+            reason = short(str(facts.get("reason") or ""), 500)
         line = t("msg.quarantined", lang, id=facts.get("raw_mail_id"),
                  size=human_size(int(facts.get("size") or 0), lang), reason=reason)
         if facts.get("sender") or facts.get("subject"):

@@ -590,10 +590,10 @@ def parse_message(
 
 def _parse_message(raw: bytes, *, max_bytes: int, own_addresses: frozenset[str]) -> InboundMessage:
     if not isinstance(raw, bytes | bytearray | memoryview):
-        raise MalformedMessage(f"not bytes but {type(raw).__name__}")
+        raise MalformedMessage(f"not bytes but {type(raw).__name__}", "not_bytes")
     raw = bytes(raw)
     if not raw.strip():
-        raise MalformedMessage("empty message")
+        raise MalformedMessage("empty message", "empty")
     defects: list[str] = []
     oversize = len(raw) > max_bytes
     if oversize:
@@ -603,7 +603,7 @@ def _parse_message(raw: bytes, *, max_bytes: int, own_addresses: frozenset[str])
     msg = _parse_bytes(raw, defects)
     raw_headers = _raw_headers(msg)
     if not raw_headers:
-        raise MalformedMessage("no headers: not an email")
+        raise MalformedMessage("no headers: not an email", "no_headers")
     headers = {
         name: [decode_header(value) for value in values]
         for name, values in raw_headers.items()
@@ -614,7 +614,7 @@ def _parse_message(raw: bytes, *, max_bytes: int, own_addresses: frozenset[str])
     if not senders:
         senders = _addresses(raw_headers.get("sender", []))
         if not senders:
-            raise MalformedMessage("no usable From address")
+            raise MalformedMessage("no usable From address", "no_from")
         _add_defect(defects, "no usable From: the Sender address is used")
     from_name, from_address = senders[0]
     if len(raw_headers.get("from", [])) > 1:

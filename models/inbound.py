@@ -107,7 +107,19 @@ def cut(text: str, limit: int) -> str:
 
 
 class MalformedMessage(Exception):
-    """The bytes cannot be understood as a support email; they are quarantined as they are."""
+    """The bytes cannot be understood as a support email; they are quarantined as they are.
+
+    `code` says why in a word the staff notice translates (`quarantine.<code>` in bot/i18n.py):
+    unparseable, not_bytes, empty, no_headers, no_from; `str()` is the English detail for the log and
+    raw_mail.error. Both travel in `args`, so the exception pickles back from a parse worker whole."""
+
+    def __init__(self, detail: str, code: str = "unparseable") -> None:
+        super().__init__(detail, code)
+        self.detail = detail
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

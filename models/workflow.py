@@ -295,7 +295,8 @@ class Workflow:
             reason = str(parsed) if isinstance(parsed, MalformedMessage) else f"parser error: {parsed!r}"
             if not isinstance(parsed, MalformedMessage):
                 log.error("parser raised on raw mail %s: %r", row.id, parsed)
-            await self._quarantine(row, reason)
+            code = parsed.code if isinstance(parsed, MalformedMessage) else "unparseable"
+            await self._quarantine(row, reason, code=code)
             return
         msg = parsed.message
         if msg.kind is MessageKind.BOUNCE:
@@ -340,7 +341,8 @@ class Workflow:
             raise exc
         log.error("raw mail %s could not be registered: %r", row.id, exc, exc_info=exc)
         msg = parsed.message if isinstance(parsed, AnalysedMail) else None
-        await self._quarantine(row, _error_text(exc), stage="ingest", message=msg)
+        await self._quarantine(row, _error_text(exc), stage="ingest", code="ingest", message=msg,
+                               error_type=type(exc).__name__)
 
     async def _outage(self, exc: Exception, key: object) -> bool:
         """True when `exc` should be retried later rather than quarantine a mail: the database does not
@@ -357,12 +359,15 @@ class Workflow:
         return strikes < MAX_STRIKES
 
     async def _quarantine(
-        self, row: StoredRow, reason: str, *, stage: str = "parse", message: InboundMessage | None = None
+        self, row: StoredRow, reason: str, *, code: str, stage: str = "parse",
+        message: InboundMessage | None = None, error_type: str = "",
     ) -> None:
         """Keep the raw bytes, mark the mail QUARANTINED and tell the staff which mail and why, in one
-        transaction (the notice is an outbox row)."""
+        transaction (the notice is an outbox row). `reason` is the English detail kept in raw_mail.error;
+        the notice says `code` in the staff's language (and the exception's class for `ingest`)."""
         reason = _storable(reason)
-        facts: dict[str, Any] = {"raw_mail_id": row.id, "reason": reason[:500], "size": row.size, "stage": stage}
+        facts: dict[str, Any] = {"raw_mail_id": row.id, "reason": reason[:500], "size": row.size, "stage": stage,
+                                 "code": code, "error_type": error_type[:100]}
         if message is not None:
             facts.update(sender=_storable(message.from_address)[:320], name=_storable(message.from_name)[:300],
                          subject=_storable(message.subject)[:300])
@@ -406,7 +411,7 @@ class Workflow:
         ids = [i for i in msg.bounced_message_ids if i]
         email = await EmailOutbox.filter(message_id__in=ids).first() if ids else None
         if email is None or email.ticket_id is None:
-            await self._quarantine(row, "delivery failure report for a message we do not know")
+            await self._quarantine(row, "delivery failure report for a message we do not know", code="unknown_bounce")
             return
         async with in_transaction():
             if not await self._claim_raw(row):

@@ -195,3 +195,30 @@ def test_the_invisible_ranges_cover_every_format_character_python_knows() -> Non
     assert missing == []
     # A ZWJ is kept only where it joins two emoji; Cyrillic, emoji with variation selectors stay intact.
     assert strip_invisible("Ива\u200dн 👩\u200d💻 ❤️\u200d🔥 \u202eабв") == "Иван 👩\u200d💻 ❤️\u200d🔥 абв"
+
+
+@pytest.mark.parametrize("raw", [b"", b"   \r\n", b"no headers at all", b"Subject: x\r\n\r\nbody without From"])
+def test_a_quarantine_notice_says_why_in_russian_with_no_english_detail(raw: bytes) -> None:
+    """The parser's English detail ("no usable From address") stays in raw_mail.error; the Russian notice
+    says the reason through i18n, and the code survives the trip back from a parse worker (pickle)."""
+    import pickle
+
+    from mail.parse import parse_message
+    from models.inbound import MalformedMessage
+
+    with pytest.raises(MalformedMessage) as caught:
+        parse_message(raw)
+    error = pickle.loads(pickle.dumps(caught.value))
+    assert (error.code, str(error)) == (caught.value.code, str(caught.value)) and error.code != "unparseable"
+    facts = {"raw_mail_id": 7, "reason": str(error), "size": len(raw), "stage": "parse", "code": error.code}
+    text = telegram_view(make_board().notice_text("quarantined", facts))
+    assert str(error) not in text and t(f"quarantine.{error.code}", "ru") in text, text
+    english = telegram_view(make_board("en").notice_text("quarantined", facts))
+    assert t(f"quarantine.{error.code}", "en") in english
+
+
+def test_a_notice_of_a_mail_the_database_refused_names_the_error_class_only() -> None:
+    facts = {"raw_mail_id": 8, "reason": "ValidationError: message_id: Length of 'zzz' 1000 > 255", "size": 10,
+             "stage": "ingest", "code": "ingest", "error_type": "ValidationError"}
+    text = telegram_view(make_board().notice_text("quarantined", facts))
+    assert "не удалось зарегистрировать (ошибка ValidationError" in text and "Length of" not in text, text
