@@ -81,6 +81,8 @@ def scores(judge: Judge, rows: Iterable[dict[str, str]]) -> tuple[dict[str, dict
     for row in rows:
         raised = judge.codes(row["subject"], row["text"])
         for code in RULES:
+            if code == "unclear" and row["label"] == "profanity":
+                continue  # abuse with no task may be unclear too: not judged (see the corpus README)
             want, got = row["label"] == code, code in raised
             if want and got:
                 counts[code]["tp"] += 1
