@@ -123,29 +123,23 @@ def slaviclean_rows(workdir: Path) -> list[dict[str, str]]:
 
 
 def lexicon_recall(judge: Judge, rows: list[dict[str, str]]) -> dict[str, Any]:
-    """One sentence per lemma ("Вы {lemma}, а не поддержка."): the share flagged, by kind."""
-    found: dict[str, list[int]] = {}
-    missed: dict[str, list[str]] = {}
+    """One sentence per lemma ("Вы {lemma}, а не поддержка."): the share of lemmas flagged, by kind. мат: the
+    lemmas typed exactly "obscene" (not the euphemisms); insults: those typed "insulting", without the ethnic
+    slurs (the issue asks for words that name a person)."""
+    kinds: dict[str, set[str]] = {"мат": set(), "insults": set()}
     for row in rows:
-        word = (row.get("lemma") or row.get("word") or next(iter(row.values()))).strip()
-        kind = _kind(row)
-        if not word or kind is None:
-            continue
-        hit = "profanity" in judge.codes("", f"Вы {word}, а не поддержка.")
-        found.setdefault(kind, []).append(int(hit))
-        if not hit:
-            missed.setdefault(kind, []).append(word)
-    return {kind: {"flagged": sum(v), "of": len(v), "recall": round(sum(v) / len(v), 3),
-                   "missed": missed.get(kind, [])[:20]} for kind, v in found.items()}
-
-
-def _kind(row: dict[str, str]) -> str | None:
-    tags = " ".join(str(v) for k, v in row.items() if k not in ("lemma", "word")).lower()
-    if "obscen" in tags or "мат" in tags:
-        return "мат"
-    if "insult" in tags or "оскорб" in tags:
-        return "insults"
-    return None
+        types = (row.get("profanityTypes") or "").strip()
+        if types == "obscene":
+            kinds["мат"].add(row["lemma"].strip())
+        elif "insulting" in types and "ethnic" not in types:
+            kinds["insults"].add(row["lemma"].strip())
+    result: dict[str, Any] = {}
+    for kind, lemmas in kinds.items():
+        missed = sorted(w for w in lemmas if "profanity" not in judge.codes("", f"Вы {w}, а не поддержка."))
+        flagged = len(lemmas) - len(missed)
+        result[kind] = {"flagged": flagged, "of": len(lemmas),
+                        "recall": round(flagged / len(lemmas), 3) if lemmas else 1.0, "missed": missed}
+    return result
 
 
 async def run(opts: Any) -> dict[str, Any]:
@@ -157,6 +151,7 @@ async def run(opts: Any) -> dict[str, Any]:
         for code, f in figures.items():
             result[f"{part} {code} precision"] = f["precision"]
             result[f"{part} {code} recall"] = f["recall"]
+            result[f"{part} {code} tp/fp/fn"] = f"{f['tp']}/{f['fp']}/{f['fn']}"
         if part == "test":
             print("\n".join(misses) or "no misses on the test part", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="slaviclean-") as tmp:
