@@ -92,3 +92,18 @@ async def test_seo_advice_is_not_in_contract_with_its_topic(db):
                                                "чтобы попасть в топ?"), OutOfScopeRule)
     f = finding(v, "out_of_scope")
     assert f.evidence["category"] == "not_in_contract" and f.evidence["topic"] == "seo_ads" and f.clause == "2.6"
+
+
+async def test_generic_words_of_our_service_need_an_owner_or_a_request_to_make_them(db):
+    await make_client()
+    for text in ("Подключите, пожалуйста, оплату по QR-коду через СБП.",
+                 "Употребляемые в описании ГОСТы устарели, обновите их.",
+                 "Ноутбук б/у принимается на трейд-ин?",
+                 "Интеграция зашла в тупик, нужна консультация разработчика.",
+                 "Прошу проверить: интеграция с маркетплейсом перестала выгружать заказы."):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert "out_of_scope" not in codes(v), text
+    for text, topic in (("Сделайте баннеры для акции «Чёрная пятница», три размера.", "design"),
+                        ("Нужны продающие тексты для карточек на Ozon, 50 штук.", "content")):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert finding(v, "out_of_scope").evidence["topic"] == topic, text

@@ -1,12 +1,14 @@
 """2.4, 2.6: requests outside what support does under the contract, decided from the request's structure.
 
-A request is out of scope when it ASKS (an imperative, "можете/сделаете", "нужен/нужно", "помогите", "как
-+ infinitive", a question; "could you", "please", "need", "how") about a SUBJECT from a topic of work support
+A request is out of scope when it ASKS (a verb of work in an asking form: "напишите", "сделаете?", "помогите
+настроить"; "нужен/нужно", "можете", "сколько стоит"; "could you", "need", "how"; "как/почему" only in the
+subject's own sentence) about a SUBJECT from a topic of work support
 does not do (the client's code, site and CMS, 1C, servers and DNS, mail programs, office computers, design,
 SEO and ads, content, training and advice, custom development), and that subject is not attached to OUR
 service: "ваш API", "в вашем личном кабинете", "из вашей справки" within a few words make it a report about
 our service (1.1, in scope), unless an ownership cue ("наш сайт на Битриксе", "our server") stands nearer.
-Words that are also our service's (сайт, сервер, почта, модуль) count only when owned. A few phrases
+Words that are also our service's (сайт, сервер, почта, модуль, описание, баннер) count only when owned or
+wanted made ("сделайте баннеры", "нужны тексты"). A few phrases
 ("написать скрипт", "продвижение сайта") are out of scope whatever the ask.
 
 Topics, their words and the cues are in `config/defaults/out_of_scope.toml`, lemmatised with pymorphy3 so
@@ -68,9 +70,11 @@ class ScopeBook:
     matcher: PhraseMatcher  # the phrases: out of scope whatever the ask
     # first lemma -> [(rest of the lemmas, topic, owned_only)], longest first
     subjects: dict[str, list[tuple[tuple[str, ...], str, bool]]]
+    work: frozenset[str]
+    create: frozenset[str]
+    need: frozenset[str]
     ask: frozenset[str]
     ask_weak: frozenset[str]
-    not_ask: frozenset[str]
     problem: frozenset[str]
     owner: frozenset[str]
     owner_pairs: frozenset[tuple[str, str]]
@@ -114,7 +118,7 @@ def load_scope_book(config: PolicyConfig) -> ScopeBook:
     pairs = lambda key: frozenset((lemma(a), lemma(b)) for a, b in cues.get(key, []))  # noqa: E731
     return ScopeBook(
         groups, topics, PhraseMatcher(phrases, max_gap=int(data.get("max_gap", 2))), subjects,
-        ask=lemset("ask"), ask_weak=lemset("ask_weak"), not_ask=lemset("not_ask"), problem=lemset("problem"),
+        work=lemset("work"), create=lemset("create"), need=lemset("need"), ask=lemset("ask"), ask_weak=lemset("ask_weak"), problem=lemset("problem"),
         owner=lemset("owner"), owner_pairs=pairs("owner_pairs"), service=lemset("service"),
         service_pairs=pairs("service_pairs"), not_service_after=lemset("not_service_after"),
         window=int(data.get("window", 6)))
@@ -131,19 +135,21 @@ class _Word:
 
 
 @lru_cache(maxsize=100_000)
-def _asks(word: str) -> bool:
-    """Imperatives ("напишите") and 2nd-person verbs ("сделаете?", "можете") ask for something."""
+def _asking_form(word: str) -> bool:
+    """The forms of a verb that ask: imperative ("напишите"), 2nd person ("сделаете?"), infinitive ("помогите
+    настроить"). English words have no such tags here: any form counts."""
     w = word.casefold()
     if not _CYRILLIC.search(w):
-        return False
+        return True
     tag = analyzer().parse(w)[0].tag
-    return "VERB" in tag and ("impr" in tag or "2per" in tag)
+    return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
 
 
 @lru_cache(maxsize=100_000)
-def _infinitive(word: str) -> bool:
+def _can_be(word: str, case: str) -> bool:
+    """Can the word stand in `case` ("accs": a direct object, "nomn": what is needed)? English: yes."""
     w = word.casefold()
-    return bool(_CYRILLIC.search(w)) and "INFN" in analyzer().parse(w)[0].tag
+    return not _CYRILLIC.search(w) or any(case in p.tag for p in analyzer().parse(w))
 
 
 def _words(text: str) -> tuple[list[_Word], set[int]]:
@@ -180,21 +186,24 @@ class _Scan:
                    and (i + 1 == len(lemmas) or lemmas[i + 1] not in book.not_service_after)
                    for i, w in enumerate(self.words)]
         self.tables = {"owner": _cue_tables(self.words, owner), "service": _cue_tables(self.words, service)}
-        # Strong asks count anywhere in the request; question words only in their own sentence, except
-        # "как" + an infinitive ("как настроить архив"), which asks for a how-to.
-        self.ask_words = [w for i, w in enumerate(self.words)
-                          if (w.lemma in book.ask or _asks(w.text) or self._how_to(i)) and w.lemma not in book.not_ask]
+        # Asks count anywhere in the request; question words only in their own sentence.
+        self.ask_words = [w for w in self.words
+                          if w.lemma in book.ask or (w.lemma in book.work and _asking_form(w.text))]
         self.weak_sentences = {w.sentence: w for w in self.words if w.lemma in book.ask_weak}
         self.problem = any(lem in book.problem for lem in lemmas)
 
-    def _how_to(self, i: int) -> bool:
-        words = self.words
-        return words[i].lemma == "как" and any(_infinitive(w.text) for w in words[i + 1 : i + 3])
-
     def weak_ask(self, sentence: int) -> str | None:
-        if sentence in self.weak_sentences:
-            return self.weak_sentences[sentence].text
-        return "?" if sentence in self.questions else None
+        # A bare question mark asks nothing by itself: "Ноутбук б/у принимается на трейд-ин?".
+        return self.weak_sentences[sentence].text if sentence in self.weak_sentences else None
+
+    def made(self, i: int) -> bool:
+        """Is word i what an ask wants made: the object of a verb that makes something ("сделайте баннеры"),
+        or what is needed ("нужны продающие тексты")?"""
+        words, book = self.words, self.book
+        before = [w for w in words[max(0, i - 3) : i] if w.sentence == words[i].sentence]
+        if any(w.lemma in book.need for w in before) and _can_be(words[i].text, "nomn"):
+            return True
+        return _can_be(words[i].text, "accs") and any(w.lemma in book.create and _asking_form(w.text) for w in before)
 
     def subjects(self) -> Iterable[tuple[int, int, str, bool]]:
         """(first word, last word, topic, owned_only) of every subject mention."""
@@ -272,7 +281,7 @@ def analyse_scope(book: ScopeBook, subject: str, body: str) -> dict[str, dict[st
                 continue
             owner_at = scan.nearest("owner", i, j)
             owner, service = scan.distance(owner_at, i, j), scan.distance(scan.nearest("service", i, j), i, j)
-            if owned_only and owner is None:
+            if owned_only and owner is None and not scan.made(i):
                 continue
             if service is not None and (owner is None or service < owner):
                 continue  # "ваш API", "в вашем кабинете": a report about our service
