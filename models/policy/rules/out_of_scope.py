@@ -82,6 +82,10 @@ class ScopeBook:
     service_pairs: frozenset[tuple[str, str]]
     not_service_after: frozenset[str]
     window: int
+    # Quick tests on a text's set of lemmas, so most requests skip the full scan (see `_worth_scanning`).
+    plain_firsts: frozenset[str] = frozenset()
+    owned_firsts: frozenset[str] = frozenset()
+    enablers: frozenset[str] = frozenset()  # lemmas that let an owned subject count: owner, create, need
 
 
 def _lemmas(phrase: str) -> tuple[str, ...]:
@@ -116,12 +120,18 @@ def load_scope_book(config: PolicyConfig) -> ScopeBook:
     cues = data.get("cues", {})
     lemset = lambda key: frozenset(lemma(w) for w in cues.get(key, []))  # noqa: E731
     pairs = lambda key: frozenset((lemma(a), lemma(b)) for a, b in cues.get(key, []))  # noqa: E731
+    # Each entry is keyed by its longest word for the quick test: "с нуля" by "нуль", "the bat" by "bat".
+    key = lambda first, rest: max(reversed((first, *rest)), key=len)  # noqa: E731  (ties: the later word)
+    plain = frozenset(key(f, e[0]) for f, entries in subjects.items() for e in entries if not e[2])
+    owned = frozenset(key(f, e[0]) for f, entries in subjects.items() for e in entries if e[2])
+    enablers = (lemset("owner") | lemset("create") | lemset("need")
+                | frozenset(b for _, b in pairs("owner_pairs")))
     return ScopeBook(
         groups, topics, PhraseMatcher(phrases, max_gap=int(data.get("max_gap", 2))), subjects,
         work=lemset("work"), create=lemset("create"), need=lemset("need"), ask=lemset("ask"), ask_weak=lemset("ask_weak"), problem=lemset("problem"),
         owner=lemset("owner"), owner_pairs=pairs("owner_pairs"), service=lemset("service"),
         service_pairs=pairs("service_pairs"), not_service_after=lemset("not_service_after"),
-        window=int(data.get("window", 6)))
+        window=int(data.get("window", 6)), plain_firsts=plain, owned_firsts=owned, enablers=enablers)
 
 
 class _Word:
@@ -262,15 +272,36 @@ def _phrase_hit(h: PhraseHit, where: str) -> dict[str, Any]:
     return {"kind": "phrase", "phrase": h.phrase, "text": h.text, "where": where, "start": h.start, "end": h.end}
 
 
+def _lemma_set(text: str) -> frozenset[str]:
+    """The lemmas of a text's words and of the parts of its hyphenated words (C-level findall and map)."""
+    tokens = _TOKEN.findall(text)
+    lems = set(map(lemma, tokens))
+    for token in tokens:
+        if "-" in token:
+            lems.update(map(lemma, token.split("-")))
+    return frozenset(lems)
+
+
+def _worth_scanning(book: ScopeBook, subject: str, body: str) -> bool:
+    """Can any subject count? Plain subjects need only to be present; owned ones also need an owner cue, a
+    verb that makes something or a need word. Most requests have neither and skip the full scan."""
+    present = _lemma_set(subject) | _lemma_set(body)
+    if not book.plain_firsts.isdisjoint(present):
+        return True
+    return not book.owned_firsts.isdisjoint(present) and not book.enablers.isdisjoint(present)
+
+
 def analyse_scope(book: ScopeBook, subject: str, body: str) -> dict[str, dict[str, Any]]:
     """Group name -> {"topic", "matches", "ask", "owner"} for the groups the request falls into."""
-    scans = [_Scan(book, subject, "subject"), _Scan(book, body, "body")]
     result: dict[str, dict[str, Any]] = {}
-    for scan in scans:
-        for h in book.matcher.find(scan.text):
+    for where, text in (("subject", subject), ("body", body)):
+        for h in book.matcher.find(text):
             entry = result.setdefault(h.key, {"topic": None, "matches": [], "ask": None, "owner": None})
             if len(entry["matches"]) < _MAX_MATCHES:
-                entry["matches"].append(_phrase_hit(h, scan.where))
+                entry["matches"].append(_phrase_hit(h, where))
+    if not _worth_scanning(book, subject, body):
+        return result
+    scans = [_Scan(book, subject, "subject"), _Scan(book, body, "body")]
     strong = next((w.text for s in scans for w in s.ask_words), None)
     # Only question words and a breakage ("почему перестал показываться ...?"): a problem report.
     reports_problem = strong is None and any(s.problem for s in scans)
