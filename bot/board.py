@@ -28,7 +28,7 @@ from aiogram.filters.callback_data import CallbackData
 from markupsafe import Markup
 
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
-from bot.i18n import finding_title, norm_lang, reason_label, t
+from bot.i18n import RU, finding_title, norm_lang, reason_label, t
 from models.calendar import BusinessCalendar
 from models.policy.base import Verdict
 from models.ports import BoardPost
@@ -784,11 +784,22 @@ def evidence_text(finding: dict[str, Any], lang: str, verdict: Verdict | None = 
         key = "title_en" if norm_lang(lang) == "en" else "title_ru"
         titles = ", ".join(str(e.get(key) or e.get("id")) for e in verdict.faq_entries[:3])
         parts.append(t("card.evidence.entries", lang, titles=titles))
-    warning = ev.get("warning_ru") if norm_lang(lang) == "ru" else ev.get("warning")
+    english = norm_lang(lang) == "en"
+    topic = ev.get("topic_en") if english else ev.get("topic_ru")  # out of scope: the topic, titled in config
+    if isinstance(topic, str) and topic:
+        parts.insert(0, t("card.evidence.topic", lang, topic=topic))
+    warning = ev.get("warning") if english else ev.get("warning_ru")
+    reason = ev.get("reason")
     if warning:
         parts.append(str(warning))
-    elif ev.get("reason") and isinstance(ev.get("reason"), str):
-        parts.append(str(ev["reason"]).replace("_", " "))
+    elif isinstance(reason, str) and reason:
+        # Reasons are codes ("ambiguous_domain"): the card says them in its own language. A reason the
+        # catalogue does not know is shown raw on an English card only, never as English in a Russian one.
+        key = f"card.evidence.reason.{reason}"
+        if key in RU:
+            parts.append(t(key, lang))
+        elif english:
+            parts.append(reason.replace("_", " "))
     return short("; ".join(p for p in parts if p), 200)
 
 

@@ -222,3 +222,29 @@ def test_a_notice_of_a_mail_the_database_refused_names_the_error_class_only() ->
              "stage": "ingest", "code": "ingest", "error_type": "ValidationError"}
     text = telegram_view(make_board().notice_text("quarantined", facts))
     assert "не удалось зарегистрировать (ошибка ValidationError" in text and "Length of" not in text, text
+
+
+def test_evidence_of_every_text_rule_reads_in_the_cards_language():
+    """No English fragment in a Russian card (issue 17): reasons are codes the i18n layer words, the
+    out-of-scope topic comes titled in both languages from its config, the client's words are quoted."""
+    from bot.board import evidence_text
+    from scripts.bench.policy_quality import Judge
+
+    findings = [{"code": "unidentified", "evidence": {"reason": r, "from": "x@y.ru", "candidates": [1, 2]}}
+                for r in ("sender_not_verified", "not_registered", "ambiguous_domain", "ambiguous_documents",
+                          "address_and_document_disagree")]
+    findings.append({"code": "out_of_scope", "evidence": {"reason": "inactive", "client_id": 1}})
+    judge = Judge()
+    for subject, text in (("Доработка", "Доработайте корзину в нашем магазине на Django."),
+                          ("SSL", "Установите SSL-сертификат на наш сервер, пожалуйста."),
+                          ("", "Вы идиоты! Напишите скрипт."), ("", "ну что, есть новости?")):
+        findings += [{"code": code, "evidence": ev} for code, ev in judge.codes(subject, text).items()]
+    assert {f["code"] for f in findings} >= {"unidentified", "out_of_scope", "profanity", "unclear"}
+    for f in findings:
+        ru = evidence_text(f, "ru")
+        outside_quotes = "".join(part.split("»", 1)[-1] for part in ru.split("«"))
+        assert not any("a" <= ch <= "z" for ch in outside_quotes), ru  # acronyms (SPF, DKIM) are fine
+    django = next(f for f in findings if f["evidence"].get("topic") == "code")
+    assert evidence_text(django, "ru").startswith("тема: программирование и код клиента; совпадения: «Django»")
+    assert evidence_text(django, "en").startswith("topic: programming and the client's code; matched: «Django»")
+    assert evidence_text(findings[2], "en") == "the domain is registered to several clients"

@@ -1,6 +1,6 @@
 from models.policy.rules.out_of_scope import OutOfScopeRule
 
-from .factories import codes, make_client, make_message, verdict_of
+from .factories import codes, finding, make_client, make_message, verdict_of
 
 
 async def test_request_to_write_a_script_is_consulting_with_the_phrase_as_written(db):
@@ -49,3 +49,61 @@ async def test_problems_with_our_services_are_in_scope(db):
                  "Не открывается раздел заказов, ошибка 502."):
         v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
         assert "out_of_scope" not in codes(v), text
+
+
+async def test_an_ask_about_the_clients_own_code_is_out_of_scope_without_a_listed_phrase(db):
+    await make_client()
+    text = "доработайте корзину в нашем магазине на Django, чтобы считался бонус"
+    v = await verdict_of(make_message(subject="Доработка", new_text=text), OutOfScopeRule)
+    f = finding(v, "out_of_scope")
+    assert f.evidence["category"] == "consulting" and f.evidence["topic"] == "code" and f.clause == "2.4"
+    assert f.evidence["ask"] == "доработайте"
+    m = f.evidence["matches"][0]
+    assert m["text"] == "Django" and text[m["start"]:m["end"]] == "Django" and m["where"] == "body"
+
+
+async def test_ownership_points_out_of_scope_and_a_service_cue_points_in(db):
+    await make_client()
+    ours = await verdict_of(make_message(new_text="Поправьте, пожалуйста, наш парсер на Python, он падает."),
+                            OutOfScopeRule)
+    assert finding(ours, "out_of_scope").evidence["owner"] == "наш"
+    for text in ("Поправьте, пожалуйста, ваш скрипт виджета: он тормозит загрузку страницы.",
+                 "ссылка на JS-счётчик из вашей справки отдаёт 404",
+                 "После вашего обновления шаблон письма о заказе перестал подставлять номер.",
+                 "Подскажите, как в вашем кабинете настроить выгрузку для Ozon?"):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert "out_of_scope" not in codes(v), text
+
+
+async def test_english_hosting_request_is_out_of_scope_but_our_servers_certificate_is_not(db):
+    await make_client()
+    v = await verdict_of(make_message(subject="SSL", new_text="Our SSL certificate expired yesterday, could you "
+                                                              "install a new one on our server?"), OutOfScopeRule)
+    f = finding(v, "out_of_scope")
+    assert f.evidence["topic"] == "hosting" and {m["text"] for m in f.evidence["matches"]} >= {"SSL", "server"}
+    v = await verdict_of(make_message(subject="SSL", new_text="Your server returns an expired SSL certificate on "
+                                                              "api.storeolis.ru, our calls fail."), OutOfScopeRule)
+    assert "out_of_scope" not in codes(v)
+
+
+async def test_seo_advice_is_not_in_contract_with_its_topic(db):
+    await make_client()
+    v = await verdict_of(make_message(new_text="Почему наш сайт не поднимается в поиске Google? Что сделать, "
+                                               "чтобы попасть в топ?"), OutOfScopeRule)
+    f = finding(v, "out_of_scope")
+    assert f.evidence["category"] == "not_in_contract" and f.evidence["topic"] == "seo_ads" and f.clause == "2.6"
+
+
+async def test_generic_words_of_our_service_need_an_owner_or_a_request_to_make_them(db):
+    await make_client()
+    for text in ("Подключите, пожалуйста, оплату по QR-коду через СБП.",
+                 "Употребляемые в описании ГОСТы устарели, обновите их.",
+                 "Ноутбук б/у принимается на трейд-ин?",
+                 "Интеграция зашла в тупик, нужна консультация разработчика.",
+                 "Прошу проверить: интеграция с маркетплейсом перестала выгружать заказы."):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert "out_of_scope" not in codes(v), text
+    for text, topic in (("Сделайте баннеры для акции «Чёрная пятница», три размера.", "design"),
+                        ("Нужны продающие тексты для карточек на Ozon, 50 штук.", "content")):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert finding(v, "out_of_scope").evidence["topic"] == topic, text

@@ -1,29 +1,53 @@
-"""2.4, 2.6: requests outside what support does under the contract.
+"""2.4, 2.6: requests outside what support does under the contract, decided from the request's structure.
 
-Two categories, listed in `config/defaults/out_of_scope.toml` (Russian and English phrases, matched
-on lemmas so any word form hits):
-- "consulting" (2.4): programming, design, the client's own scripts and programs. Refusal reason
-  "consulting": possible as a paid service by separate agreement.
-- "not_in_contract" (2.6): services the contract does not cover. Refusal reason "out_of_scope".
-Problems with our own services ("не работает личный кабинет") are in scope and are not listed.
+A request is out of scope when it ASKS (a verb of work in an asking form: "напишите", "сделаете?", "помогите
+настроить"; "нужен/нужно", "можете", "сколько стоит"; "could you", "need", "how"; "как/почему" only in the
+subject's own sentence) about a SUBJECT from a topic of work support
+does not do (the client's code, site and CMS, 1C, servers and DNS, mail programs, office computers, design,
+SEO and ads, content, training and advice, custom development), and that subject is not attached to OUR
+service: "ваш API", "в вашем личном кабинете", "из вашей справки" within a few words make it a report about
+our service (1.1, in scope), unless an ownership cue ("наш сайт на Битриксе", "our server") stands nearer.
+Words that are also our service's (сайт, сервер, почта, модуль, описание, баннер) count only when owned or
+wanted made ("сделайте баннеры", "нужны тексты"). A few phrases
+("написать скрипт", "продвижение сайта") are out of scope whatever the ask.
+
+Topics, their words and the cues are in `config/defaults/out_of_scope.toml`, lemmatised with pymorphy3 so
+any word form matches; operators extend them there. Each topic belongs to a group that gives the clause and
+the refusal reason: "consulting" (2.4, possible as a paid service by separate agreement) or
+"not_in_contract" (2.6, "out_of_scope"). The evidence names the group (`category`), the topic and the words.
+
+All text work is in `analyse` (run by the parse workers) and is one pass over the words: every look-up is a
+dictionary or set probe, the window around a subject is bounded, and the only regexes have no nested
+quantifiers.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
-from models.policy.lemmas import PhraseHit, PhraseMatcher
+from models.policy.lemmas import PhraseHit, PhraseMatcher, analyzer, lemma
 
 if TYPE_CHECKING:
     from models.inbound import InboundMessage
     from models.policy.base import PolicyData
 
+# A word: letters and digits, inner hyphens and apostrophes kept ("1С-Битрикс", "let's"); "+" and "#"
+# right after letters keep "C#", "C++" whole. Each repetition starts with a word character: linear.
+_TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*[+#]{0,2}")
+_SENTENCE_END = frozenset(".!?\n;")
+_CYRILLIC = re.compile("[а-яё]")
+_MAX_SUBJECT_WORDS = 4
+_MAX_MATCHES = 20  # evidence per group: enough for a card, bounded for a pathological mail
+
 
 @dataclass(frozen=True)
-class ScopeCategory:
+class ScopeGroup:
     name: str
     clause: str
     title_ru: str
@@ -32,26 +56,287 @@ class ScopeCategory:
 
 
 @dataclass(frozen=True)
+class ScopeTopic:
+    name: str
+    group: str
+    title_ru: str
+    title_en: str
+
+
+@dataclass(frozen=True)
 class ScopeBook:
-    categories: dict[str, ScopeCategory]
-    matcher: PhraseMatcher
+    groups: dict[str, ScopeGroup]
+    topics: dict[str, ScopeTopic]
+    matcher: PhraseMatcher  # the phrases: out of scope whatever the ask
+    # first lemma -> [(rest of the lemmas, topic, owned_only)], longest first
+    subjects: dict[str, list[tuple[tuple[str, ...], str, bool]]]
+    work: frozenset[str]
+    create: frozenset[str]
+    need: frozenset[str]
+    ask: frozenset[str]
+    ask_weak: frozenset[str]
+    problem: frozenset[str]
+    owner: frozenset[str]
+    owner_pairs: frozenset[tuple[str, str]]
+    service: frozenset[str]
+    service_pairs: frozenset[tuple[str, str]]
+    not_service_after: frozenset[str]
+    window: int
+    # Quick tests on a text's set of lemmas, so most requests skip the full scan (see `_worth_scanning`).
+    plain_firsts: frozenset[str] = frozenset()
+    owned_firsts: frozenset[str] = frozenset()
+    enablers: frozenset[str] = frozenset()  # lemmas that let an owned subject count: owner, create, need
+
+
+def _lemmas(phrase: str) -> tuple[str, ...]:
+    return tuple(lemma(m.group()) for m in _TOKEN.finditer(phrase))
 
 
 def load_scope_book(config: PolicyConfig) -> ScopeBook:
     with config.data_file("out_of_scope.toml").open("rb") as fh:
         data: dict[str, Any] = tomllib.load(fh)
-    categories: dict[str, ScopeCategory] = {}
+    groups: dict[str, ScopeGroup] = {}
     phrases: list[tuple[str, str]] = []
-    for item in data.get("category", []):
-        cat = ScopeCategory(item["name"], item.get("clause", "2.6"), item["title_ru"], item["title_en"],
-                            item.get("refuse_reason", "out_of_scope"))
-        categories[cat.name] = cat
-        phrases += [(cat.name, p) for p in item.get("phrases", [])]
-    return ScopeBook(categories, PhraseMatcher(phrases, max_gap=int(data.get("max_gap", 2))))
+    for item in data.get("group", data.get("category", [])):
+        group = ScopeGroup(item["name"], item.get("clause", "2.6"), item["title_ru"], item["title_en"],
+                           item.get("refuse_reason", "out_of_scope"))
+        groups[group.name] = group
+        phrases += [(group.name, p) for p in item.get("phrases", [])]
+    topics: dict[str, ScopeTopic] = {}
+    subjects: dict[str, list[tuple[tuple[str, ...], str, bool]]] = {}
+    for item in data.get("topic", []):
+        topic = ScopeTopic(item["name"], item["group"], item.get("title_ru", item["name"]),
+                           item.get("title_en", item["name"]))
+        if topic.group not in groups:
+            raise ValueError(f"out_of_scope.toml: topic {topic.name!r} names an unknown group {topic.group!r}")
+        topics[topic.name] = topic
+        for owned, key in ((False, "subjects"), (True, "owned_subjects")):
+            for entry in item.get(key, []):
+                seq = _lemmas(entry)[:_MAX_SUBJECT_WORDS]
+                if seq:
+                    subjects.setdefault(seq[0], []).append((seq[1:], topic.name, owned))
+    for entries in subjects.values():
+        entries.sort(key=lambda e: -len(e[0]))
+    cues = data.get("cues", {})
+    lemset = lambda key: frozenset(lemma(w) for w in cues.get(key, []))  # noqa: E731
+    pairs = lambda key: frozenset((lemma(a), lemma(b)) for a, b in cues.get(key, []))  # noqa: E731
+    # Each entry is keyed by its longest word for the quick test: "с нуля" by "нуль", "the bat" by "bat".
+    key = lambda first, rest: max(reversed((first, *rest)), key=len)  # noqa: E731  (ties: the later word)
+    plain = frozenset(key(f, e[0]) for f, entries in subjects.items() for e in entries if not e[2])
+    owned = frozenset(key(f, e[0]) for f, entries in subjects.items() for e in entries if e[2])
+    enablers = (lemset("owner") | lemset("create") | lemset("need")
+                | frozenset(b for _, b in pairs("owner_pairs")))
+    return ScopeBook(
+        groups, topics, PhraseMatcher(phrases, max_gap=int(data.get("max_gap", 2))), subjects,
+        work=lemset("work"), create=lemset("create"), need=lemset("need"), ask=lemset("ask"), ask_weak=lemset("ask_weak"), problem=lemset("problem"),
+        owner=lemset("owner"), owner_pairs=pairs("owner_pairs"), service=lemset("service"),
+        service_pairs=pairs("service_pairs"), not_service_after=lemset("not_service_after"),
+        window=int(data.get("window", 6)), plain_firsts=plain, owned_firsts=owned, enablers=enablers)
 
 
-def _hit(h: PhraseHit, where: str) -> dict[str, Any]:
-    return {"phrase": h.phrase, "text": h.text, "where": where, "start": h.start, "end": h.end}
+class _Word:
+    __slots__ = ("end", "lemma", "parts", "sentence", "start", "text")
+
+    def __init__(self, text: str, start: int, end: int, sentence: int) -> None:
+        self.text, self.start, self.end, self.sentence = text, start, end, sentence
+        self.lemma = lemma(text)
+        # "SEO-продвижение", "SSL-сертификат": the parts are looked up too.
+        self.parts = tuple(lemma(p) for p in re.split(r"['’-]", text)) if "-" in text else ()
+
+
+@lru_cache(maxsize=100_000)
+def _asking_form(word: str) -> bool:
+    """The forms of a verb that ask: imperative ("напишите"), 2nd person ("сделаете?"), infinitive ("помогите
+    настроить"). English words have no such tags here: any form counts."""
+    w = word.casefold()
+    if not _CYRILLIC.search(w):
+        return True
+    tag = analyzer().parse(w)[0].tag
+    return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
+
+
+@lru_cache(maxsize=100_000)
+def _can_be(word: str, case: str) -> bool:
+    """Can the word stand in `case` ("accs": a direct object, "nomn": what is needed)? English: yes."""
+    w = word.casefold()
+    return not _CYRILLIC.search(w) or any(case in p.tag for p in analyzer().parse(w))
+
+
+def _words(text: str) -> tuple[list[_Word], set[int]]:
+    """The words of `text` with their sentence numbers, and the numbers of the sentences that end in "?"."""
+    words: list[_Word] = []
+    questions: set[int] = set()
+    sentence, last = 0, 0
+    for m in _TOKEN.finditer(text):
+        start = m.start()
+        # The gap since the previous word ends a sentence when it holds a full stop, "!", "?" or a newline.
+        gap = text[last:start]
+        # "help.storeolis.ru", "3.5": a full stop with no space after it ends nothing.
+        if words and gap not in (".", "/.", "./") and not _SENTENCE_END.isdisjoint(gap):
+            if "?" in gap:
+                questions.add(sentence)
+            sentence += 1
+        words.append(_Word(m.group(), start, m.end(), sentence))
+        last = m.end()
+    if "?" in text[last:]:
+        questions.add(sentence)
+    return words, questions
+
+
+class _Scan:
+    """The cues of one text (the subject line or the body)."""
+
+    def __init__(self, book: ScopeBook, text: str, where: str) -> None:
+        self.book, self.text, self.where = book, text, where
+        self.words, self.questions = _words(text)
+        lemmas = [w.lemma for w in self.words]
+        owner = [w.lemma in book.owner or (i > 0 and (lemmas[i - 1], w.lemma) in book.owner_pairs)
+                 for i, w in enumerate(self.words)]
+        service = [(w.lemma in book.service or (i > 0 and (lemmas[i - 1], w.lemma) in book.service_pairs))
+                   and (i + 1 == len(lemmas) or lemmas[i + 1] not in book.not_service_after)
+                   for i, w in enumerate(self.words)]
+        self.tables = {"owner": _cue_tables(self.words, owner), "service": _cue_tables(self.words, service)}
+        # Asks count anywhere in the request; question words only in their own sentence.
+        self.ask_words = [w for w in self.words
+                          if w.lemma in book.ask or (w.lemma in book.work and _asking_form(w.text))]
+        self.weak_sentences = {w.sentence: w for w in self.words if w.lemma in book.ask_weak}
+        self.problem = any(lem in book.problem for lem in lemmas)
+
+    def weak_ask(self, sentence: int) -> str | None:
+        # A bare question mark asks nothing by itself: "Ноутбук б/у принимается на трейд-ин?".
+        return self.weak_sentences[sentence].text if sentence in self.weak_sentences else None
+
+    def made(self, i: int) -> bool:
+        """Is word i what an ask wants made: the object of a verb that makes something ("сделайте баннеры"),
+        or what is needed ("нужны продающие тексты")?"""
+        words, book = self.words, self.book
+        before = [w for w in words[max(0, i - 3) : i] if w.sentence == words[i].sentence]
+        if any(w.lemma in book.need for w in before) and _can_be(words[i].text, "nomn"):
+            return True
+        return _can_be(words[i].text, "accs") and any(w.lemma in book.create and _asking_form(w.text) for w in before)
+
+    def subjects(self) -> Iterable[tuple[int, int, str, bool]]:
+        """(first word, last word, topic, owned_only) of every subject mention."""
+        words, index = self.words, self.book.subjects
+        for i, w in enumerate(words):
+            for key in (w.lemma, *w.parts):
+                for rest, topic, owned in index.get(key, ()):
+                    end = i + len(rest)
+                    if end < len(words) and all(words[i + 1 + k].lemma == r for k, r in enumerate(rest)):
+                        yield i, end, topic, owned
+                        break
+
+    def nearest(self, kind: str, i: int, j: int) -> int | None:
+        """Position of the nearest `kind` cue ("owner" or "service") to the span [i, j] in the same sentence,
+        within the window; O(1) from the tables `_cue_tables` made in one pass."""
+        left, right = self.tables[kind]
+        best = None
+        if left[i] >= 0 and i - left[i] <= self.book.window:
+            best = left[i]
+        if right[j] >= 0 and right[j] - j <= self.book.window and (best is None or right[j] - j < i - best):
+            best = right[j]
+        return best
+
+    def distance(self, p: int | None, i: int, j: int) -> int | None:
+        return None if p is None else i - p if p < i else p - j if p > j else 0
+
+
+def _cue_tables(words: list[_Word], flags: list[bool]) -> tuple[list[int], list[int]]:
+    """For every word, the index of the nearest flagged word at or before it and at or after it in the same
+    sentence (-1: none): two linear passes instead of a search per subject."""
+    n = len(words)
+    left, right = [-1] * n, [-1] * n
+    last = -1
+    for k in range(n):
+        if k and words[k].sentence != words[k - 1].sentence:
+            last = -1
+        if flags[k]:
+            last = k
+        left[k] = last
+    last = -1
+    for k in range(n - 1, -1, -1):
+        if k + 1 < n and words[k].sentence != words[k + 1].sentence:
+            last = -1
+        if flags[k]:
+            last = k
+        right[k] = last
+    return left, right
+
+
+def _span(scan: _Scan, i: int, j: int, kind: str) -> dict[str, Any]:
+    a, b = scan.words[i].start, scan.words[j].end
+    return {"kind": kind, "text": scan.text[a:b], "where": scan.where, "start": a, "end": b}
+
+
+def _phrase_hit(h: PhraseHit, where: str) -> dict[str, Any]:
+    return {"kind": "phrase", "phrase": h.phrase, "text": h.text, "where": where, "start": h.start, "end": h.end}
+
+
+def _lemma_set(text: str) -> frozenset[str]:
+    """The lemmas of a text's words and of the parts of its hyphenated words (C-level findall and map)."""
+    tokens = _TOKEN.findall(text)
+    lems = set(map(lemma, tokens))
+    for token in tokens:
+        if "-" in token:
+            lems.update(map(lemma, token.split("-")))
+    return frozenset(lems)
+
+
+def _worth_scanning(book: ScopeBook, subject: str, body: str) -> bool:
+    """Can any subject count? Plain subjects need only to be present; owned ones also need an owner cue, a
+    verb that makes something or a need word. Most requests have neither and skip the full scan."""
+    present = _lemma_set(subject) | _lemma_set(body)
+    if not book.plain_firsts.isdisjoint(present):
+        return True
+    return not book.owned_firsts.isdisjoint(present) and not book.enablers.isdisjoint(present)
+
+
+def analyse_scope(book: ScopeBook, subject: str, body: str) -> dict[str, dict[str, Any]]:
+    """Group name -> {"topic", "matches", "ask", "owner"} for the groups the request falls into."""
+    result: dict[str, dict[str, Any]] = {}
+    for where, text in (("subject", subject), ("body", body)):
+        for h in book.matcher.find(text):
+            entry = result.setdefault(h.key, {"topic": None, "matches": [], "ask": None, "owner": None})
+            if len(entry["matches"]) < _MAX_MATCHES:
+                entry["matches"].append(_phrase_hit(h, where))
+    if not _worth_scanning(book, subject, body):
+        return result
+    scans = [_Scan(book, subject, "subject"), _Scan(book, body, "body")]
+    strong = next((w.text for s in scans for w in s.ask_words), None)
+    # Only question words and a breakage ("почему перестал показываться ...?"): a problem report.
+    reports_problem = strong is None and any(s.problem for s in scans)
+    for scan in scans:
+        for i, j, topic_name, owned_only in scan.subjects():
+            ask = strong or (None if reports_problem else scan.weak_ask(scan.words[i].sentence))
+            if ask is None:
+                continue
+            owner_at = scan.nearest("owner", i, j)
+            owner, service = scan.distance(owner_at, i, j), scan.distance(scan.nearest("service", i, j), i, j)
+            if owned_only and owner is None and not scan.made(i):
+                continue
+            if service is not None and (owner is None or service < owner):
+                continue  # "ваш API", "в вашем кабинете": a report about our service
+            topic = book.topics[topic_name]
+            entry = result.setdefault(topic.group, {"topic": None, "matches": [], "ask": None, "owner": None})
+            if len(entry["matches"]) < _MAX_MATCHES:
+                entry["matches"].append(_span(scan, i, j, "owned" if owned_only else "subject") | {"topic": topic_name})
+            entry["ask"] = entry["ask"] or ask
+            if owner_at is not None and entry["owner"] is None:
+                entry["owner"] = scan.words[owner_at].text
+    return _strongest(result)
+
+
+def _strongest(result: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Name each group's topic after its first specific subject ("Django" over "наш магазин"), and drop a
+    group that rests only on owned generic words when another group has a specific subject or phrase."""
+    specific = {name for name, e in result.items() if any(m["kind"] != "owned" for m in e["matches"])}
+    rank = {"phrase": 0, "subject": 1, "owned": 2}
+    for entry in result.values():
+        entry["matches"].sort(key=lambda m: rank[m["kind"]])  # stable: text order inside one kind
+        topics = [m["topic"] for m in entry["matches"] if m["kind"] == "subject"]
+        topics += [m["topic"] for m in entry["matches"] if m["kind"] == "owned"]
+        entry["topic"] = topics[0] if topics else None
+    return {name: e for name, e in result.items() if not specific or name in specific}
 
 
 class OutOfScopeRule(Rule):
@@ -61,22 +346,20 @@ class OutOfScopeRule(Rule):
     title_en = "Request outside the scope of technical support"
     loaders = (load_scope_book,)
 
-    def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, list[dict[str, Any]]]:
-        book = data.get(load_scope_book)
-        by_category: dict[str, list[dict[str, Any]]] = {}
-        for where, text in (("subject", message.subject), ("body", message.new_text)):
-            for h in book.matcher.find(text):
-                by_category.setdefault(h.key, []).append(_hit(h, where))
-        return by_category
+    def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, dict[str, Any]]:
+        return analyse_scope(data.get(load_scope_book), message.subject, message.new_text)
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         book = ctx.data.get(load_scope_book)
-        by_category: dict[str, list[dict[str, Any]]] = self.analysis(req, ctx)
+        by_group: dict[str, dict[str, Any]] = self.analysis(req, ctx)
         findings = []
-        for name, hits in by_category.items():
-            cat = book.categories[name]
+        for name, found in by_group.items():
+            group = book.groups[name]
+            topic = book.topics.get(found["topic"]) if found["topic"] else None
             findings.append(self.finding(
-                {"category": name, "refuse_reason": cat.refuse_reason, "matches": hits,
+                {"category": name, "refuse_reason": group.refuse_reason, "topic": found["topic"],
+                 "topic_ru": topic.title_ru if topic else None, "topic_en": topic.title_en if topic else None,
+                 "matches": found["matches"], "ask": found["ask"], "owner": found["owner"],
                  "offer": "paid, by separate agreement", "offer_ru": "платно, по дополнительной договорённости"},
-                "block", clause=cat.clause, title_ru=cat.title_ru, title_en=cat.title_en))
+                "block", clause=group.clause, title_ru=group.title_ru, title_en=group.title_en))
         return findings
