@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.text_scan import RunScan
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "defaults" / "profanity.toml"
 
 CATEGORIES = ("obscene", "insult", "english", "accusation")
@@ -55,7 +57,13 @@ _SPREAD_HINT_RE = re.compile(
 _SPREAD_NEED_RE = re.compile(
     rf"[\s._\-]{_ONE_CHAR}[\s._\-]{{1,3}}[#@*]*[{_INVISIBLE}]*(?:[^\W_]|[*#@])[{_INVISIBLE}]*[#*]*(?![^\W_])"
 )
-_URL_OR_EMAIL_RE = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+# Links and addresses; the address branch may start only where no address character precedes it (RunScan,
+# models/text_scan.py): otherwise `re` rescans a long word from each of its characters, quadratic.
+_URL_OR_EMAIL_RE = RunScan(
+    r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+    r"(?:https?://|www\.)\S+|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+    re.IGNORECASE,
+)
 _HAS_CYRILLIC_RE = re.compile("[а-яёА-ЯЁіїєІЇЄ]")
 _PURE_CYRILLIC_RE = re.compile("[а-яёА-ЯЁ]+")
 _REPEAT_RE = re.compile(r"([^?])\1+")
