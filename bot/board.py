@@ -226,9 +226,13 @@ class TelegramViews:
         self, view: str, lang: str, body: str, cut_key: str = "card.cut", limit: int = SAFE_LIMIT, **context: Any
     ) -> str:
         """Render with as much of `body` as fits in `limit`; the markup is never cut."""
-        full = self.render(view, lang, body=body, cut="", **context)
-        if visible_len(full) <= limit:
-            return full
+        # A body of more than `limit` characters (each at least one UTF-16 unit, all shown) cannot fit:
+        # it is not rendered, escaped and measured whole first. A 5 MB body cost the event loop about a
+        # second per card that way (issue 16); now only the part that fits is ever rendered.
+        if len(body.strip()) <= limit:
+            full = self.render(view, lang, body=body, cut="", **context)
+            if visible_len(full) <= limit:
+                return full
         cut = t(cut_key, lang, n=len(body))
         base = self.render(view, lang, body="", cut=cut, **context)
         budget = limit - visible_len(base) - 2

@@ -48,6 +48,7 @@ from models.inbound import (
     MessageKind,
     cut,
 )
+from models.text_scan import RunScan, tags_removed
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 # Above max_bytes, attachments whose encoded form is larger than this are listed but not decoded.
@@ -69,7 +70,8 @@ _WANTED_HEADERS = frozenset(
     }
 )  # fmt: skip
 _ADDRESS = re.compile(r"^[^@\s<>\"(),;:\[\]]+@[^@\s<>\"(),;:\[\]]+$")
-_ADDRESS_SEARCH = re.compile(r"[\w.+\-=']+@[\w\-]+(?:\.[\w\-]+)+")
+# Linear on a long header without "@" (models/text_scan.RunScan), where `re` alone is quadratic.
+_ADDRESS_SEARCH = RunScan.run(r"[\w.+\-=']", r"@[\w\-]+(?:\.[\w\-]+)+")
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _SIGNATURE_TYPES = frozenset(
     {"application/pgp-signature", "application/pkcs7-signature", "application/x-pkcs7-signature"}
@@ -379,7 +381,7 @@ def html_to_text(html: str) -> str:
     try:
         text = converter.handle(html)
     except Exception:  # html2text on hostile markup: fall back to dropping tags
-        text = re.sub(r"<[^>]*>", " ", html)
+        text = tags_removed(html)  # re.sub(r"<[^>]*>", " ", html), linear on "<<<<..."
     text = _MD_ESCAPE.sub(r"\1", text)
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     return squeeze_blank_lines("\n".join(lines)).strip()

@@ -187,9 +187,11 @@ def _signature_end(lines: list[str], i: int) -> int:
     while j < len(lines) and not _is_cut(lines, j):
         if not _BLANK.match(lines[j]):
             content += 1
+            if not dashes and content > _MAX_SIGNATURE_LINES:
+                # "С уважением к вашему труду, ..." followed by a whole letter is not a signature. Said as
+                # soon as it is known: scanning on to the end from every such line was quadratic in lines.
+                return 0
         j += 1
-    if not dashes and content > _MAX_SIGNATURE_LINES:
-        return 0  # "С уважением к вашему труду, ..." followed by a whole letter is not a signature
     return j
 
 

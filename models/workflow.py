@@ -603,9 +603,15 @@ class Workflow:
         raw = await load_content(first.raw_mail_id) if first and first.raw_mail_id else None
         if raw is None:
             return Verdict.from_json(ticket.verdict)
-        msg = without_nul(self.parser(raw))
+        # Parsing and the rules' text work are CPU work on client text of any size: in the parse pool when
+        # there is one, else in a thread, never on the event loop a staff press arrives on (issue 16).
+        if self.parse_executor is not None and self.analyser is not None:
+            parsed = await self._submit_bytes(raw)
+        else:
+            parsed = await asyncio.to_thread(parse_and_analyse, raw, parser=self.parser, analyser=self.policy.analyse)
         return await self.policy.evaluate(
-            PolicyRequest(ticket_id=ticket.id, arrived_at=_aware(ticket.arrived_at), message=msg)
+            PolicyRequest(ticket_id=ticket.id, arrived_at=_aware(ticket.arrived_at), message=parsed.message,
+                          analyses=parsed.analyses)
         )
 
     async def decided(self, ticket_id: int) -> Decided | None:

@@ -25,6 +25,7 @@ from models.policy.base import (
     Severity,
     Suggestion,
     Verdict,
+    policy_view,
 )
 from models.policy.records import PolicyRepository
 from models.policy.rules.duplicates import DuplicateRule, content_hash
@@ -99,8 +100,9 @@ class PolicyEngine:
         """Every rule's text analysis of `message`, by rule name: what `evaluate` would otherwise do
         on the event loop. Pure and picklable, so a parse worker can run it (`TextAnalyser`)."""
         analyses: dict[str, Any] = {}
+        view = policy_view(message)  # made once: every rule but the duplicate check reads the bounded text
         for rule in self.rules:
-            result = rule.analyse(message, self.data)
+            result = rule.analyse(view if rule.bounded_text else message, self.data)
             if result is not None:
                 analyses[rule.name] = result
         return analyses

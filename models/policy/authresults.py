@@ -8,11 +8,15 @@ added last). A forged header lower down is ignored.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-_EQUALS = re.compile(r"\s*=\s*")
+from models.text_scan import RunScan
+
+# "=" with the blanks around it. A match may begin only at the start of a blank run (or at the "=" itself):
+# `\s*=` tried from every blank of a long run without "=" is quadratic (the contract of
+# models/text_scan.RunScan: a start refused here has a match one character earlier).
+_EQUALS = RunScan(r"\s*=\s*", r"(?<!\s)\s*=\s*|=\s*")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -22,6 +22,24 @@ Severity = Literal["block", "warn", "info"]
 Suggestion = Literal["accept", "refuse", "answer_faq"]
 
 DEFAULTS_DIR = Path(__file__).resolve().parents[2] / "config" / "defaults"
+
+# The rules read at most this many characters of a mail's subject, new text and sender name (issue 16).
+# Why: what a request is about, who sent it and whether it is rude are written at its start; 64 K
+# characters are some 10,000 words, thirty pages, while a request is a few hundred words and the staff
+# card shows 4,000 characters. Past it, each further megabyte a client sends would cost the parse workers
+# seconds of lemmatising (one dictionary parse per new word) and make the rules' evidence no better.
+# The parser already keeps at most 200,000 characters of a body (mail/parse.py MAX_TEXT_CHARS). Only the
+# duplicate rule's content hash reads the whole new text: it is linear and must not call two mails that
+# differ after the limit the same request (models/policy/rules/duplicates.py).
+POLICY_TEXT_CHARS = 64 * 1024
+
+
+def policy_view(message: InboundMessage) -> InboundMessage:
+    """`message` as the rules read it: subject, new text and sender name cut to POLICY_TEXT_CHARS."""
+    if max(len(message.new_text), len(message.subject), len(message.from_name)) <= POLICY_TEXT_CHARS:
+        return message  # every real request: no copy
+    return replace(message, new_text=message.new_text[:POLICY_TEXT_CHARS],
+                   subject=message.subject[:POLICY_TEXT_CHARS], from_name=message.from_name[:POLICY_TEXT_CHARS])
 
 
 class FindingCode(StrEnum):
@@ -207,6 +225,8 @@ class Rule(ABC):
     # Data loaders the rule needs; the engine calls them once at start-up so no file is read
     # while a request is being evaluated.
     loaders: tuple[Callable[[PolicyConfig], Any], ...] = ()
+    # False: `analyse` gets the whole message and bounds its own work (only the duplicate rule does).
+    bounded_text: bool = True
 
     def finding(self, evidence: dict[str, Any], severity: Severity = "block", **overrides: Any) -> Finding:
         return Finding(code=overrides.get("code", self.code), clause=overrides.get("clause", self.clause),
@@ -224,9 +244,16 @@ class Rule(ABC):
 
     def analysis(self, req: PolicyRequest, ctx: PolicyContext) -> Any:
         """The result of `analyse` for this request: made by a parse worker, else made now."""
+        return self.analysis_with(req, ctx.data)
+
+    def analysis_with(self, req: PolicyRequest, data: PolicyData) -> Any:
         if req.analyses is not None and self.name in req.analyses:
             return req.analyses[self.name]
-        return self.analyse(req.message, ctx.data)
+        return self.analyse(self.view(req.message), data)
+
+    def view(self, message: InboundMessage) -> InboundMessage:
+        """What this rule's `analyse` reads of `message` (`policy_view` unless the rule bounds itself)."""
+        return policy_view(message) if self.bounded_text else message
 
     @abstractmethod
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]: ...

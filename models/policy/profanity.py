@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.text_scan import RunScan, Spans
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "defaults" / "profanity.toml"
 
 CATEGORIES = ("obscene", "insult", "english", "accusation")
@@ -55,7 +57,13 @@ _SPREAD_HINT_RE = re.compile(
 _SPREAD_NEED_RE = re.compile(
     rf"[\s._\-]{_ONE_CHAR}[\s._\-]{{1,3}}[#@*]*[{_INVISIBLE}]*(?:[^\W_]|[*#@])[{_INVISIBLE}]*[#*]*(?![^\W_])"
 )
-_URL_OR_EMAIL_RE = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+# Links and addresses; the address branch may start only where no address character precedes it (RunScan,
+# models/text_scan.py): otherwise `re` rescans a long word from each of its characters, quadratic.
+_URL_OR_EMAIL_RE = RunScan(
+    r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+    r"(?:https?://|www\.)\S+|(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+    re.IGNORECASE,
+)
 _HAS_CYRILLIC_RE = re.compile("[а-яёА-ЯЁіїєІЇЄ]")
 _PURE_CYRILLIC_RE = re.compile("[а-яёА-ЯЁ]+")
 _REPEAT_RE = re.compile(r"([^?])\1+")
@@ -367,8 +375,8 @@ class ProfanityDetector:
         lowered = _lower_same_length(text)
         hits.extend(self._phrase_hits(text, lowered, hits))
         if self._exception_phrases is not None and hits:
-            spans = [m.span() for m in self._exception_phrases.finditer(lowered)]
-            hits = [h for h in hits if not any(s < h.end and h.start < e for s, e in spans)]
+            spans = Spans(m.span() for m in self._exception_phrases.finditer(lowered))
+            hits = [h for h in hits if not spans.overlaps(h.start, h.end)]
         hits.sort(key=lambda h: h.start)
         return hits
 
@@ -376,9 +384,9 @@ class ProfanityDetector:
 
     def _word_hits(self, text: str, lo: int, hi: int) -> list[ProfanityHit]:
         """Hits for the words in text[lo:hi] (lo/hi at word boundaries)."""
-        skip: list[tuple[int, int]] = []
+        skip = Spans(())
         if "@" in text or "://" in text or "www." in text:
-            skip = [m.span() for m in _URL_OR_EMAIL_RE.finditer(text)]
+            skip = Spans(m.span() for m in _URL_OR_EMAIL_RE.finditer(text))
         hits: list[ProfanityHit] = []
         run: list[_Span] = []  # consecutive single letters, maybe a spread-out word
 
@@ -390,7 +398,7 @@ class ProfanityDetector:
                 return False
             # Words inside addresses and links are classified (so the verdict cache stays a
             # pure function of the word) but not reported.
-            if not any(s <= start < e for s, e in skip):
+            if not skip.covers(start):
                 hits.append(ProfanityHit(text[start:end], start, end, entry.category, entry.root))
             return True
 
@@ -537,9 +545,11 @@ class ProfanityDetector:
     def _phrase_hits(self, text: str, lowered: str, word_hits: list[ProfanityHit]) -> Iterator[ProfanityHit]:
         if self._phrases is None:
             return
+        # The word hits only: phrase matches (one finditer) never overlap one another.
+        taken = Spans((h.start, h.end) for h in word_hits)
         for m in self._phrases.finditer(lowered):
             start, end = m.span()
-            if any(h.start < end and start < h.end for h in word_hits):
+            if taken.overlaps(start, end):
                 continue  # the offending word itself is already reported
             rule = self._phrase_rules[int(str(m.lastgroup)[1:])]
             yield ProfanityHit(text[start:end], start, end, rule.category, rule.root)

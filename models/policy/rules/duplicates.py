@@ -14,6 +14,7 @@ unknown) that arrived within `duplicate_window_days` or are still open.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Mapping
@@ -23,16 +24,36 @@ from typing import Any, NamedTuple
 from rapidfuzz import fuzz
 
 from models.inbound import InboundMessage
-from models.policy.base import Finding, FindingCode, PolicyContext, PolicyData, PolicyRequest, Rule
+from models.policy.base import (
+    POLICY_TEXT_CHARS,
+    Finding,
+    FindingCode,
+    PolicyContext,
+    PolicyData,
+    PolicyRequest,
+    Rule,
+)
 from models.policy.records import PriorTicket, SeenMessage
+from models.text_scan import RunScan
 
 _SUBJECT_PREFIX = re.compile(
     r"^\s*(?:re|fwd?|fw|aw|wg|отв|ответ|пересл|переслать)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
 _TICKET_TAG = re.compile(r"\[#\s*\d+\]")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Scanned with RunScan: `re` alone retries the address pattern from every character of a long word,
+# quadratic in the word's length (issue 16: a 40 KB single-line body took 7.7 s here).
+_EMAIL = RunScan.run(r"[\w.+-]", r"@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # Numbers with inner separators: "12 500,00" is taken as "12", "500,00" — consistent on both sides.
 _NUMBER = re.compile(r"\d+(?:[.,/:\-]\d+)*")
+# The near check compares the first NEAR_COMPARE_CHARS characters of two new texts. Similarity (rapidfuzz's
+# bit-parallel LCS) costs time in proportion to the product of the lengths: 16 K characters take about
+# 25 ms a pair, 64 K 0.4 s, 200 K 5 s, and a request is compared with up to 50 candidates. A re-send is
+# recognisable from its first 16 K characters (some 2,500 words); the facts are still compared over
+# POLICY_TEXT_CHARS, and whole texts whose lengths alone rule out the threshold are never near copies.
+NEAR_COMPARE_CHARS = 16 * 1024
+# Near checks whose texts add up to more than this run in a thread (rapidfuzz releases the GIL): the event
+# loop goes on serving updates meanwhile. Smaller ones, every ordinary request, stay inline (no thread hop).
+NEAR_INLINE_CHARS = 64 * 1024
 
 
 def normalise_subject(subject: str) -> str:
@@ -62,6 +83,16 @@ def text_facts(text: str, attachment_hashes: tuple[str, ...] | list[str] = ()) -
     return frozenset(facts)
 
 
+def near_print(text: str) -> str:
+    """What the near check compares of a new text: its first NEAR_COMPARE_CHARS characters, normalised."""
+    return normalise_text(text[:NEAR_COMPARE_CHARS])
+
+
+def _lengths_allow(a: int, b: int, cutoff: float) -> bool:
+    """Whether texts of lengths a and b can reach a ratio of `cutoff` at all (2*min/(a+b), the best case)."""
+    return a + b == 0 or 200.0 * min(a, b) / (a + b) >= cutoff
+
+
 def content_hash(message: InboundMessage) -> str:
     """sha256 of what makes a mail the same request; stored on Ticket.content_hash by the workflow."""
     parts = [
@@ -76,8 +107,8 @@ def content_hash(message: InboundMessage) -> str:
 class TextPrint(NamedTuple):
     """What the duplicate checks compare of one mail (`DuplicateRule.analyse`)."""
 
-    content_hash: str
-    text: str  # normalise_text(new_text)
+    content_hash: str  # of the whole new text
+    text: str  # near_print(new_text)
 
 
 def request_content_hash(message: InboundMessage, analyses: Mapping[str, Any] | None) -> str:
@@ -95,9 +126,10 @@ class DuplicateRule(Rule):
     clause = "2.6"
     title_ru = "Дублирование сообщения"
     title_en = "Duplicate message"
+    bounded_text = False  # the content hash reads the whole text (linear); the near print is bounded below
 
     def analyse(self, message: InboundMessage, data: PolicyData) -> TextPrint:
-        return TextPrint(content_hash=content_hash(message), text=normalise_text(message.new_text))
+        return TextPrint(content_hash=content_hash(message), text=near_print(message.new_text))
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         msg = req.message
@@ -144,30 +176,50 @@ class DuplicateRule(Rule):
     async def _near(req: PolicyRequest, ctx: PolicyContext, since: datetime,
                     printed: TextPrint) -> dict[str, Any] | None:
         msg = req.message
-        text = printed.text
-        if not text:
+        if not printed.text:
             return None  # nothing to compare; an identical empty re-send is caught by the exact check
         candidates = await ctx.repository.recent_tickets(
             client_id=ctx.client.client_id if ctx.client else None,
             sender_address=None if ctx.client else msg.from_address,
             arrived_at=req.arrived_at, ticket_id=req.ticket_id, since=since)
-        best: tuple[float, PriorTicket] | None = None
-        facts: frozenset[str] | None = None  # found only once a text is similar enough to compare them
-        for t in candidates:
-            other = normalise_text(t.new_text)
-            if not other:
-                continue
-            # score_cutoff lets rapidfuzz give up early on clearly different texts.
-            ratio = fuzz.ratio(text, other, score_cutoff=ctx.config.near_duplicate_ratio)
-            if not ratio:
-                continue
-            if facts is None:
-                facts = text_facts(msg.new_text, tuple(a.sha256 for a in msg.attachments))
-            if text_facts(t.new_text, t.attachment_hashes) == facts and (best is None or ratio > best[0]):
-                best = (ratio, t)
-        if best is None or facts is None:
+        if not candidates:
             return None
-        ratio, t = best
-        return {"check": "near", "ratio": round(ratio, 1), "threshold": ctx.config.near_duplicate_ratio,
-                "original_ticket": _original(t), "matched_ticket": t.id, "original_status": t.status,
-                "original_arrived_at": t.arrived_at.isoformat(), "facts": sorted(facts)}
+        work = len(msg.new_text[:POLICY_TEXT_CHARS]) + sum(len(t.new_text[:POLICY_TEXT_CHARS]) for t in candidates)
+        compare = (printed.text, msg, candidates, ctx.config.near_duplicate_ratio)
+        best = _most_similar(*compare) if work <= NEAR_INLINE_CHARS else await asyncio.to_thread(_most_similar, *compare)
+        if best is None:
+            return None
+        ratio, t, facts = best
+        evidence = {"check": "near", "ratio": round(ratio, 1), "threshold": ctx.config.near_duplicate_ratio,
+                    "original_ticket": _original(t), "matched_ticket": t.id, "original_status": t.status,
+                    "original_arrived_at": t.arrived_at.isoformat(), "facts": sorted(facts)}
+        if max(len(msg.new_text), len(t.new_text)) > NEAR_COMPARE_CHARS:
+            evidence["compared_chars"] = NEAR_COMPARE_CHARS
+        return evidence
+
+
+def _most_similar(text: str, msg: InboundMessage, candidates: list[PriorTicket],
+                  cutoff: float) -> tuple[float, PriorTicket, frozenset[str]] | None:
+    """The most similar candidate with the same facts as `msg` (whose near print is `text`), if any.
+    Pure CPU work on bounded texts: `_near` may run it in a thread."""
+    best: tuple[float, PriorTicket] | None = None
+    facts: frozenset[str] | None = None  # found only once a text is similar enough to compare them
+    for t in candidates:
+        other = near_print(t.new_text)
+        if not other:
+            continue
+        if max(len(msg.new_text), len(t.new_text)) > NEAR_COMPARE_CHARS and not _lengths_allow(
+                len(msg.new_text), len(t.new_text), cutoff):
+            continue  # only the starts are compared: whole texts this unequal in length cannot be copies
+        # score_cutoff lets rapidfuzz give up early on clearly different texts.
+        ratio = fuzz.ratio(text, other, score_cutoff=cutoff)
+        if not ratio:
+            continue
+        if facts is None:
+            facts = text_facts(msg.new_text[:POLICY_TEXT_CHARS], tuple(a.sha256 for a in msg.attachments))
+        if text_facts(t.new_text[:POLICY_TEXT_CHARS], t.attachment_hashes) == facts and (
+                best is None or ratio > best[0]):
+            best = (ratio, t)
+    if best is None or facts is None:
+        return None
+    return best[0], best[1], facts

@@ -99,8 +99,7 @@ def identity_keys(req: PolicyRequest, data: PolicyData) -> tuple[list[str], list
     """What `IdentificationRule.check` looks up for `req`: addresses (the sender's and its domains),
     INNs and contract numbers. An ingest group reads them for all its requests at once."""
     rule = IdentificationRule()
-    analysed = (req.analyses or {}).get(rule.name)
-    inns, contracts = analysed if analysed is not None else rule.analyse(req.message, data)
+    inns, contracts = rule.analysis_with(req, data)
     address = req.message.from_address
     return ([address, *_domains(address)] if address else []), [i.inn for i in inns], list(contracts)
 

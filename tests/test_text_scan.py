@@ -1,0 +1,152 @@
+"""Issue 16, linear text work: every pattern and text loop run on client text is linear in its input.
+
+Two kinds of test. Equivalence: the linear scans (models/text_scan.py) give exactly the matches of the
+stdlib's on random texts made of the characters that matter. Adversarial: each fixed pattern gets a
+single-line input on which the old, quadratic code would run for hours (a 40 KB word took 7.7 s, and the
+cost grows with the square), run in a child process that must finish within a generous deadline: no
+timing assertion, the linear code needs about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mail.parse import _ADDRESS_SEARCH
+from models.policy import PolicyConfig, PolicyEngine
+from models.policy.analyser import _NoLookups
+from models.policy.authresults import _EQUALS
+from models.policy.base import POLICY_TEXT_CHARS
+from models.policy.profanity import _URL_OR_EMAIL_RE
+from models.policy.rules.duplicates import _EMAIL
+from models.text_scan import RunScan, Spans, tags_removed
+from tests.policy.factories import make_message
+
+# Long enough that the quadratic versions would take hours; the linear ones take about a second.
+REPO = Path(__file__).resolve().parents[1]
+
+SCANS = {"duplicates._EMAIL": _EMAIL, "profanity._URL_OR_EMAIL_RE": _URL_OR_EMAIL_RE,
+         "authresults._EQUALS": _EQUALS, "parse._ADDRESS_SEARCH": _ADDRESS_SEARCH}
+ALPHABET = list("ab1.@-_+ \t=:/w'xé") + ["www.", "http://", "HTTP://", "a@b.c", "@b.c", "\n"]
+
+
+def random_texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice(ALPHABET) for _ in range(rng.randrange(0, 40))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("name", sorted(SCANS))
+def test_run_scans_find_exactly_what_the_stdlib_finds(name: str) -> None:
+    scan: RunScan = SCANS[name]
+    for text in random_texts(4000, seed=hash(name) % 1000):
+        expected = [m.span() for m in scan.anywhere.finditer(text)]
+        assert [m.span() for m in scan.finditer(text)] == expected, (name, text)
+        assert scan.findall(text) == scan.anywhere.findall(text)
+        assert scan.sub(" ", text) == scan.anywhere.sub(" ", text)
+
+
+def test_tags_removed_is_the_stdlib_substitution() -> None:
+    rng = random.Random(3)
+    for _ in range(3000):
+        text = "".join(rng.choice("<>a b/") for _ in range(rng.randrange(0, 30)))
+        assert tags_removed(text) == re.sub(r"<[^>]*>", " ", text), text
+
+
+def test_spans_answer_as_a_scan_over_every_span() -> None:
+    rng = random.Random(5)
+    for _ in range(2000):
+        spans = [(s, s + rng.randrange(1, 6)) for s in rng.sample(range(30), rng.randrange(0, 8))]
+        index = Spans(spans)
+        for pos in range(-1, 40):
+            assert index.covers(pos) == any(s <= pos < e for s, e in spans)
+            end = pos + rng.randrange(1, 5)
+            assert index.overlaps(pos, end) == any(s < end and pos < e for s, e in spans)
+
+
+def finishes(code: str, deadline: float = 120) -> None:
+    """Run `code` in a fresh interpreter and require it to finish (and its asserts to hold) within
+    `deadline` seconds. A child process, not pytest-timeout: a regex running in C holds the GIL, so no
+    timer thread in the test's own process could stop it."""
+    try:
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True,
+                              text=True, timeout=deadline, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running after {deadline} s: the work is not linear in its input")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("unit", ["1", "a.", "-", "_"])
+def test_duplicate_facts_are_linear_on_a_long_word(unit: str) -> None:
+    finishes(f"""
+        from models.policy.rules.duplicates import text_facts
+        facts = text_facts({unit!r} * (1_000_000 // {len(unit)}) + " buh@romashka.ru")
+        assert "email:buh@romashka.ru" in facts
+    """)
+
+
+def test_profanity_detector_is_linear_on_addresses_and_their_overlap_checks() -> None:
+    finishes("""
+        from models.policy.base import PolicyConfig
+        from models.policy.rules.profanity import load_detector
+        hits = load_detector(PolicyConfig()).find("x@x." * 100_000 + " хуйня")
+        assert [h.word for h in hits] == ["хуйня"], hits[:3]
+    """)
+
+
+def test_authentication_results_are_linear_on_a_long_blank_run() -> None:
+    finishes("""
+        from models.policy.authresults import parse_authentication_results
+        parsed = parse_authentication_results("mx.storeolis.ru; spf = pass" + " " * 1_000_000 + "x")
+        assert parsed is not None and parsed.results[0].result == "pass"
+    """)
+
+
+def test_a_long_sender_without_an_address_is_rejected_in_linear_time() -> None:
+    finishes("""
+        from mail.parse import parse_message
+        from models.inbound import MalformedMessage
+        raw = ("From: " + "a" * 400_000 + "\\r\\nTo: support@storeolis.ru\\r\\nSubject: x\\r\\n\\r\\nhi").encode()
+        try:
+            parse_message(raw)
+        except MalformedMessage:
+            pass
+        else:
+            raise AssertionError("a From without an address was accepted")
+    """)
+
+
+def test_tag_stripping_is_linear_on_unclosed_tags() -> None:
+    finishes("""
+        from models.text_scan import tags_removed
+        assert tags_removed("<" * 1_000_000 + "a>b") == " b"
+    """)
+
+
+def test_quote_splitting_is_linear_in_lines_of_valedictions() -> None:
+    finishes("""
+        from mail.quotes import split_quoted
+        split = split_quoted("Regards\\n" * 20_000)
+        # Only the last valediction with at most ten lines after it starts the signature.
+        assert split.new_text.count("Regards") == 20_000 - 11 and split.quoted_text.count("Regards") == 11
+    """)
+
+
+def test_the_rules_read_only_the_first_policy_text_chars_of_a_body() -> None:
+    """A word past the limit is not analysed (it would cost the workers' time, and the card never shows
+    it); the same word before the limit is found."""
+    engine = PolicyEngine(PolicyConfig(), _NoLookups())  # type: ignore[arg-type]
+    filler = "Обычный текст письма о выгрузке. " * (POLICY_TEXT_CHARS // 33 + 10)
+    late = engine.analyse(make_message(new_text=filler + "вы мудак"))
+    early = engine.analyse(make_message(new_text="вы мудак. " + filler))
+    assert late["ProfanityRule"] == []
+    assert [h["word"] for h in early["ProfanityRule"]] == ["мудак"]
+    # The content hash still reads the whole text: mails that differ only past the limit are not copies.
+    other = engine.analyse(make_message(new_text=filler + "вы молодец"))
+    assert other["DuplicateRule"].content_hash != late["DuplicateRule"].content_hash
