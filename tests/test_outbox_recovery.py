@@ -7,7 +7,7 @@
   of later requests are posted; when Telegram takes it at last it is posted once.
 
 Times are scaled down (a cap of 2 s, an outage of ~6 s) so the tests are short; the same code runs
-with the default minute in production (docs/notes/outbox.md has the 60 s measurement).
+with the default minute in production (docs/reliability.md, "Recovery at the pace of the outage", has the 60 s measurement).
 """
 
 from __future__ import annotations
