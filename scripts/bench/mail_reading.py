@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mail.parse import parse_message
+from mail.parse import MAX_TEXT_CHARS, parse_message
 from mail.quotes import _SIGNATURE_LINE
 from scripts.bench.common import Options
 
@@ -55,6 +55,7 @@ class SetScore:
     right: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # an expected line is missing from the new text
     leaked: list[str] = field(default_factory=list)  # all expected lines there, but a quoted line too
+    first_line: dict[str, str] = field(default_factory=dict)  # case id -> first missing or leaked line
 
 
 def wrap(body: str, kind: str) -> bytes:
@@ -85,14 +86,21 @@ def _unsigned(lines: list[str]) -> list[str]:
 
 def score_case(case: dict[str, Any]) -> tuple[str, list[str]]:
     """("right" | "dropped" | "leaked", the offending lines) for one fixture."""
-    new_text = parse_message(wrap(case["input"], case["type"])).new_text
-    missing = [line for line in _unsigned(case["expected"].splitlines()) if line not in new_text]
+    message = parse_message(wrap(case["input"], case["type"]))
+    new_text = message.new_text
+    expected = _unsigned(case["expected"].splitlines())
+    missing = [line for line in expected if line not in new_text]
     if missing:
+        if any("truncated" in defect for defect in message.defects):
+            missing.insert(0, f"(over the designed text limit of {MAX_TEXT_CHARS} characters)")
         return "dropped", missing
     # A quoted line leaks when it is a whole line of the new text: "y" or "Thanks," inside the client's
     # own sentences is not history shown again.
     new_lines = {line.strip() for line in new_text.splitlines()}
-    leaked = [line for line in _meaningful_lines(case["quoted_lines"]) if line in new_lines]
+    # A line the fixture has both in its reply and in its history ("Am heutigen Tage") cannot leak.
+    leaked = [
+        line for line in _meaningful_lines(case["quoted_lines"]) if line in new_lines and line not in expected
+    ]
     if leaked:
         return "leaked", leaked
     return "right", []
@@ -104,8 +112,11 @@ def score_set(folder: Path, name: str, verbose: bool = False) -> SetScore:
     for case in cases:
         verdict, lines = score_case(case)
         {"right": score.right, "dropped": score.dropped, "leaked": score.leaked}[verdict].append(case["id"])
-        if verbose and lines:
-            print(f"   {verdict}: {case['id']}: {lines[0][:100]!r}", file=sys.stderr)
+        if lines:
+            score.first_line[case["id"]] = lines[0]
+        if verbose:
+            for line in lines[1:]:
+                print(f"   {verdict}: {case['id']}: {line[:100]!r}", file=sys.stderr)
     return score
 
 
@@ -117,7 +128,7 @@ def report(score: SetScore) -> dict[str, Any]:
     )
     for label, ids in (("text dropped", score.dropped), ("quote leaked", score.leaked)):
         for case_id in ids:
-            print(f"  {label}: {case_id}", file=sys.stderr)
+            print(f"  {label}: {case_id}: {score.first_line[case_id][:90]!r}", file=sys.stderr)
     return {
         f"{score.name} right": f"{len(score.right)}/{score.total}",
         f"{score.name} text dropped": len(score.dropped),
