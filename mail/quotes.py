@@ -48,13 +48,15 @@ _ATTRIBUTIONS: tuple[re.Pattern[str], ...] = (
     # de/da/sv/no: "Den 24. nov. 2025 kl. 10.00 skrev Peter <p@x.dk>:"; [^:] stops at the first colon, so
     # each verb found costs at most one scan to it.
     re.compile(rf"{_WROTE_BEFORE_NAME}[^:]{{1,200}}:\s*$", re.IGNORECASE),
+    # Finnish Gmail puts the date after the verb: "Matti <m@x.fi> kirjoitti 4.12.2026 kello 10.00:".
+    re.compile(rf"^.{{0,200}}{_EMAIL}>?\s+kirjoitti\s[^:]{{1,100}}:\s*$", re.IGNORECASE),
 )
 # Evidence that an attribution line really introduces history (not "as the manager wrote:" in own text).
 _STRONG_ATTRIBUTION = re.compile(rf"{_EMAIL}|{_TIME}|\d{{4}}")
 # The first words of an attribution, per language ("On", "Am", "Le", "El", "Il", "Op", "Den", "Dnia", "W dniu",
 # "Em", "Dne", "Op"): "reply On Wed, Apr 4, 2012 ... wrote:" keeps the text before "On" as the sender's.
 _ATTRIBUTION_OPENER = re.compile(
-    r"\s(?=(?:On|Am|Le|El|Il|Op|Den|Dnia|W\s+dniu|Em|Dne|Päivänä)\s+\S{0,20}?\d)", re.IGNORECASE
+    r"\s(?=(?:On|Am|Le|El|Il|Op|Den|Dnia|W\s+dniu|Em|Dne|Päivänä)\s.{0,30}?\d)", re.IGNORECASE
 )
 # A wrapped attribution's first line has its date and ends mid-sentence (no ".", "!" or "?"): "Hi," or
 # "get back to a computer." directly above "On ... wrote:" is the sender's own line.
@@ -86,8 +88,9 @@ _FORWARD = re.compile(
     r"Begin forwarded message:|Начало переадресованного сообщения:|Пересылаемое сообщение:?)\s*$",
     re.IGNORECASE,
 )
-# A rule of underscores or dashes above an Outlook header block (Outlook, Gmail's plain text of it).
-_UNDERSCORES = re.compile(r"^\s*(?:_{8,}|-{8,})\s*$")
+# A rule above an Outlook header block: underscores or dashes (Outlook, Gmail's plain text of it), or
+# "* * *", what HTML-to-text makes of an <hr>.
+_UNDERSCORES = re.compile(r"^\s*(?:_{8,}|-{8,}|\* \* \*)\s*$")
 
 # Outlook-style header block words per language: the sender's field, then the others. A block is three or
 # more such lines close together (one "From:" line alone is the sender's own sentence). Gmail's plain text
@@ -401,7 +404,8 @@ def _is_quote_container(tag: str, attrs: dict[str, str]) -> str | None:
     """ "element" to drop the element, "rest" to drop it and everything after it, None to keep it."""
     classes = attrs.get("class", "").lower().split()
     element_id = attrs.get("id", "").lower()
-    if element_id in ("divrplyfwdmsg", "appendonsend"):
+    # Outlook prefixes the ids of a quoted or forwarded Outlook mail with "x_" (once per round trip).
+    if element_id.lstrip("x_") in ("divrplyfwdmsg", "appendonsend"):
         return "rest"
     if "gmail_quote" in classes or "gmail_quote_container" in classes or "moz-cite-prefix" in classes:
         return "element"
