@@ -21,11 +21,19 @@ _BLANK = re.compile(r"^\s*$")
 _EXTRA_BLANK_LINES = re.compile(r"\n{3,}")
 
 _EMAIL = r"[^\s@<>\"(),;:]+@[^\s@<>\"(),;:]+"
+# HTML-to-text turns a linked address into "[a@b](mailto:a@b)" (Yandex, Mail.ru web): an address too.
+_MAILTO_LINK = r"\[[^\]\n]{1,200}\]\(mailto:[^)\s]{1,200}\)"
+_ADDRESS = rf"(?:<?{_MAILTO_LINK}>?|<{_EMAIL}>|{_EMAIL})"
 _TIME = r"\d{1,2}:\d{2}"
+# "wrote" as the last word of an attribution, per language: en, ru, fr, es, it, nl, pl, pt, fi, cs, da/sv/no.
 _WROTE_WORDS = (
     r"(?:wrote|writes|пишет|написал|написала|написал\(а\)|писал|писала|писал\(а\)|"
-    r"schrieb|a écrit|escribió|scrisse)"
+    r"schrieb|a écrit|escribió|scrisse|ha scritto|schreef|napisał\(a\)|napisała|napisał|escreveu|"
+    r"kirjoitti|napsal\(a\)|napsala|napsal|skrev)"
 )
+# German and Scandinavian clients put the verb before the name: "Am ... schrieb Name <a@b>:", "Den ...
+# skrev Name <a@b>:". Only after their opening word: "I 2024 skrev jeg til jer og I svarede:" is a sentence.
+_WROTE_BEFORE_NAME = r"^\s*(?:Am|Den|På|Le)\s(?=.*\d).{1,300}\s(?:schrieb|skrev)\s"
 _ATTRIBUTIONS: tuple[re.Pattern[str], ...] = (
     # Gmail/Thunderbird/Apple/The Bat! en+ru: "..., Name <a@b> wrote:", "..., Иван пишет:", "... написал(а):"
     re.compile(rf"^(?=.*\d).{{3,300}}\b{_WROTE_WORDS}\s*:\s*$", re.IGNORECASE),
@@ -34,33 +42,85 @@ _ATTRIBUTIONS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^(?:Вы\s+писали|You\s+wrote)\b.{0,200}:\s*$", re.IGNORECASE),
     re.compile(r"^.{0,200}\byou\s+wrote\s*:\s*$", re.IGNORECASE),
     # Gmail ru / Yandex / Mail.ru: a date and time, then an address, the line ends with ">:" or "@host:"
-    re.compile(rf"^(?=.*{_TIME}).{{0,300}}(?:<{_EMAIL}>|{_EMAIL})\s*:\s*$"),
+    re.compile(rf"^(?=.*{_TIME}).{{0,300}}{_ADDRESS}\s*:\s*$"),
     # Mail.ru without an address: "Понедельник, 6 октября 2025, 14:32 +03:00 от Иван Петров:"
     re.compile(rf"^.{{0,60}}\d{{4}}.{{0,20}}{_TIME}.{{0,30}}\sот\s.{{1,200}}:\s*$", re.IGNORECASE),
+    # de/da/sv/no: "Den 24. nov. 2025 kl. 10.00 skrev Peter <p@x.dk>:"; [^:] stops at the first colon, so
+    # each verb found costs at most one scan to it.
+    re.compile(rf"{_WROTE_BEFORE_NAME}[^:]{{1,200}}:\s*$", re.IGNORECASE),
+    # Finnish Gmail puts the date after the verb: "Matti <m@x.fi> kirjoitti 4.12.2026 kello 10.00:".
+    re.compile(rf"^.{{0,200}}{_EMAIL}>?\s+kirjoitti\s[^:]{{1,100}}:\s*$", re.IGNORECASE),
 )
 # Evidence that an attribution line really introduces history (not "as the manager wrote:" in own text).
 _STRONG_ATTRIBUTION = re.compile(rf"{_EMAIL}|{_TIME}|\d{{4}}")
+# The first words of an attribution, per language ("On", "Am", "Le", "El", "Il", "Op", "Den", "Dnia", "W dniu",
+# "Em", "Dne", "Op"): "reply On Wed, Apr 4, 2012 ... wrote:" keeps the text before "On" as the sender's.
+_ATTRIBUTION_OPENER = re.compile(
+    r"\s(?=(?:On|Am|Le|El|Il|Op|Den|Dnia|W\s+dniu|Em|Dne|Päivänä)\s.{0,30}?\d)", re.IGNORECASE
+)
+# A wrapped attribution's first line has its date and ends mid-sentence (no ".", "!" or "?"): "Hi," or
+# "get back to a computer." directly above "On ... wrote:" is the sender's own line.
+_WRAPPED_OPENER = re.compile(r"^(?=.*\d).*[^.!?\s]\s*$")
+_DATE_HINT = re.compile(r"\d{4}|\d{1,2}:\d{2}|\d{1,2}[./-]\d{1,2}")
+_EMAIL_RE = re.compile(_EMAIL)
 # The Bat! template greeting that precedes "Вы писали": part of the quoting boilerplate.
 _BAT_GREETING = re.compile(r"^(?:Здравствуйте|Hello|Привет),?\s+[^\s].{0,60}[.,!]\s*$", re.IGNORECASE)
 _BAT_WROTE = re.compile(r"^(?:Вы\s+писали|You\s+wrote)\b", re.IGNORECASE)
 
+# "----- Original Message -----" in the languages of the mail clients our clients and their partners use.
+_ORIGINAL_MESSAGE_WORDS = (
+    r"Original Message|Исходное сообщение|Оригинальное сообщение|Reply message|Ответное сообщение|"
+    r"Ursprüngliche Nachricht|Originalnachricht|Oprindelig meddelelse|Originalmeddelelse|Opprinnelig melding|"
+    r"Ursprungligt meddelande|Originalmeddelande|Alkuperäinen viesti|Message d'origine|Message original|"
+    r"Mensaje original|Messaggio originale|Oorspronkelijk bericht|Origineel bericht|Oryginalna wiadomość|"
+    r"Wiadomość oryginalna|Původní zpráva|Původní e-mail|Mensagem original|Вихідне повідомлення"
+)
 _SEPARATOR = re.compile(
-    r"^\s*[-_=*]{2,}\s*(?:Original Message|Исходное сообщение|Оригинальное сообщение|Reply message|"
-    r"Ответное сообщение)\s*[-_=*]{2,}\s*$",
+    rf"^\s*[-_=*]{{2,}}\s*(?:{_ORIGINAL_MESSAGE_WORDS})\s*[-_=*]{{2,}}\s*$",
     re.IGNORECASE,
 )
 _FORWARD = re.compile(
     r"^\s*(?:[-_=*]{2,}\s*(?:Forwarded message|Пересылаемое сообщение|Перенаправленное сообщение|"
-    r"Пересланное сообщение|Forwarded Message|Переадресованное сообщение)\s*[-_=*]{2,}|"
+    r"Пересланное сообщение|Forwarded Message|Переадресованное сообщение|Weitergeleitete Nachricht|"
+    r"Videresendt meddelelse|Videresendt melding|Vidarebefordrat meddelande|Välitetty viesti|"
+    r"Message transféré|Mensaje reenviado|Messaggio inoltrato|Doorgestuurd bericht|Przekazana wiadomość|"
+    r"Wiadomość przekazana|Přeposlaná zpráva|Mensagem encaminhada)\s*[-_=*]{2,}|"
     r"Begin forwarded message:|Начало переадресованного сообщения:|Пересылаемое сообщение:?)\s*$",
     re.IGNORECASE,
 )
-_UNDERSCORES = re.compile(r"^\s*_{8,}\s*$")
-_HEADER_FROM = re.compile(r"^\s*(?:\*\*)?(?:From|От кого|От|Від|Von|De)\s*:", re.IGNORECASE)
-_HEADER_OTHER = re.compile(
-    r"^\s*(?:\*\*)?(?:Sent|Date|To|Cc|Subject|Отправлено|Дата|Кому|Копия|Тема|Gesendet|An|Betreff)\s*:",
-    re.IGNORECASE,
-)
+# A rule above an Outlook header block: underscores or dashes (Outlook, Gmail's plain text of it), or
+# "* * *", what HTML-to-text makes of an <hr>.
+_UNDERSCORES = re.compile(r"^\s*(?:_{8,}|-{8,}|\* \* \*)\s*$")
+
+# Outlook-style header block words per language: the sender's field, then the others. A block is three or
+# more such lines close together (one "From:" line alone is the sender's own sentence). Gmail's plain text
+# shows Outlook's bold as "*From:*", Markdown as "**From:**".
+_HEADER_WORDS: dict[str, tuple[str, str]] = {
+    "ru": ("От|От кого", "Отправлено|Дата|Кому|Копия|Тема"),
+    "uk": ("Від|Від кого", "Надіслано|Дата|Кому|Копія|Тема"),
+    "en": ("From", "Sent|Date|To|Cc|Subject|Reply-To"),
+    "de": ("Von", "Gesendet|Datum|An|Cc|Betreff"),
+    "da/no": ("Fra", "Sendt|Dato|Til|Cc|Kopi|Emne"),
+    "sv": ("Från", "Skickat|Datum|Till|Kopia|Ämne"),
+    "fi": ("Lähettäjä", "Lähetetty|Päivämäärä|Vastaanottaja|Kopio|Aihe"),
+    "pl": ("Od", "Wysłano|Wysłane|Data|Do|DW|Temat"),
+    "cs": ("Od", "Odesláno|Datum|Komu|Kopie|Předmět"),
+    "fr": ("De", "Envoyé|Date|À|A|Cc|Objet"),
+    "es/pt": ("De", "Enviado|Enviada|Fecha|Data|Para|CC|Asunto|Assunto"),
+    "it": ("Da", "Inviato|Data|A|Cc|Oggetto"),
+    "nl": ("Van", "Verzonden|Datum|Aan|CC|Onderwerp"),
+}
+
+
+def _header_line(words: str) -> re.Pattern[str]:
+    alternatives = "|".join(sorted(set(words.split("|")), key=len, reverse=True))  # longest first
+    return re.compile(rf"^\s*\*{{0,2}}(?:{alternatives})\s*\*{{0,2}}\s*:", re.IGNORECASE)
+
+
+_HEADER_FROM = _header_line("|".join(f for f, _ in _HEADER_WORDS.values()))
+_HEADER_OTHER = _header_line("|".join(o for _, o in _HEADER_WORDS.values()))
+_HEADER_BLOCK_WINDOW = 7  # lines looked at from the first header line (wrapped "Cc:" lists included)
+_HEADER_BLOCK_MIN = 3  # header-like lines in that window, one of them the sender's field
 
 _SIGNATURE_DASHES = re.compile(r"^--[ \t]*$")
 _VALEDICTION = re.compile(
@@ -69,7 +129,7 @@ _VALEDICTION = re.compile(
     re.IGNORECASE,
 )
 _DEVICE_FOOTER = re.compile(
-    r"^\s*(?:Отправлено\s+(?:с|из|со)\s+\S.{0,60}|Sent\s+(?:from|with|via)\s+\S.{0,60}|"
+    r"^\s*(?:Отправлено\s+(?:с|из|со)\s+\S[^,]{0,60}|Sent\s+(?:from|with|via)\s+\S[^,]{0,60}|"
     r"Get\s+Outlook\s+for\s+\S.{0,30}|Получить\s+Outlook\s+для\s+\S.{0,30}|"
     r"Скачайте\s+Outlook\s+для\s+\S.{0,30})\s*$",
     re.IGNORECASE,
@@ -85,7 +145,7 @@ def _any_of(*patterns: re.Pattern[str]) -> re.Pattern[str]:
 
 
 # Most lines start nothing: one regex call rules out the patterns `_history_start` / `_signature_end` try.
-_HISTORY_LINE = _any_of(_FORWARD, _SEPARATOR, _UNDERSCORES, _HEADER_FROM)
+_HISTORY_LINE = _any_of(_FORWARD, _SEPARATOR, _UNDERSCORES, _HEADER_FROM, _HEADER_OTHER)
 _SIGNATURE_LINE = _any_of(_DEVICE_FOOTER, _SIGNATURE_DASHES, _VALEDICTION)
 
 
@@ -109,8 +169,24 @@ def _is_attribution(text: str) -> bool:
     return _ends_with_colon(text) and any(p.match(text) for p in _ATTRIBUTIONS)
 
 
+def _glued(lines: list[str], i: int, count: int) -> str | None:
+    """Lines i .. i+count-1 joined as a mail client wrapped them ("Name <" + "a@b> wrote:" without a
+    space), or None when a line is missing, blank or quoted, or the last one cannot end an attribution."""
+    if i + count > len(lines) or not _ends_with_colon(lines[i + count - 1]):
+        return None  # every attribution pattern needs the glued text, so its last line, to end with ":"
+    text = lines[i].rstrip()
+    for line in lines[i + 1 : i + count]:
+        if _BLANK.match(line) or _QUOTE_LINE.match(line):
+            return None
+        text += ("" if text.endswith("<") else " ") + line.strip()
+    return text if len(text) <= 400 else None
+
+
 def _attribution_length(lines: list[str], i: int) -> int:
-    """Number of lines (1 or 2; 3 for The Bat! greeting + blank + "Вы писали") forming an attribution at i."""
+    """Number of lines forming an attribution at i: 1; 2 or 3 when a client wrapped it ("On ..., Name" /
+    "<a@b>" / "wrote:"); 3+ for The Bat! greeting + blank + "Вы писали". A line is only the start of a
+    wrapped attribution when it carries a date, does not end a sentence, and the lines below it are not an
+    attribution by themselves: "Hi," or "Test reply" above "On ... wrote:" stays the sender's text."""
     line = lines[i]
     if _QUOTE_LINE.match(line) or _BLANK.match(line) or len(line) > 400:
         return 0
@@ -124,31 +200,66 @@ def _attribution_length(lines: list[str], i: int) -> int:
                 return j - i + rest
     if _is_attribution(line):
         return 1
-    # Gmail wraps long attributions: "On ..., Name <" / "name@host> wrote:" or at a space.
-    # The glued text ends with the stripped next line, so that line must end with ":" (checked first).
-    if (
-        i + 1 < len(lines)
-        and _ends_with_colon(lines[i + 1])
-        and not _BLANK.match(lines[i + 1])
-        and not _QUOTE_LINE.match(lines[i + 1])
-    ):
-        nxt = lines[i + 1].strip()
-        glued = line.rstrip() + ("" if line.rstrip().endswith("<") else " ") + nxt
-        if len(glued) <= 400 and _is_attribution(glued):
-            return 2
+    if not _WRAPPED_OPENER.match(line):
+        return 0
+    for count in (2, 3):
+        glued = _glued(lines, i, count)
+        if glued is None or not _is_attribution(glued):
+            continue
+        for shorter in range(1, count):  # the attribution may start below line i: then line i is kept
+            below = _glued(lines, i + 1, shorter)
+            if below is not None and _has_date(below) and _is_attribution(below):
+                return 0
+        return count
     return 0
 
 
+def _has_date(text: str) -> bool:
+    """A date or time outside addresses: an attribution's first line has one, its wrapped tail
+    ("support@storeolis.ru> wrote:") does not."""
+    return _DATE_HINT.search(_EMAIL_RE.sub("", text)) is not None
+
+
+def _own_text_before_attribution(line: str) -> str | None:
+    """ "reply On Wed, Apr 4, 2012 at 10:00 AM, X <x@y> wrote:" on one line: the sender's "reply", when
+    what follows the opening word is an attribution by itself; else None."""
+    for match in _ATTRIBUTION_OPENER.finditer(line):
+        if _is_attribution(line[match.end() :]):
+            own = line[: match.start()].strip()
+            return own or None
+    return None
+
+
 def _header_block_at(lines: list[str], i: int) -> bool:
-    """An Outlook-style header block ("От:/Отправлено:/Кому:/Тема:") starts at line i."""
-    if not _HEADER_FROM.match(lines[i]):
+    """An Outlook-style header block ("От:/Отправлено:/Кому:/Тема:", "*From:*/*Sent:*", "Date:/From:/To:",
+    the words of the language table) starts at line i: at least three header-like lines within the next
+    few, one of them the sender's field. Line i itself must be one of them."""
+    first_is_from = bool(_HEADER_FROM.match(lines[i]))
+    if not first_is_from and not _HEADER_OTHER.match(lines[i]):
         return False
-    others = sum(1 for line in lines[i + 1 : i + 6] if _HEADER_OTHER.match(line))
-    return others >= 2
+    found_from = first_is_from
+    count = 1
+    for line in lines[i + 1 : i + _HEADER_BLOCK_WINDOW]:
+        if _HEADER_FROM.match(line):
+            found_from = True
+            count += 1
+        elif _HEADER_OTHER.match(line):
+            count += 1
+    return found_from and count >= _HEADER_BLOCK_MIN
+
+
+def _header_block_end(lines: list[str], i: int) -> int:
+    """Index after a header block starting at i: its lines and wrapped continuations, up to a blank line."""
+    j = i
+    while j < len(lines) and not _BLANK.match(lines[j]):
+        j += 1
+    return j
 
 
 def _history_start(lines: list[str], i: int) -> str | None:
-    """Kind of history that starts at line i and runs to the end ("forward" or "history"), or None."""
+    """Kind of history that starts at line i ("forward", "history" or "headers": an Outlook header block),
+    or None. History runs to the end; a header block above which the sender wrote nothing is only that
+    block (a pasted or forwarded header: the text under it is what the sender sends)."""
     line = lines[i]
     if not _HISTORY_LINE.match(line):  # each branch below needs one of its patterns to match line i
         return None
@@ -164,8 +275,14 @@ def _history_start(lines: list[str], i: int) -> str | None:
             return "history"
         return None
     if _header_block_at(lines, i):
-        return "history"
+        return "headers"
     return None
+
+
+def _is_soft_break_tail(lines: list[str], i: int) -> bool:
+    """Line i continues the quoted line above it that a quoted-printable soft break ("=" at the end) split
+    when a client quoted undecoded text: "> ... Wednesda=" then "y"."""
+    return i > 0 and _QUOTE_LINE.match(lines[i - 1]) is not None and lines[i - 1].rstrip().endswith("=")
 
 
 def _is_cut(lines: list[str], i: int) -> bool:
@@ -220,7 +337,7 @@ def split_quoted(text: str, *, _depth: int = 0) -> SplitText:
     n = len(lines)
     while i < n:
         line = lines[i]
-        if _QUOTE_LINE.match(line):
+        if _QUOTE_LINE.match(line) or (quoted and _is_soft_break_tail(lines, i)):
             quoted.append(line)
             i += 1
             continue
@@ -231,10 +348,18 @@ def split_quoted(text: str, *, _depth: int = 0) -> SplitText:
                 return _forwarded(lines[i + 1 :], quoted, _depth)
             quoted.extend(lines[i:])
             break
+        if history == "headers" and not _join(new):
+            end = _header_block_end(lines, i)
+            quoted.extend(lines[i:end])
+            i = end
+            continue
         if history is not None:
             quoted.extend(lines[i:])
             break
         consumed = _attribution_length(lines, i)
+        own = _own_text_before_attribution(line) if consumed == 1 else None
+        if own is not None:
+            new.append(own)  # "reply On Wed, ... wrote:": the words before "On" are the sender's
         if consumed:
             j = i + consumed
             while j < n and _BLANK.match(lines[j]):
@@ -281,7 +406,8 @@ def _is_quote_container(tag: str, attrs: dict[str, str]) -> str | None:
     """ "element" to drop the element, "rest" to drop it and everything after it, None to keep it."""
     classes = attrs.get("class", "").lower().split()
     element_id = attrs.get("id", "").lower()
-    if element_id in ("divrplyfwdmsg", "appendonsend"):
+    # Outlook prefixes the ids of a quoted or forwarded Outlook mail with "x_" (once per round trip).
+    if element_id.lstrip("x_") in ("divrplyfwdmsg", "appendonsend"):
         return "rest"
     if "gmail_quote" in classes or "gmail_quote_container" in classes or "moz-cite-prefix" in classes:
         return "element"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 
 from mail import quotes
+from mail.parse import parse_message
 from mail.quotes import split_quoted, strip_html_quotes
 
 NEW = "Спасибо, посылку получил."
@@ -298,3 +300,168 @@ def test_unclosed_quote_container_runs_to_the_end() -> None:
 def test_html_without_quotes_is_unchanged() -> None:
     html = "<p>Just <b>text</b><br><img src=x></p>"
     assert strip_html_quotes(html).new_html == html
+
+
+# ---- issue 18: the world's reply forms (Russian first); every case below failed before the fix
+
+
+@pytest.mark.parametrize(
+    ("own", "attribution"),
+    [
+        ("Добрый день,", "Пн, 4 дек. 2026 г. в 10:00, Иван <ivan@x.ru>:"),
+        ("Заказ 4521 получил", "Пн, 4 дек. 2026 г. в 10:00, Иван <ivan@x.ru>:"),
+        ("Спасибо", '04.12.2026, 10:00, "Служба поддержки" <support@storeolis.ru>:'),
+        ("Спасибо", "Понедельник, 4 декабря 2026, 10:00 +03:00 от Служба поддержки <support@storeolis.ru>:"),
+        ("Спасибо", "04.12.2026 10:00, Служба поддержки пишет:"),
+        ("Hi,", "On Tue, Mar 1, 2011 at 18:02 +0530, Abhishek Kona wrote:"),
+        ("Test reply", "On 04/19/2011 03:54 PM, Support <support@storeolis.ru> wrote:"),
+    ],
+)
+def test_reply_line_directly_above_an_attribution_is_kept(own: str, attribution: str) -> None:
+    for history in (f"\n{OLD}\n", f"\n> {OLD}\n"):
+        result = split_quoted(f"{own}\n{attribution}\n{history}")
+        assert result.new_text == own
+        assert attribution in result.quoted_text and OLD in result.quoted_text
+
+
+def test_reply_on_the_attribution_line_keeps_the_words_before_on() -> None:
+    line = "reply On Wed, Apr 4, 2012 at 10:00 AM, Storeolis Support <support@storeolis.ru> wrote:"
+    result = split_quoted(f"{line}\n\n{OLD}\n")
+    assert result.new_text == "reply"
+    assert OLD in result.quoted_text and "On Wed, Apr 4, 2012" in result.quoted_text
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        '04.12.2026, 10:00, "Служба поддержки" <[support@storeolis.ru](mailto:support@storeolis.ru)>:',
+        "04.12.2026, 10:00, Служба поддержки [support@storeolis.ru](mailto:support@storeolis.ru):",
+    ],
+)
+def test_yandex_attribution_with_a_mailto_link_from_html_cuts(link: str) -> None:
+    result = split_quoted(f"{NEW}\n\n{link}\n\n{OLD}\n")
+    assert result.new_text == NEW
+    assert OLD in result.quoted_text
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        # Gmail's plain text of Outlook's bold header words, Russian and English
+        "*От:* Служба поддержки <support@storeolis.ru>\n*Отправлено:* 4 декабря 2026 г. 10:00\n*Кому:* Иван\n"
+        "*Тема:* Заказ",
+        "*From:* Storeolis Support [mailto:support@storeolis.ru]\n*Sent:* Friday, December 4, 2026 10:00 AM\n"
+        "*To:* john@example.com\n*Subject:* Order",
+        # blocks that start with the date
+        "Дата: 4 декабря 2026 г. 10:00\nОт: Служба поддержки <support@storeolis.ru>\nКому: Иван\nТема: Заказ",
+        "Date: Fri, 4 Dec 2026 10:00\nFrom: Storeolis Support <support@storeolis.ru>\nTo: John\nSubject: Order",
+    ],
+)
+def test_bold_and_date_first_header_blocks_cut_whole(block: str) -> None:
+    result = split_quoted(f"{NEW}\n\n{block}\n\n{OLD}")
+    assert result.new_text == NEW
+    assert block.splitlines()[0] in result.quoted_text and OLD in result.quoted_text
+
+
+def test_header_block_above_all_text_is_cut_but_the_text_under_it_kept() -> None:
+    text = (
+        "От: Иван Петров <ivan@example.ru>\nОтправлено: 4 декабря 2026 г. 10:00\nКому: support@storeolis.ru\n"
+        "Тема: Заказ 4521\n\nДобрый день, заказ не пришёл.\n"
+    )
+    result = split_quoted(text)
+    assert result.new_text == "Добрый день, заказ не пришёл."
+    assert "Отправлено:" in result.quoted_text
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ("On Dec 16, 2011, at 12:47 PM, Storeolis Support", "<support@storeolis.ru>", "wrote:"),
+        ("Am So., 1. Jan. 2023 um 17:22 Uhr", "schrieb Storeolis Support <", "support@storeolis.ru>:"),
+        ("пн, 4 дек. 2026 г. в 10:00, Служба поддержки", "интернет-магазина Storeolis", "<support@storeolis.ru>:"),
+    ],
+)
+def test_attribution_wrapped_over_three_lines(lines: tuple[str, ...]) -> None:
+    result = split_quoted(f"{NEW}\n\n" + "\n".join(lines) + f"\n\n{OLD}\n")
+    assert result.new_text == NEW
+    assert all(line in result.quoted_text for line in lines)
+
+
+# A European client's own line, then its history: each form was left in the new text before.
+EUROPEAN_HISTORY = {
+    "uk_separator": "-----Вихідне повідомлення-----",
+    "de_separator": "-----Ursprüngliche Nachricht-----",
+    "da_separator": "-----Oprindelig meddelelse-----",
+    "fr_separator": "-------- Message d'origine --------",
+    "es_separator": "-----Mensaje original-----",
+    "pl_attribution": "Dnia 28 lutego 2023 14:00 Anna Nowak <anna.nowak@example.pl> napisał(a):",
+    "it_attribution": "Il giorno 4 dic 2026, alle ore 10:00 Mario Rossi <mario@example.it> ha scritto:",
+    "da_attribution": "Den 24. nov. 2025 kl. 10.00 skrev Peter Petersen <peter@example.dk>:",
+    "sv_attribution": "Den 4 dec. 2026 kl. 10.00 skrev Sven Svensson <sven@example.se>:",
+    "pt_attribution": "Em 4 de dez. de 2026, às 10.00, Ana <ana@example.pt> escreveu:",
+    "cs_attribution": "Dne 4. 12. 2026 v 10.00 Jan Novák <jan@example.cz> napsal(a):",
+    "fi_attribution": "Matti Virtanen <matti@example.fi> kirjoitti 4.12.2026 kello 10.00:",
+    "pl_headers": "Od: Jan Kowalski <jan@example.pl>\nWysłano: środa, 1 marca 2023 12:00\nDo: Anna\nTemat: Test",
+    "fr_headers": "De : Jean Dupont <jean@example.fr>\nEnvoyé : vendredi 4 décembre 2026 10:00\nÀ : Marie\nObjet : Test",
+    "es_headers": "De: Juan <juan@example.es>\nEnviado: viernes, 4 de diciembre de 2026 10:00\nPara: Ana\nAsunto: Test",
+    "it_headers": "Da: Mario <mario@example.it>\nInviato: venerdì 4 dicembre 2026 10:00\nA: Anna\nOggetto: Test",
+    "nl_headers": "*Van:* Jan <jan@example.nl>\n*Verzonden:* vrijdag 4 december 2026 10:00\n*Aan:* Piet\n"
+    "*Onderwerp:* Test",
+    "da_headers": "Fra: Hanne Hansen <hanne@example.dk>\nSendt: 24. november 2025 09:30\nTil: Søren\nEmne: Filerne",
+    "sv_headers": "Från: Sven <sven@example.se>\nSkickat: den 4 december 2026 10:00\nTill: Anna\nÄmne: Test",
+    "fi_headers": "Lähettäjä: Matti <matti@example.fi>\nLähetetty: 4. joulukuuta 2026 10.00\nVastaanottaja: Anna\n"
+    "Aihe: Testi",
+    "cs_headers": "Od: Jan Novák <jan@example.cz>\nOdesláno: 4. prosince 2026 10:00\nKomu: Eva\nPředmět: Test",
+    "pt_headers": "De: Ana <ana@example.pt>\nEnviada: 4 de dezembro de 2026 10:00\nPara: João\nAssunto: Teste",
+}
+
+
+@pytest.mark.parametrize("form", sorted(EUROPEAN_HISTORY))
+def test_european_history_forms_cut(form: str) -> None:
+    history = EUROPEAN_HISTORY[form]
+    result = split_quoted(f"{NEW}\n\n{history}\n\n{OLD}\n")
+    assert result.new_text == NEW
+    assert history.splitlines()[0] in result.quoted_text and OLD in result.quoted_text
+
+
+def test_quoted_printable_soft_break_tail_stays_in_the_quote() -> None:
+    text = f"{NEW}\n\nOn Fri, May 31, 2024 at 9:17 AM, Support <support@storeolis.ru> wrote:\n> Tuesday or Wednesda=\ny\n> next week.\n"
+    result = split_quoted(text)
+    assert result.new_text == NEW
+    assert "\ny" in result.quoted_text
+
+
+def test_a_sentence_starting_like_a_device_footer_is_kept() -> None:
+    text = "Sent from my desk, is much easier than my mobile phone.\n\nОтправлено с работы, там удобнее."
+    assert split_quoted(text).new_text == text
+
+
+def test_forwarded_outlook_reply_marker_with_x_prefix_cuts_the_rest() -> None:
+    html = '<p>Новый текст</p><div id="x_divRplyFwdMsg"><b>От:</b> Магазин</div><p>старый текст</p>'
+    result = strip_html_quotes(html)
+    assert "Новый текст" in result.new_html and "старый текст" not in result.new_html
+
+
+def _html_mail(html: str) -> bytes:
+    body = base64.encodebytes(html.encode("utf-8")).decode("ascii")
+    return (
+        "From: Ivan <ivan@example.ru>\r\nTo: support@storeolis.ru\r\nSubject: Re: order\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}"
+    ).encode("ascii")
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        # Yandex web: the address is a mailto link, which HTML-to-text writes as [..](mailto:..)
+        '<div>04.12.2026, 10:00, "Служба поддержки" &lt;<a href="mailto:support@storeolis.ru">'
+        "support@storeolis.ru</a>&gt;:</div><div>Ваш заказ передан в службу доставки.</div>",
+        # a rule, then a French Outlook header block
+        "<hr><b>De :</b> Service client<br><b>Envoyé :</b> vendredi 4 décembre 2026 10:00<br><b>À :</b> Ivan<br>"
+        "<b>Objet :</b> Commande<br><p>Ваш заказ передан в службу доставки.</p>",
+    ],
+)
+def test_html_reply_history_is_cut_after_conversion(history: str) -> None:
+    msg = parse_message(_html_mail(f"<div>Добрый день, посылку получил.</div><div><br></div>{history}"))
+    assert msg.new_text == "Добрый день, посылку получил."
+    assert OLD in msg.quoted_text
