@@ -176,7 +176,12 @@ def _bounce(msg: Message, headers: HeaderMap, from_address: str, subject: str) -
 def _feedback(msg: Message) -> Classification | None:
     """A spam complaint or other feedback report: which of our messages it is about (its Message-ID in the
     attached copy or headers) and what kind of feedback (Feedback-Type: abuse, fraud...)."""
-    blocks = [part for part in _parts(msg) if part.get_content_type() == "message/feedback-report"]
+    if not msg.is_multipart():
+        return None
+    # RFC 5965 puts the message/feedback-report part directly in the top multipart/report; only the
+    # top's children are looked at, so deeply nested mail costs nothing here.
+    children = msg.get_payload()
+    blocks = [c for c in children if isinstance(c, Message) and c.get_content_type() == "message/feedback-report"]
     if _report_type(msg) != "feedback-report" and not blocks:
         return None
     feedback_type = ""
