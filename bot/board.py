@@ -337,6 +337,8 @@ class TelegramBoard:
             notes.append(t("msg.reopened", lang))
         elif note.startswith("bounce:"):
             notes.append(t("msg.bounce", lang, who=short(note[len("bounce:") :], 300)))
+        elif note.startswith("feedback:"):
+            notes.append(t("msg.feedback", lang, who=short(note[len("feedback:") :], 300)))
         elif note:
             notes.append(short(note, 300))
         if message.kind == "auto_reply":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import math
 import re
 import unicodedata
@@ -180,8 +181,9 @@ def _letters(text: str) -> int:
 def decode_bytes(data: bytes, declared: str | None = None) -> tuple[str, str]:
     """Decode a body (or any text bytes) to str. Returns (text, codec actually used).
 
-    The declared charset wins when it decodes cleanly and reads at least about as well as the best Cyrillic
-    guess; otherwise the guess wins. Never raises: the last resort is utf-8 with replacement characters."""
+    The declared charset is trusted unless it is demonstrably wrong (`_label_is_wrong` says what that
+    means); only then, or when there is no usable label, are the Cyrillic readings scored. Never raises:
+    the last resort is utf-8 with replacement characters."""
     codec = normalize_charset(declared)
     if codec is not None and not _is_ascii_compatible(codec):
         text = _strict(data, codec)
@@ -190,22 +192,33 @@ def decode_bytes(data: bytes, declared: str | None = None) -> tuple[str, str]:
         codec = None
     if data.isascii():
         return data.decode("ascii"), "ascii"
+    kind = _label_kind(codec)
+    if kind == "utf-8":
+        text = _strict(data, "utf-8")
+        if text is None:
+            text = _mostly_utf8(data, labelled=True)
+        if text is not None:
+            return text, "utf-8"
+        codec = None  # most non-ASCII bytes are not UTF-8: the label is wrong
+    elif kind == "other":
+        text = _strict(data, codec)  # type: ignore[arg-type]
+        if text is not None:
+            return text, codec  # type: ignore[return-value]
+        codec = None
     utf8 = _strict(data, "utf-8")
     if utf8 is not None and not _SUSPICIOUS_UTF8.search(utf8[:SAMPLE_BYTES]):
-        # Non-ASCII bytes that form valid utf-8 are utf-8 whatever the label says: windows-1251 or koi8-r
-        # Russian text practically never happens to be valid utf-8. Short cp866 can ("Ёлка" is a valid
-        # 4-byte sequence), but it then decodes to rare CJK or unassigned characters, checked above.
+        # Non-ASCII bytes that form valid utf-8 are utf-8 whatever 8-bit label they carry: windows-1251 or
+        # koi8-r Russian text practically never happens to be valid utf-8. Short cp866 can ("Ёлка" is a
+        # valid 4-byte sequence), but it then decodes to rare CJK or unassigned characters, checked above.
         return utf8, "utf-8"
-    declared_text = _strict(data, codec) if codec and codec not in ("ascii", "utf-8") else None
+    if kind == "none":
+        mostly = _mostly_utf8(data, labelled=False)
+        if mostly is not None:
+            return mostly, "utf-8"
+    declared_text = _strict(data, codec) if kind in ("cyrillic", "latin") else None
     guess = guess_cyrillic(data)
     if declared_text is not None:
-        if guess is None or guess[0] == codec:
-            return declared_text, codec  # type: ignore[return-value]
-        declared_score = russian_score(declared_text[: len(data[:SAMPLE_BYTES])])
-        # Keep the label unless another reading is clearly better: a margin proportional to the amount of
-        # non-ASCII letters, so a couple of odd characters do not flip a correctly labelled message.
-        margin = 1.5 + 0.1 * _letters(declared_text[:SAMPLE_BYTES])
-        if guess[1] <= declared_score + margin:
+        if guess is None or guess[0] == codec or not _label_is_wrong(declared_text, data, kind, guess):
             return declared_text, codec  # type: ignore[return-value]
     if guess is not None:
         sample = data[:SAMPLE_BYTES]
@@ -226,6 +239,81 @@ def decode_bytes(data: bytes, declared: str | None = None) -> tuple[str, str]:
     if guess is not None:
         return data.decode(guess[0], errors="replace"), guess[0]
     return data.decode("utf-8", errors="replace"), "utf-8"
+
+
+# When is a declared label "demonstrably wrong"? Only on evidence in the bytes themselves:
+#  1. they do not decode under it (strict), e.g. 8-bit bytes labelled us-ascii, or gb2312 on cp1251 bytes;
+#  2. an 8-bit label (Cyrillic or Latin) on bytes that are valid, plausible multi-byte UTF-8 (above);
+#  3. utf-8 on bytes most of whose non-ASCII bytes are not UTF-8 (`_mostly_utf8`); a few bad bytes in
+#     real UTF-8 (a cut multi-byte character, a stray byte) keep the label and become U+FFFD;
+#  4. a Cyrillic label when another Cyrillic reading reads clearly better as Russian: both readings claim
+#     to be Russian, so Russian letter statistics are a fair judge between them (koi8-r sent as cp1251);
+#  5. a Latin-script label (latin-1, cp1252, iso-8859-2...) when its reading has the shape of Cyrillic
+#     mojibake (most non-ASCII letters stand in runs of three or more: whole words of accented letters,
+#     "Çäðàâñòâóéòå", which Western European text does not have; its accents sit among ASCII letters,
+#     "oggi è stato") AND the Cyrillic reading reads clearly better as Russian.
+# Any other label (Chinese, Japanese, Korean, Greek, Hebrew...) that decodes is kept: Russian letter
+# statistics say nothing about Chinese, so they must not overrule it.
+_NON_ASCII_LETTER = re.compile(r"[^\x00-\x7f\W\d_]")
+_NON_ASCII_LETTER_RUN = re.compile(r"[^\x00-\x7f\W\d_]{3,}")
+_CYRILLIC_CODECS = frozenset({"cp1251", "koi8-r", "koi8-u", "cp866", "iso8859-5", "mac-cyrillic", "cp855",
+                              "kz1048", "ptcp154"})  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _label_kind(codec: str | None) -> str:
+    """"none" (no usable label, or us-ascii), "utf-8", "cyrillic" (an 8-bit Cyrillic table), "latin" (an
+    8-bit table whose upper half is mostly Latin letters) or "other" (multi-byte or non-Latin tables)."""
+    if codec is None:
+        return "none"
+    name = codecs.lookup(codec).name
+    if name == "ascii":
+        return "none"
+    if name == "utf-8":
+        return "utf-8"
+    if name in _CYRILLIC_CODECS:
+        return "cyrillic"
+    upper = bytes(range(0xC0, 0x100)).decode(codec, errors="replace")
+    if len(upper) == 64 and sum(1 for ch in upper if "LATIN" in unicodedata.name(ch, "")) >= 24:
+        return "latin"
+    return "other"
+
+
+def _label_is_wrong(declared_text: str, data: bytes, kind: str, guess: tuple[str, float]) -> bool:
+    """Rules 4 and 5 above: the 8-bit label decodes, but the bytes show they are other Cyrillic text."""
+    sample = declared_text[: len(data[:SAMPLE_BYTES])]
+    if kind == "latin":
+        letters = len(_NON_ASCII_LETTER.findall(sample))
+        in_runs = sum(len(run) for run in _NON_ASCII_LETTER_RUN.findall(sample))
+        if letters == 0 or in_runs * 2 <= letters:
+            return False
+    declared_score = russian_score(sample)
+    # Clearly better: a margin that grows with the amount of non-ASCII letters, so a couple of odd
+    # characters do not flip a correctly labelled message; the base is high enough that a short all-caps
+    # word ("ФНС РФ" in cp1251 reads as lowercase "тмя пт" in koi8-r, which scores ~4 better) keeps its
+    # label: five letters of frequency statistics are no proof.
+    margin = 4.5 + 0.1 * _letters(declared_text[:SAMPLE_BYTES])
+    return guess[1] > declared_score + margin
+
+
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def _mostly_utf8(data: bytes, *, labelled: bool) -> str | None:
+    """UTF-8 with a few invalid bytes, decoded with U+FFFD for them; None when the bytes are not UTF-8.
+    Labelled utf-8 stays utf-8 unless invalid bytes outnumber the valid non-ASCII characters (8-bit
+    Cyrillic labelled utf-8 is nearly all invalid bytes); unlabelled bytes need four valid characters per
+    invalid byte and none of the rare characters single-byte text decodes to."""
+    text = data[: SAMPLE_BYTES * 4].decode("utf-8", errors="surrogateescape")
+    bad = len(_BAD_BYTE.findall(text))
+    good = len(_NON_ASCII.findall(text)) - bad
+    if labelled:
+        if good < max(bad, 1):
+            return None
+    elif good < 3 or good < 4 * bad or _SUSPICIOUS_UTF8.search(_BAD_BYTE.sub("", text)):
+        return None
+    return data.decode("utf-8", errors="replace")
 
 
 # ---- header values -------------------------------------------------------------------------------------
@@ -296,6 +384,12 @@ def _decode_plain(segment: str) -> str:
     if data.isascii():
         return segment
     return decode_bytes(data)[0]
+
+
+def decode_header_bytes(data: bytes, charset: str | None) -> str:
+    """Raw 8-bit header bytes decoded under a charset hint (trusted unless the bytes prove it wrong),
+    cleaned like `decode_header`."""
+    return clean_header_text(decode_bytes(data, charset)[0])
 
 
 def decode_header(value: str) -> str:

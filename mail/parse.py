@@ -33,8 +33,15 @@ from io import BytesIO
 import html2text
 
 from mail import mime_policy
-from mail.charsets import clean_header_text, decode_bytes, decode_header, raw_header_bytes
-from mail.classify import Classification, classify, message_ids
+from mail.charsets import (
+    clean_header_text,
+    decode_bytes,
+    decode_header,
+    decode_header_bytes,
+    normalize_charset,
+    raw_header_bytes,
+)
+from mail.classify import NULL_SENDER, Classification, classify, is_null_sender_report, message_ids
 from mail.elide import parse_eliding, transfer_encoding
 from mail.quotes import split_quoted, squeeze_blank_lines, strip_html_quotes
 from models.inbound import (
@@ -94,6 +101,9 @@ class _PartInfo:
     disposition: str  # "attachment", "inline" or ""
     filename: str | None  # decoded, not yet sanitized
     has_content_id: bool
+    # A filename written as raw 8-bit bytes that are not UTF-8: short names are ambiguous between
+    # windows-1251 and koi8-r, so the message's own 8-bit charset decides (`_display_name`).
+    filename_8bit: bytes | None = None
 
 
 # ---- parsing the bytes ----------------------------------------------------------------------------------
@@ -174,10 +184,23 @@ def _part_info(part: Message) -> _PartInfo:
     return _cached_info_from_headers(*key)
 
 
+class _RawParams(policy.Compat32):
+    """compat32, except that a value with 8-bit bytes (surrogate escapes from the bytes parser) is handed
+    back as it is: compat32 turns it into a Header with one U+FFFD per byte, which lost every raw 8-bit
+    filename (Outlook Express, Yahoo, "ФНС_РФ558.zip" in cp1251). The bytes are decoded later, with the
+    charset logic (`mail.charsets.decode_header`)."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+        return value
+
+
+_RAW_PARAMS = _RawParams()
+
+
 def _info_from_headers(
     default_type: str, content_type: str | None, disposition: str | None, has_content_id: bool
 ) -> _PartInfo:
-    probe = Message()
+    probe = Message(policy=_RAW_PARAMS)
     probe.set_default_type(default_type)
     if content_type is not None:
         probe["content-type"] = content_type
@@ -193,13 +216,15 @@ def _info_from_headers(
             charset = charset[2]
     except Exception:
         charset = None
-    cd = probe.get("content-disposition")  # compat32 turns 8-bit values into a Header: str() it as before
+    cd = probe.get("content-disposition")
+    filename, filename_8bit = _filename(probe)
     return _PartInfo(
         content_type=ctype,
         charset=charset if isinstance(charset, str) else None,
         disposition=str(cd).split(";", 1)[0].strip().lower() if cd else "",
-        filename=_filename(probe),
+        filename=filename,
         has_content_id=has_content_id,
+        filename_8bit=filename_8bit,
     )
 
 
@@ -209,7 +234,9 @@ _MAX_CACHED_PART_HEADERS = 500
 _cached_info_from_headers = functools.lru_cache(maxsize=256)(_info_from_headers)
 
 
-def _filename(probe: Message) -> str | None:
+def _filename(probe: Message) -> tuple[str | None, bytes | None]:
+    """The decoded filename (RFC 2231, RFC 2047 or raw 8-bit bytes), and the raw bytes when they are 8-bit
+    and not UTF-8."""
     for param, header in (("filename", "content-disposition"), ("name", "content-type")):
         try:
             value = probe.get_param(param, header=header)
@@ -220,9 +247,36 @@ def _filename(probe: Message) -> str | None:
         if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded latin-1 text)
             charset, _, text = value
             data = str(text).encode("latin-1", "surrogateescape")
-            return decode_bytes(data, charset or None)[0]
-        return decode_header(str(value).strip().strip('"'))
+            return decode_bytes(data, charset or None)[0], None
+        value = str(value).strip().strip('"')
+        data = raw_header_bytes(value)
+        eight_bit = None if data.isascii() or _is_utf8(data) else data
+        return decode_header(value), eight_bit
+    return None, None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _eight_bit_charset(walked: list[_Walked]) -> str | None:
+    """The first 8-bit charset a part of the message declares (windows-1251, koi8-r...): the charset a
+    mail client most likely wrote raw 8-bit filenames in."""
+    for item in walked:
+        charset = item.info.charset
+        if charset and normalize_charset(charset) not in (None, "ascii", "utf-8"):
+            return charset
     return None
+
+
+def _display_name(info: _PartInfo, hint: str | None) -> str | None:
+    if info.filename_8bit is not None and hint is not None:
+        return decode_header_bytes(info.filename_8bit, hint)
+    return info.filename
 
 
 def sanitize_filename(name: str | None, index: int, content_type: str) -> str:
@@ -290,7 +344,7 @@ def _is_attachment(walked: _Walked) -> bool:
     if ctype in _SIGNATURE_TYPES or ctype in _NON_BODY_TEXT or ctype == "message/delivery-status":
         return False
     if ctype in ("message/rfc822", "message/global"):
-        return walked.index != 0
+        return True  # also a mail whose whole content is an attached message: kept, and shown as text
     if walked.part.is_multipart():
         return False
     if info.filename or info.disposition == "attachment":
@@ -315,8 +369,11 @@ def _body_parts(msg: Message, by_part: dict[int, _Walked], depth: int = 0) -> li
     children = [c for c in msg.get_payload() if isinstance(c, Message)]
     if ctype == "multipart/alternative":
         branches = [_body_parts(child, by_part, depth + 1) for child in children]
+        has_html = any(b.info.content_type == "text/html" for branch in branches for b in branch)
         for branch in branches:
             if branch and all(b.info.content_type != "text/html" for b in branch):
+                if has_html and all(_looks_empty(b) for b in branch):
+                    continue  # an empty text/plain beside a real HTML part: the HTML is the text
                 return branch
         for branch in reversed(branches):
             if branch:
@@ -326,6 +383,18 @@ def _body_parts(msg: Message, by_part: dict[int, _Walked], depth: int = 0) -> li
     for child in children:
         result.extend(_body_parts(child, by_part, depth + 1))
     return result
+
+
+def _looks_empty(walked: _Walked) -> bool:
+    """A text part with nothing in it; cheap: only a short payload is decoded."""
+    payload = walked.part.get_payload()
+    if not isinstance(payload, str):
+        return False
+    if not payload.strip():
+        return True
+    if len(payload) > 64:
+        return False
+    return not _payload_bytes(walked.part)[0].strip()
 
 
 def _payload_bytes(part: Message) -> tuple[bytes, bool]:
@@ -395,7 +464,53 @@ class _Body:
     has_html: bool = False
 
 
-def _body(msg: Message, walked: list[_Walked], defects: list[str]) -> _Body:
+MAX_EMBEDDED_DEPTH = 3  # forwards of forwards shown as text; deeper ones stay attachments only
+
+
+def _body(msg: Message, walked: list[_Walked], defects: list[str], *, embed: bool = True, depth: int = 0) -> _Body:
+    """The message's own text, then the text of every attached message (forward as attachment) with its
+    sender and subject: a mail whose whole content is an attached message is that message's request."""
+    body = _own_body(msg, walked, defects)
+    if not embed or depth >= MAX_EMBEDDED_DEPTH:
+        return body
+    blocks: list[str] = []
+    quoted: list[str] = []
+    for item in walked:
+        if item.inside_attached_message or item.info.content_type not in ("message/rfc822", "message/global"):
+            continue
+        payload = item.part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, Message):
+            block, inner_quoted = _embedded(inner, defects, depth)
+            blocks.append(block)
+            quoted.append(inner_quoted)
+    if not blocks:
+        return body
+    embedded = "\n\n".join(blocks)
+    body.text = _truncate("\n\n".join(p for p in (body.text, embedded) if p.strip()), defects)
+    body.new_text = "\n\n".join(p for p in (body.new_text, embedded) if p.strip())
+    body.quoted_text = "\n\n".join(p for p in (body.quoted_text, *quoted) if p.strip())
+    return body
+
+
+def _embedded(inner: Message, defects: list[str], depth: int) -> tuple[str, str]:
+    """An attached message as text: "✉ sender" and «subject» lines (no words, so no language), then its
+    own new text; and its quoted history."""
+    headers = _raw_headers(inner)
+    senders = _addresses(headers.get("from", []))
+    who = ""
+    if senders:
+        name, address = senders[0]
+        who = f"{name} <{address}>" if name else address
+    subject = cut(decode_header(headers.get("subject", [""])[0]), MAX_SUBJECT_CHARS)
+    inner_body = _body(inner, _walk(inner, defects), defects, depth=depth + 1)
+    lines = ["✉ " + who if who else "✉", f"«{subject}»" if subject else ""]
+    text = inner_body.new_text.strip() or inner_body.text.strip()
+    head = "\n".join(line for line in lines if line)
+    return (head + "\n\n" + text if text else head), inner_body.quoted_text
+
+
+def _own_body(msg: Message, walked: list[_Walked], defects: list[str]) -> _Body:
     body = _Body(has_html=any(w.info.content_type == "text/html" and _is_body_text(w) for w in walked))
     chosen = _body_parts(msg, {id(w.part): w for w in walked})
     plain = [w for w in chosen if w.info.content_type != "text/html"]
@@ -470,11 +585,13 @@ def _encoded_size(walked: _Walked) -> int:
     return len(payload) * 3 // 4 if cte == "base64" else len(payload)
 
 
-def _attachment_info(walked: _Walked, content: bytes | None, approx_size: int = 0) -> AttachmentInfo:
+def _attachment_info(
+    walked: _Walked, content: bytes | None, approx_size: int = 0, hint: str | None = None
+) -> AttachmentInfo:
     info = walked.info
     # A content type longer than any registered one is not one: stored and shown as a generic binary.
     ctype = info.content_type if len(info.content_type) <= MAX_CONTENT_TYPE else "application/octet-stream"
-    name = info.filename  # None for an attached message: sanitize_filename then gives "attachment-N.eml"
+    name = _display_name(info, hint)  # None for an attached message: sanitize_filename then gives "attachment-N.eml"
     return AttachmentInfo(
         part_index=walked.index,
         filename=sanitize_filename(
@@ -490,18 +607,19 @@ def _attachment_info(walked: _Walked, content: bytes | None, approx_size: int = 
 def _attachments(walked: list[_Walked], oversize: bool, defects: list[str]) -> list[AttachmentInfo]:
     result: list[AttachmentInfo] = []
     skipped = 0
+    hint = _eight_bit_charset(walked)
     for item in walked:
         if not _is_attachment(item):
             continue
         try:
             if oversize and (approx := _encoded_size(item)) > OVERSIZE_DECODE_LIMIT:
                 skipped += 1
-                result.append(_attachment_info(item, None, approx))
+                result.append(_attachment_info(item, None, approx, hint))
                 continue
-            result.append(_attachment_info(item, _content(item)))
+            result.append(_attachment_info(item, _content(item), hint=hint))
         except Exception as exc:
             _add_defect(defects, f"attachment part {item.index}: unreadable ({type(exc).__name__})")
-            result.append(_attachment_info(item, None, 0))
+            result.append(_attachment_info(item, None, 0, hint))
     if skipped:
         _add_defect(defects, f"{skipped} large attachment(s) not decoded: sizes are approximate, no sha256")
     return result
@@ -612,20 +730,27 @@ def _parse_message(raw: bytes, *, max_bytes: int, own_addresses: frozenset[str])
         if name in _WANTED_HEADERS
     }
 
-    senders = _addresses(raw_headers.get("from", []))
-    if not senders:
-        senders = _addresses(raw_headers.get("sender", []))
-        if not senders:
-            raise MalformedMessage("no usable From address", "no_from")
-        _add_defect(defects, "no usable From: the Sender address is used")
-    from_name, from_address = senders[0]
-    if len(raw_headers.get("from", [])) > 1:
-        _add_defect(defects, "several From headers: the first is used")
-
     subject = headers.get("subject", [""])[0]
     if len(subject) > MAX_SUBJECT_CHARS:
         _add_defect(defects, f"Subject truncated from {len(subject)} characters")
         subject = cut(subject, MAX_SUBJECT_CHARS)
+
+    senders = _addresses(raw_headers.get("from", []))
+    if not senders:
+        senders = _addresses(raw_headers.get("sender", []))
+        if senders:
+            _add_defect(defects, "no usable From: the Sender address is used")
+        elif "from" in headers and is_null_sender_report(headers["from"], msg, subject):
+            # "MAILER DAEMON <>": a mail system's report comes from the null sender; refusing it as
+            # malformed would lose the news that our email bounced.
+            name = headers["from"][0].split("<", 1)[0].strip().strip('"').strip()
+            senders = [(cut(name, MAX_NAME), NULL_SENDER)]
+            _add_defect(defects, "From has no address (null sender): read as a mail system's report")
+        else:
+            raise MalformedMessage("no usable From address", "no_from")
+    from_name, from_address = senders[0]
+    if len(raw_headers.get("from", [])) > 1:
+        _add_defect(defects, "several From headers: the first is used")
 
     try:
         walked = _walk(msg, defects)
@@ -634,18 +759,20 @@ def _parse_message(raw: bytes, *, max_bytes: int, own_addresses: frozenset[str])
         walked = []
     _mime_defects(walked, defects)
     try:
-        body = _body(msg, walked, defects) if walked else _Body()
-    except Exception as exc:
-        _add_defect(defects, f"body unreadable ({type(exc).__name__})")
-        body = _Body()
-    attachments = _attachments(walked, oversize, defects)
-    try:
         verdict = classify(
             msg, headers, from_address=from_address, subject=subject, own_addresses=own_addresses
         )
     except Exception as exc:
         _add_defect(defects, f"classification failed ({type(exc).__name__}); treated as a request")
         verdict = Classification(MessageKind.REQUEST, "classification failed")
+    # A report's attached message is our own returned email: it is not shown as the report's text.
+    embed = verdict.kind not in (MessageKind.BOUNCE, MessageKind.FEEDBACK)
+    try:
+        body = _body(msg, walked, defects, embed=embed) if walked else _Body()
+    except Exception as exc:
+        _add_defect(defects, f"body unreadable ({type(exc).__name__})")
+        body = _Body()
+    attachments = _attachments(walked, oversize, defects)
 
     reply_to = _addresses(raw_headers.get("reply-to", []))
     x_mailer = (headers.get("x-mailer") or headers.get("user-agent") or [""])[0][:200] or None
@@ -705,12 +832,15 @@ def extract_attachment(raw: bytes, part_index: int) -> tuple[str, str, bytes]:
     if item.part.is_multipart() and not is_message:
         raise IndexError(f"part {part_index} is a {item.info.content_type} container")
     ctype = "message/rfc822" if is_message else item.info.content_type
-    return sanitize_filename(item.info.filename, part_index, ctype), item.info.content_type, _content(item)
+    name = _display_name(item.info, _eight_bit_charset(walked))
+    return sanitize_filename(name, part_index, ctype), item.info.content_type, _content(item)
 
 
 def iter_attachments(raw: bytes) -> Iterator[tuple[AttachmentInfo, bytes]]:
     """Every attachment of a raw message with its decoded content, decoding each part once."""
-    for item in _parse_for_parts(raw):
+    walked = _parse_for_parts(raw)
+    hint = _eight_bit_charset(walked)
+    for item in walked:
         if _is_attachment(item):
             content = _content(item)
-            yield _attachment_info(item, content), content
+            yield _attachment_info(item, content, hint=hint), content

@@ -19,6 +19,7 @@ class MessageKind(enum.StrEnum):
     REQUEST = "request"  # a person wrote to support (new request or follow-up)
     AUTO_REPLY = "auto_reply"  # out-of-office, vacation, Auto-Submitted, Precedence bulk/junk/list, List-Id
     BOUNCE = "bounce"  # delivery status notification / MAILER-DAEMON
+    FEEDBACK = "feedback_report"  # ARF feedback report (a spam complaint about one of our emails)
 
 
 @dataclass(frozen=True, slots=True)

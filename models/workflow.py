@@ -75,6 +75,8 @@ REFUSAL_CLAUSES: dict[str, str] = {
     "consulting": "2.4",
 }
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.ACCEPTED)
+# Reports about our own emails (bounces, feedback reports): matched by the email they report, never a card.
+_REPORTS = frozenset({MessageKind.BOUNCE, MessageKind.FEEDBACK})
 # The Decision kinds that end a refusal, and the idempotency-key prefix of the email each one queues.
 REFUSAL_ACTIONS: dict[str, str] = {"refused": "refuse", "refused_after_acceptance": "withdraw"}
 # For an "already" answer: the decisions that put a ticket in each status (the latest one is named).
@@ -285,7 +287,7 @@ class Workflow:
 
     async def _thread_of(self, parsed: AnalysedMail | Exception) -> Ticket | None:
         """The ticket a mail (not a bounce: those are matched by the mail they report) continues."""
-        if isinstance(parsed, Exception) or parsed.message.kind is MessageKind.BOUNCE:
+        if isinstance(parsed, Exception) or parsed.message.kind in _REPORTS:
             return None
         return await self._find_thread(parsed.message)
 
@@ -299,7 +301,7 @@ class Workflow:
             await self._quarantine(row, reason, code=code)
             return
         msg = parsed.message
-        if msg.kind is MessageKind.BOUNCE:
+        if msg.kind in _REPORTS:
             await self._ingest_bounce(row, msg)
             return
         if thread is not None:
@@ -408,18 +410,30 @@ class Workflow:
         return await Client.filter(id=ticket.client_id, addresses__value__in=[address, domain]).exists()
 
     async def _ingest_bounce(self, row: StoredRow, msg: InboundMessage) -> None:
+        """A report about one of our emails (a bounce, or a feedback report: a spam complaint): recorded on
+        that email's ticket, never a card, never answered. A bounce marks the email undelivered; a
+        feedback report only says the recipient complained (the email was delivered). A report about an
+        email we do not know is quarantined, each kind with its own code."""
+        feedback = msg.kind is MessageKind.FEEDBACK
         ids = [i for i in msg.bounced_message_ids if i]
         email = await EmailOutbox.filter(message_id__in=ids).first() if ids else None
         if email is None or email.ticket_id is None:
-            await self._quarantine(row, "delivery failure report for a message we do not know", code="unknown_bounce")
+            if feedback:
+                await self._quarantine(row, "feedback report about a message we do not know",
+                                       code="unknown_feedback_report")
+            else:
+                await self._quarantine(row, "delivery failure report for a message we do not know",
+                                       code="unknown_bounce")
             return
         async with in_transaction():
             if not await self._claim_raw(row):
                 return
-            await EmailOutbox.filter(id=email.id).update(delivery_failed=True)
-            message = await self._store_message(email.ticket_id, row, msg, kind="bounce")
+            if not feedback:
+                await EmailOutbox.filter(id=email.id).update(delivery_failed=True)
+            message = await self._store_message(email.ticket_id, row, msg, kind=msg.kind.value)
+            note = "feedback:" if feedback else "bounce:"
             post = await self.board.followup(
-                email.ticket_id, message.id, note="bounce:" + ", ".join(msg.bounced_recipients)
+                email.ticket_id, message.id, note=note + ", ".join(msg.bounced_recipients)
             )
             await self._queue_post(post, f"followup:{message.id}")
 

@@ -133,3 +133,72 @@ def test_control_characters_and_line_breaks_are_removed() -> None:
 
 def test_undecodable_encoded_word_is_kept_visible() -> None:
     assert decode_header("=?utf-8?B?!!!?=") == "=?utf-8?B?!!!?="
+
+
+# ---- issue 18: a declared label is trusted unless the bytes prove it wrong
+
+
+def test_utf8_with_one_bad_byte_stays_utf8_with_a_replacement_character() -> None:
+    data = "Привет, посылка не пришла…".encode() + b"\xd0"
+    assert decode_bytes(data, "utf-8") == ("Привет, посылка не пришла…\ufffd", "utf-8")
+
+
+def test_big_utf8_html_with_a_cut_character_is_not_read_as_cyrillic_8bit() -> None:
+    html = "<html><body>" + "<p>Здравствуйте, заказ 4521 не пришёл.</p>" * 200 + "</body></html>"
+    data = html.encode() + b"\xe2\x80"  # the last character cut in half
+    text, used = decode_bytes(data, "utf-8")
+    assert used == "utf-8"
+    assert text.startswith(html) and text.endswith("\ufffd")
+
+
+def test_unlabelled_utf8_with_a_stray_byte_is_utf8() -> None:
+    data = "Когда будет доставка заказа?".encode() + b"\xff"
+    assert decode_bytes(data, None) == ("Когда будет доставка заказа?\ufffd", "utf-8")
+
+
+def test_8bit_cyrillic_labelled_utf8_is_still_recognised() -> None:
+    assert decode_bytes(LONG_RU.encode("cp1251"), "utf-8") == (LONG_RU, "windows-1251")
+    assert decode_bytes(LONG_RU.encode("koi8-r"), "utf-8") == (LONG_RU, "koi8-r")
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [
+        ("oggi è stato", "iso-8859-1"),
+        ("Perché la consegna è in ritardo? Però grazie", "iso-8859-1"),
+        ("Très bien, à demain", "windows-1252"),
+        ("Dzień dobry, przesyłka", "iso-8859-2"),
+    ],
+)
+def test_correct_latin_labels_with_scattered_accents_stay(text: str, codec: str) -> None:
+    assert decode_bytes(text.encode(codec), codec) == (text, codec)
+
+
+@pytest.mark.parametrize("codec", ["iso-8859-1", "windows-1252"])
+@pytest.mark.parametrize("text", [SHORT_RU, "Ответ", LONG_RU])
+def test_cyrillic_mislabelled_as_latin_is_read_as_cyrillic(text: str, codec: str) -> None:
+    assert decode_bytes(text.encode("cp1251"), codec)[0] == text
+
+
+def test_8bit_cyrillic_labelled_us_ascii_is_read_as_cyrillic() -> None:
+    assert decode_bytes(SHORT_RU.encode("cp1251"), "us-ascii") == (SHORT_RU, "windows-1251")
+
+
+@pytest.mark.parametrize("text", ["你好，订单什么时候发货？", "张伟", "关于订单"])
+def test_gb2312_label_is_kept(text: str) -> None:
+    assert decode_bytes(text.encode("gb2312"), "gb2312") == (text, "gb2312")
+    assert decode_header(f"=?gb2312?B?{base64.b64encode(text.encode('gb2312')).decode()}?=") == text
+
+
+def test_latin1_encoded_word_stays_latin1() -> None:
+    assert decode_header("=?iso-8859-1?Q?oggi_=E8_stato?=") == "oggi è stato"
+
+
+def test_utf8_encoded_word_with_a_cut_character_stays_utf8() -> None:
+    data = "Заказ не пришёл".encode()[:-1]
+    assert decode_header(f"=?utf-8?B?{base64.b64encode(data).decode()}?=") == "Заказ не пришё\ufffd"
+
+
+def test_raw_8bit_utf8_header_with_a_cut_character_stays_utf8() -> None:
+    value = ("Где мой заказ?".encode() + b"\xd0").decode("ascii", "surrogateescape")
+    assert decode_header(value) == "Где мой заказ?\ufffd"

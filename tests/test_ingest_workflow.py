@@ -100,6 +100,63 @@ async def test_a_bounce_for_mail_we_never_sent_is_quarantined(db: str) -> None:
         assert row.status == RawMailStatus.QUARANTINED
 
 
+async def _accepted_ticket(desk: Desk) -> tuple[Ticket, EmailOutbox]:
+    ticket = await desk.deliver(make_email(subject="Вопрос по счёту"))
+    assert ticket is not None
+    outcome = await desk.workflow.accept(ticket.id, await staff_member(), confirmed=True)
+    assert outcome.ok
+    return ticket, (await desk.emails(ticket.id, "accepted"))[0]
+
+
+def _notices(desk: Desk) -> list[str]:
+    return [m.get("plain_text") or m.get("text") or "" for m in desk.fake.sent]
+
+
+async def test_a_null_sender_bounce_marks_our_email_undelivered(db: str) -> None:
+    async with Desk.open() as desk:
+        ticket, email = await _accepted_ticket(desk)
+        bounce = (CORPUS / "bounce_null_sender_ru.eml").read_bytes()
+        joined = await desk.deliver(bounce.replace(b"ticket-57.2@storeolis.ru", email.message_id.encode()))
+        assert joined is not None and joined.id == ticket.id
+        assert (await EmailOutbox.get(id=email.id)).delivery_failed
+        assert await Message.filter(ticket_id=ticket.id, kind="bounce").count() == 1
+        assert await Ticket.all().count() == 1
+        assert await EmailOutbox.all().count() == 1  # nobody answers a report
+
+
+async def test_a_null_sender_bounce_for_mail_we_never_sent_is_quarantined_as_unknown_bounce(db: str) -> None:
+    async with Desk.open() as desk:
+        assert await desk.deliver((CORPUS / "bounce_null_sender_ru.eml").read_bytes()) is None
+        row = await RawMail.get(uid__gte=1)
+        assert row.status == RawMailStatus.QUARANTINED and "delivery failure report" in (row.error or "")
+        await desk.settled()
+        assert any("отчёт о недоставке письма" in text for text in _notices(desk))
+
+
+async def test_a_feedback_report_about_our_email_is_recorded_on_its_ticket_without_a_card(db: str) -> None:
+    async with Desk.open() as desk:
+        ticket, email = await _accepted_ticket(desk)
+        report = (CORPUS / "feedback_report_arf.eml").read_bytes()
+        joined = await desk.deliver(report.replace(b"ticket-57.2@storeolis.ru", email.message_id.encode()))
+        assert joined is not None and joined.id == ticket.id
+        assert await Message.filter(ticket_id=ticket.id, kind="feedback_report").count() == 1
+        assert not (await EmailOutbox.get(id=email.id)).delivery_failed  # delivered, then complained about
+        assert await Ticket.all().count() == 1
+        assert await EmailOutbox.all().count() == 1
+        await desk.settled()
+        assert any("пожаловался на наше письмо" in text and "ivan@example.ru" in text for text in _notices(desk))
+
+
+async def test_a_feedback_report_about_mail_we_never_sent_is_quarantined_with_its_own_code(db: str) -> None:
+    async with Desk.open() as desk:
+        assert await desk.deliver((CORPUS / "feedback_report_arf.eml").read_bytes()) is None
+        row = await RawMail.get(uid__gte=1)
+        assert row.status == RawMailStatus.QUARANTINED and "feedback report" in (row.error or "")
+        assert await Ticket.all().count() == 0
+        await desk.settled()
+        assert any("жалоба почтовой службы (ARF)" in text for text in _notices(desk))
+
+
 async def test_auto_replies_and_mailing_lists_are_recorded_never_answered_never_counted(db: str) -> None:
     async with Desk.open() as desk:
         for name in (

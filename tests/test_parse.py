@@ -150,6 +150,68 @@ EXPECTATIONS: dict[str, Expect] = {
     "lf_only_endings.eml": Expect(
         R, "lf@example.org", "unix line endings", "Hello from a unix mailbox.", "> old"
     ),
+    # issue 18: charsets, 8-bit attachment names, embedded messages, reports
+    "charset_utf8_cut_character.eml": Expect(
+        R, IVAN, "Заказ 4521 не пришёл", "Заказ 4521 так и не пришёл, трек-номер не отслеживается."
+    ),
+    "charset_latin1_italian.eml": Expect(
+        R, "giulia@example.it", "Ordine 4521 è arrivato", "oggi è stato consegnato il pacco, però la scatola è rotta"
+    ),
+    "charset_gb2312_headers.eml": Expect(
+        R, "zhang@example.cn", "关于订单4521", "你好，订单什么时候发货？", extra={"from_name": "张伟"}
+    ),
+    "attachment_8bit_names_cp1251.eml": Expect(
+        R,
+        "olga@example.ru",
+        "Документы из ФНС",
+        "Во вложении выписка и договор.",
+        attachments=("ФНС_РФ558.zip", "Договор поставки.pdf"),
+        extra={"from_name": "Ольга Смирнова"},
+    ),
+    "attachment_8bit_names_utf8_koi8.eml": Expect(
+        R, "petr@example.ru", "Scans", "Сканы во вложении.", attachments=("Счёт №17.jpg", "Акт сверки.pdf")
+    ),
+    "forward_attached_message_only_ru.eml": Expect(
+        R,
+        IVAN,
+        "Fwd: Возврат товара",
+        "Мария Иванова <maria@example.ru>\n«Возврат товара»\n\nПрошу оформить возврат: куртка не подошла по размеру.",
+        attachments=("attachment-1.eml",),
+    ),
+    "forward_toplevel_message_ru.eml": Expect(
+        R,
+        IVAN,
+        "Fwd",
+        "Мария Иванова <maria@example.ru>\n«Возврат товара»\n\nПрошу оформить возврат: куртка не подошла по размеру.",
+        attachments=("attachment-0.eml",),
+    ),
+    "alternative_empty_plain_ru.eml": Expect(
+        R, IVAN, "Оплата", "Оплатил заказ 4521 картой, чек прикладываю.", extra={"has_html": True}
+    ),
+    "bounce_null_sender_ru.eml": Expect(
+        B,
+        "mailer-daemon",
+        "Недоставленное сообщение",
+        "не удалось доставить",
+        attachments=("attachment-2.eml",),
+        extra={"bounced_message_ids": ["ticket-57.2@storeolis.ru"], "from_name": "MAILER DAEMON"},
+    ),
+    "bounce_postmaster_bulk.eml": Expect(
+        B,
+        "postmaster@mail.example.net",
+        "Delivery Status Notification",
+        "The recipient is unknown.",
+        attachments=("attachment-2.eml",),
+        extra={"bounced_message_ids": ["ticket-57.2@storeolis.ru"]},
+    ),
+    "feedback_report_arf.eml": Expect(
+        MessageKind.FEEDBACK,
+        "fbl@example-mail.ru",
+        "FW: [#57] Re: Zakaz 4521",
+        "Получатель отметил это письмо как спам.",
+        attachments=("attachment-4.eml",),
+        extra={"bounced_message_ids": ["ticket-57.2@storeolis.ru"], "bounced_recipients": ["ivan@example.ru"]},
+    ),
     "no_from.eml": Expect(None),
     "empty.eml": Expect(None),
     "binary_junk.eml": Expect(None),

@@ -282,3 +282,60 @@ async def test_a_request_that_waited_five_business_days_gets_a_breach_alert(
         await telegram.wait_for(breach_alert, timeout=60)
     finally:
         await process.stop()
+
+
+async def test_reports_about_our_email_mark_it_undelivered_and_open_no_card_and_send_no_email(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    """Issue 18: a bounce from `MAILER-DAEMON <>` (no address at all) for our acceptance email marks that email
+    undelivered on its ticket; it and an ARF spam complaint about the same email are reports: no card, no email."""
+    from models.db import close_db, init_db
+    from models.tables import EmailOutbox, Message, RawMail, RawMailStatus
+
+    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram)
+    assert (await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)).returncode == 0
+    clients = tmp_path / "clients.csv"
+    clients.write_text("name,inn,contract,emails\nООО Ромашка,7707083893,Д-2024/117,@romashka.ru\n", encoding="utf-8")
+    assert (await asyncio.to_thread(run_cli, ["clients", "import", str(clients)], env, tmp_path)).returncode == 0
+    process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
+    process.start()
+    corpus = REPO / "tests" / "corpus"
+    try:
+        first = request_mail("Не пришёл заказ 4521", "Здравствуйте! Заказ 4521 не пришёл, проверьте, пожалуйста.")
+        await asyncio.to_thread(mailbox.append, first, internal_date=datetime.now(UTC))
+        card = await telegram.wait_for(lambda: card_of(telegram, "Не пришёл заказ 4521"), timeout=60)
+        telegram.press_button(STAFF_CHAT_ID, card["message_id"], STAFF_USER_ID, button_data(card, "Принять"))
+        await smtp_server.wait_for_count(1, timeout=60)
+        our_id = smtp_server.messages[0].message["Message-ID"].strip("<>").encode()
+
+        bounce = (corpus / "bounce_null_sender_ru.eml").read_bytes().replace(b"ticket-57.2@storeolis.ru", our_id)
+        bounce = bounce.replace(b"From: MAILER DAEMON <>", b"From: MAILER-DAEMON <>")
+        await asyncio.to_thread(mailbox.append, bounce, internal_date=datetime.now(UTC))
+        report = (corpus / "feedback_report_arf.eml").read_bytes().replace(b"ticket-57.2@storeolis.ru", our_id)
+        await asyncio.to_thread(mailbox.append, report, internal_date=datetime.now(UTC))
+
+        def note_on_card(words: str) -> dict | None:
+            for message in telegram.messages(STAFF_CHAT_ID):
+                replied = (message.get("reply_to_message") or {}).get("message_id")
+                if replied == card["message_id"] and words in (message.get("text") or ""):
+                    return message
+            return None
+
+        await telegram.wait_for(lambda: note_on_card("не доставлено"), timeout=60)
+        await telegram.wait_for(lambda: note_on_card("пожаловался"), timeout=60)
+    finally:
+        code = await process.stop()
+    assert code == 0, process.output()[-3000:]
+    assert "Traceback" not in process.output()
+    cards = [m for m in telegram.messages(STAFF_CHAT_ID) if m.get("reply_markup")]
+    assert len(cards) == 1  # the request's card only: neither report opened one
+    assert len(smtp_server.messages) == 1  # the acceptance email only: nobody answered a report
+    await init_db(database_url)
+    try:
+        email = await EmailOutbox.get(message_id=our_id.decode())
+        assert email.delivery_failed
+        kinds = sorted(await Message.filter(ticket_id=email.ticket_id).values_list("kind", flat=True))
+        assert "bounce" in kinds and "feedback_report" in kinds
+        assert await RawMail.filter(status=RawMailStatus.QUARANTINED).count() == 0
+    finally:
+        await close_db()

@@ -729,6 +729,196 @@ def corpus() -> dict[str, bytes]:
         ],
         text_body("Our own answer came back to us.\n"),
     )
+    files.update(charset_and_report_corpus())
+    return files
+
+
+def _raw_header(name: str, value: str, charset: str) -> bytes:
+    """A header written as raw 8-bit bytes in `charset` (Outlook Express, Yahoo and others do)."""
+    return name.encode() + b": " + value.encode(charset)
+
+
+def _eml(headers: list[str | bytes], body: bytes) -> bytes:
+    return CRLF.join(h if isinstance(h, bytes) else h.encode() for h in headers) + CRLF + CRLF + body
+
+
+OUR_EMAIL = [
+    "From: Storeolis Support <support@storeolis.ru>",
+    "To: ivan@example.ru",
+    "Subject: [#57] Re: Заказ 4521",
+    "Message-ID: <ticket-57.2@storeolis.ru>",
+    "Date: Mon, 6 Oct 2025 15:00:00 +0300",
+    "Content-Type: text/plain; charset=utf-8",
+]
+
+
+def charset_and_report_corpus() -> dict[str, bytes]:
+    """Issue 18: charsets, 8-bit attachment names, embedded messages, reports (each fails on 8382c14)."""
+    files: dict[str, bytes] = {}
+    cut = "Здравствуйте!\nЗаказ 4521 так и не пришёл, трек-номер не отслеживается.\n".encode() + b"\xd0"
+    files["charset_utf8_cut_character.eml"] = message(
+        [ru_from("Иван Петров"), *common(), f"Subject: {enc_word('Заказ 4521 не пришёл')}", *plain()],
+        cut.replace(b"\n", CRLF),
+    )
+    files["charset_latin1_italian.eml"] = message(
+        [
+            "From: Giulia Rossi <giulia@example.it>",
+            *common("giulia@example.it"),
+            "Subject: =?iso-8859-1?Q?Ordine_4521_=E8_arrivato?=",
+            *plain("iso-8859-1", "quoted-printable"),
+        ],
+        qp(text_body("Buongiorno,\noggi è stato consegnato il pacco, però la scatola è rotta.\n", "iso-8859-1")),
+    )
+    files["charset_gb2312_headers.eml"] = message(
+        [
+            f"From: {enc_word('张伟', 'gb2312')} <zhang@example.cn>",
+            *common("zhang@example.cn"),
+            f"Subject: {enc_word('关于订单4521', 'gb2312')}",
+            *plain("gb2312", "base64"),
+        ],
+        b64(text_body("你好，订单什么时候发货？\n", "gb2312")),
+    )
+    zip_b64 = b64(b"PK\x05\x06" + bytes(18))
+    files["attachment_8bit_names_cp1251.eml"] = _eml(
+        [
+            _raw_header("From", "Ольга Смирнова <olga@example.ru>", "cp1251"),
+            *common("olga@example.ru"),
+            _raw_header("Subject", "Документы из ФНС", "cp1251"),
+            "X-Mailer: Microsoft Outlook Express 6.00.2900.5931",
+            'Content-Type: multipart/mixed; boundary="oe8bit"',
+        ],
+        multipart(
+            [
+                (['Content-Type: text/plain; charset="windows-1251"', "Content-Transfer-Encoding: 8bit"],
+                 text_body("Добрый день! Во вложении выписка и договор.\n", "cp1251")),
+            ],
+            "oe8bit",
+        ).removesuffix(b"--oe8bit--" + CRLF)
+        + b"--oe8bit" + CRLF
+        + b'Content-Type: application/zip; name="' + "ФНС_РФ558.zip".encode("cp1251") + b'"' + CRLF
+        + b"Content-Transfer-Encoding: base64" + CRLF
+        + b'Content-Disposition: attachment; filename="' + "ФНС_РФ558.zip".encode("cp1251") + b'"' + CRLF
+        + CRLF + zip_b64 + CRLF
+        + b"--oe8bit" + CRLF
+        + b'Content-Type: application/pdf; name="' + "Договор поставки.pdf".encode("cp1251") + b'"' + CRLF
+        + b"Content-Transfer-Encoding: base64" + CRLF
+        + b"Content-Disposition: attachment" + CRLF
+        + CRLF + b64(b"%PDF-1.4 test") + CRLF
+        + b"--oe8bit--" + CRLF,
+    )
+    files["attachment_8bit_names_utf8_koi8.eml"] = _eml(
+        [
+            "From: Petr <petr@example.ru>",
+            *common("petr@example.ru"),
+            "Subject: Scans",
+            'Content-Type: multipart/mixed; boundary="y8"',
+        ],
+        b"--y8" + CRLF + b"Content-Type: text/plain; charset=koi8-r" + CRLF + CRLF
+        + text_body("Сканы во вложении.\n", "koi8-r") + CRLF
+        + b"--y8" + CRLF
+        + b'Content-Type: image/jpeg; name="' + "Счёт №17.jpg".encode() + b'"' + CRLF
+        + b'Content-Disposition: attachment; filename="' + "Счёт №17.jpg".encode() + b'"' + CRLF
+        + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + b64(b"\xff\xd8\xff\xe0jpeg") + CRLF
+        + b"--y8" + CRLF
+        + b'Content-Type: application/pdf; name="' + "Акт сверки.pdf".encode("koi8-r") + b'"' + CRLF
+        + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + b64(b"%PDF-1.4 act") + CRLF
+        + b"--y8--" + CRLF,
+    )
+    forwarded = _eml(
+        [
+            f"From: {enc_word('Мария Иванова')} <maria@example.ru>",
+            "To: ivan@example.ru",
+            f"Subject: {enc_word('Возврат товара')}",
+            "Message-ID: <maria-9@example.ru>",
+            "Date: Sun, 5 Oct 2025 10:00:00 +0300",
+            *plain(),
+        ],
+        text_body("Прошу оформить возврат: куртка не подошла по размеру.\n"),
+    )
+    files["forward_attached_message_only_ru.eml"] = message(
+        [ru_from("Иван Петров"), *common(), f"Subject: {enc_word('Fwd: Возврат товара')}",
+         'Content-Type: multipart/mixed; boundary="fwdatt"'],
+        multipart([(["Content-Type: message/rfc822", "Content-Disposition: attachment"], forwarded)], "fwdatt"),
+    )
+    files["forward_toplevel_message_ru.eml"] = message(
+        [ru_from("Иван Петров"), *common(msgid="ivan-2@example.ru"), "Subject: Fwd", "Content-Type: message/rfc822"],
+        forwarded,
+    )
+    files["alternative_empty_plain_ru.eml"] = message(
+        [ru_from("Иван Петров"), *common(msgid="ivan-3@example.ru"), f"Subject: {enc_word('Оплата')}",
+         'Content-Type: multipart/alternative; boundary="alt0"'],
+        multipart(
+            [
+                (["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 7bit"], b""),
+                (["Content-Type: text/html; charset=utf-8", "Content-Transfer-Encoding: 8bit"],
+                 "<html><body><p>Оплатил заказ 4521 картой, чек прикладываю.</p></body></html>".encode()),
+            ],
+            "alt0",
+        ),
+    )
+    returned = _eml(OUR_EMAIL, text_body("Ваш заказ передан в службу доставки.\n"))
+    files["bounce_null_sender_ru.eml"] = message(
+        [
+            "Return-Path: <>",
+            "From: MAILER DAEMON <>",
+            "To: support@storeolis.ru",
+            f"Subject: {enc_word('Недоставленное сообщение')}",
+            "Message-ID: <bounce-null-1@mx.example.ru>",
+            "Date: Mon, 6 Oct 2025 15:01:00 +0300",
+            "MIME-Version: 1.0",
+            'Content-Type: multipart/mixed; boundary="nb"',
+        ],
+        multipart(
+            [
+                (plain(), text_body("Сообщение не удалось доставить адресату ivan@example.ru: ящик переполнен.\n")),
+                (["Content-Type: message/rfc822"], returned),
+            ],
+            "nb",
+        ),
+    )
+    files["bounce_postmaster_bulk.eml"] = message(
+        [
+            "Return-Path: <>",
+            "From: postmaster@mail.example.net",
+            "To: support@storeolis.ru",
+            "Subject: Delivery Status Notification",
+            "Precedence: bulk",
+            "Message-ID: <pm-1@mail.example.net>",
+            "Date: Mon, 6 Oct 2025 15:02:00 +0300",
+            "MIME-Version: 1.0",
+            'Content-Type: multipart/mixed; boundary="pm"',
+        ],
+        multipart(
+            [
+                (plain("us-ascii", "7bit"), text_body("This report relates to a message you sent.\nThe recipient is unknown.\n")),
+                (["Content-Type: message/rfc822"], returned),
+            ],
+            "pm",
+        ),
+    )
+    files["feedback_report_arf.eml"] = message(
+        [
+            "From: Yandex Feedback Loop <fbl@example-mail.ru>",
+            "To: support@storeolis.ru",
+            "Subject: FW: [#57] Re: Заказ 4521".replace("Заказ 4521", "Zakaz 4521"),
+            "Message-ID: <arf-1@example-mail.ru>",
+            "Date: Mon, 6 Oct 2025 16:00:00 +0300",
+            "MIME-Version: 1.0",
+            'Content-Type: multipart/report; report-type=feedback-report; boundary="arf"',
+        ],
+        multipart(
+            [
+                (plain(), text_body("Получатель отметил это письмо как спам.\n")),
+                (
+                    ["Content-Type: message/feedback-report"],
+                    b"Feedback-Type: abuse" + CRLF + b"User-Agent: ExampleFBL/1.0" + CRLF + b"Version: 1" + CRLF
+                    + b"Original-Rcpt-To: <ivan@example.ru>" + CRLF,
+                ),
+                (["Content-Type: message/rfc822"], returned),
+            ],
+            "arf",
+        ),
+    )
     return files
 
 
