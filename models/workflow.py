@@ -26,6 +26,7 @@ from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail, parse_and_analyse
 from models.calendar import BusinessCalendar
+from models.effects import Effects
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind, without_nul
 from models.policy import PolicyEngine, PolicyRequest, Verdict, month_key
@@ -181,8 +182,8 @@ class Workflow:
         self._ahead: dict[int, asyncio.Future[Any]] = {}  # raw mail id -> its parse, started ahead
         # Mails per pool task when the workers read them by id (models/pool_chunks.py).
         self.parse_chunk = parse_chunk
-        self.on_email_queued = on_email_queued
-        self.on_post_queued = on_post_queued
+        self.effects = Effects(config, mailer=mailer, board=board, clock=clock,
+                               on_email_queued=on_email_queued, on_post_queued=on_post_queued)
         # Transient-looking failures per raw mail (or group) while the database answers (`_outage`).
         self._strikes: dict[object, int] = {}
 
@@ -234,8 +235,8 @@ class Workflow:
         finally:
             for future in pending:  # only matters when an ingest raised: nothing is left running for it
                 _discard(future)
-        self.on_post_queued()
-        self.on_email_queued()
+        self.effects.on_post_queued()
+        self.effects.on_email_queued()
         return len(rows)
 
     async def _parses_for(self, rows: Sequence[StoredRow]) -> list[asyncio.Future[Any]]:
@@ -377,7 +378,7 @@ class Workflow:
             )
             if changed:
                 post = await self.board.notice("quarantined", facts)
-                await self._queue_post(post, f"quarantine:{row.id}")
+                await self.effects.queue_post(post, f"quarantine:{row.id}")
         self._strikes.pop(row.id, None)
         log.warning("raw mail %s quarantined: %s", row.id, reason[:200])
 
@@ -421,7 +422,7 @@ class Workflow:
             post = await self.board.followup(
                 email.ticket_id, message.id, note="bounce:" + ", ".join(msg.bounced_recipients)
             )
-            await self._queue_post(post, f"followup:{message.id}")
+            await self.effects.queue_post(post, f"followup:{message.id}")
 
     async def _ingest_followup(self, row: StoredRow, msg: InboundMessage, ticket: Ticket) -> None:
         kind = "auto_reply" if msg.kind is MessageKind.AUTO_REPLY else "followup"
@@ -439,9 +440,9 @@ class Workflow:
                 if reopened:
                     await Decision.create(ticket_id=ticket.id, action="reopened", comment="client wrote again")
             post = await self.board.followup(ticket.id, message.id, note="reopened" if reopened else "")
-            await self._queue_post(post, f"followup:{message.id}")
+            await self.effects.queue_post(post, f"followup:{message.id}")
             if reopened:
-                await self._queue_card_update(ticket.id, f"reopen:{message.id}")
+                await self.effects.queue_card_update(ticket.id, f"reopen:{message.id}")
 
     async def _ingest_unthreaded_auto_reply(self, row: StoredRow, msg: InboundMessage) -> None:
         # Recorded, never answered, never counted: a closed ticket without a card keeps it visible.
@@ -671,11 +672,11 @@ class Workflow:
                     action="accepted",
                     details={"despite": [f["code"] for f in concerns]},
                 )
-                email = await self._queue_email(ticket, "accepted", {}, f"accept:{decision.id}", staff=staff)
-                await self._queue_card_update(ticket_id, f"accepted:{decision.id}")
+                email = await self.effects.queue_email(ticket, "accepted", {}, f"accept:{decision.id}", staff=staff)
+                await self.effects.queue_card_update(ticket_id, f"accepted:{decision.id}")
         if not changed:
             return await self._already(ticket_id)
-        self._wake()
+        self.effects.wake()
         older = await self.older_waiting(ticket)
         return Outcome("done", ticket_id, older_waiting=older, email_id=email.id if email else None)
 
@@ -735,7 +736,7 @@ class Workflow:
                     context["original_ticket_number"] = ticket.duplicate_of_id or Verdict.from_json(
                         ticket.verdict
                     ).duplicate_of or ticket_id
-                email = await self._queue_email(
+                email = await self.effects.queue_email(
                     ticket,
                     REFUSAL_EVENTS[reason],
                     context,
@@ -743,10 +744,10 @@ class Workflow:
                     staff=staff,
                     not_before=now + self.config.refusal_grace,
                 )
-                await self._queue_card_update(ticket_id, f"{action}:{decision.id}")
+                await self.effects.queue_card_update(ticket_id, f"{action}:{decision.id}")
         if not changed:
             return await self._already(ticket_id)
-        self._wake()
+        self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 
     def _local_date(self, value: datetime) -> str:
@@ -781,10 +782,10 @@ class Workflow:
                 undo = await Decision.create(
                     ticket_id=ticket_id, staff_id=staff.id, action="refusal_undone", details={"decision": decision.id}
                 )
-                await self._queue_card_update(ticket_id, f"undo:{undo.id}")
+                await self.effects.queue_card_update(ticket_id, f"undo:{undo.id}")
         except _Lost as lost:
             return lost.outcome
-        self._wake()
+        self.effects.wake()
         return Outcome("done", ticket_id)
 
     async def answer_faq(self, ticket_id: int, staff: StaffMember) -> Outcome:
@@ -812,17 +813,17 @@ class Workflow:
                     action="answered_faq",
                     details={"faq": [e.get("id") for e in entries]},
                 )
-                email = await self._queue_email(
+                email = await self.effects.queue_email(
                     ticket,
                     "faq_answer",
                     {"faq_links": links, "faq_answer_text": answer},
                     f"faq:{decision.id}",
                     staff=staff,
                 )
-                await self._queue_card_update(ticket_id, f"faq:{decision.id}")
+                await self.effects.queue_card_update(ticket_id, f"faq:{decision.id}")
         if not changed:
             return await self._already(ticket_id)
-        self._wake()
+        self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 
     async def reply(
@@ -855,7 +856,7 @@ class Workflow:
                 await Decision.create(
                     ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000]
                 )
-                email = await self._queue_email(
+                email = await self.effects.queue_email(
                     ticket,
                     "staff_reply",
                     {"reply_text": text},
@@ -866,7 +867,7 @@ class Workflow:
                 )
                 if email is None:
                     raise ValueError("no email composed")
-                await self._queue_card_update(ticket_id, f"reply:{key}")
+                await self.effects.queue_card_update(ticket_id, f"reply:{key}")
         except ValueError as error:
             # The composer refused this email (an address it cannot write, a part it cannot carry). The
             # transaction rolled back, so nothing says "answered"; the outcome carries the reason as a
@@ -875,7 +876,7 @@ class Workflow:
             if "address" in str(error):
                 return Outcome("invalid", ticket_id, detail=f"bad_address:{ticket.sender_address}")
             return Outcome("invalid", ticket_id, detail=f"unsendable:{error}")
-        self._wake()
+        self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id)
 
     async def note(self, ticket_id: int, staff: StaffMember, text: str) -> Outcome:
@@ -899,9 +900,9 @@ class Workflow:
             if not changed:
                 return Outcome("already", ticket_id)
             decision = await Decision.create(ticket_id=ticket_id, staff_id=staff.id, action="closed")
-            email = await self._queue_email(ticket, "resolved", {}, f"close:{decision.id}", staff=staff)
-            await self._queue_card_update(ticket_id, f"closed:{decision.id}")
-        self._wake()
+            email = await self.effects.queue_email(ticket, "resolved", {}, f"close:{decision.id}", staff=staff)
+            await self.effects.queue_card_update(ticket_id, f"closed:{decision.id}")
+        self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 
     async def older_waiting(self, ticket: Ticket, limit: int = 5) -> list[int]:
@@ -919,116 +920,17 @@ class Workflow:
         return list(rows)
 
     # ------------------------------------------------------------------------------------------------
-    # Effects
+    # Effects (models/effects.py)
     # ------------------------------------------------------------------------------------------------
     def mail_allowed(self, ticket: Ticket) -> bool:
-        """Never an email to our own address or to nobody (loops, RFC 3834)."""
-        address = (ticket.sender_address or "").lower()
-        if not address or "@" not in address:
-            return False
-        if address in self.config.company_addresses or address == self.config.support_address:
-            return False
-        local = address.split("@", 1)[0]
-        return local not in ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply")
+        return self.effects.mail_allowed(ticket)
 
     async def thread_info(self, ticket: Ticket) -> ThreadInfo:
-        messages = await Message.filter(ticket_id=ticket.id).exclude(direction=MessageDirection.NOTE).order_by("id")
-        ids = [m.message_id for m in messages if m.message_id]
-        last_in = next(
-            (m for m in reversed(messages) if m.direction == MessageDirection.INBOUND and m.message_id), None
-        )
-        client_name = ""
-        if ticket.client_id:
-            client = await Client.get_or_none(id=ticket.client_id)
-            client_name = client.name if client else ""
-        return ThreadInfo(
-            ticket_id=ticket.id,
-            to_address=ticket.sender_address,
-            to_name=ticket.sender_name,
-            original_subject=ticket.subject,
-            in_reply_to=last_in.message_id if last_in else None,
-            references=ids[-20:],
-            language=ticket.language,
-            client_name=client_name or ticket.sender_name,
-        )
-
-    async def _queue_email(
-        self,
-        ticket: Ticket,
-        event: str,
-        context: dict[str, Any],
-        key: str,
-        *,
-        staff: StaffMember | None = None,
-        not_before: datetime | None = None,
-        auto_submitted: bool = True,
-        attachments: list[tuple[str, str, bytes]] | None = None,
-    ) -> EmailOutbox | None:
-        if not self.mail_allowed(ticket):
-            await Decision.create(ticket_id=ticket.id, action="email_skipped", details={"event": event})
-            return None
-        thread = await self.thread_info(ticket)
-        composed = self.mailer.compose(
-            event,
-            thread,
-            context,
-            auto_submitted=auto_submitted,
-            attachments=attachments,
-            staff_name=staff.name if staff else "",
-        )
-        row = await EmailOutbox.create(
-            idempotency_key=key,
-            ticket_id=ticket.id,
-            event=event,
-            message_id=composed.message_id,
-            recipients=composed.recipients,
-            content=composed.content,
-            not_before=not_before or self.clock(),
-        )
-        await Message.create(
-            ticket_id=ticket.id,
-            direction=MessageDirection.OUTBOUND,
-            kind=event,
-            message_id=composed.message_id,
-            in_reply_to=thread.in_reply_to,
-            references=" ".join(thread.references),
-            from_address=self.config.support_address,
-            to=thread.to_address,
-            subject=composed.subject[:1000],
-            text=composed.text,
-            new_text=composed.text,
-            size=len(composed.content),
-            attachments=[{"filename": a[0], "content_type": a[1], "size": len(a[2])} for a in attachments or []],
-            staff_id=staff.id if staff else None,
-        )
-        return row
-
-    async def _queue_card_update(self, ticket_id: int, key: str) -> None:
-        post = await self.board.card_update(ticket_id)
-        await self._queue_post(post, f"edit:{key}")
-
-    async def _queue_post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        row, _ = await TelegramOutbox.get_or_create(
-            idempotency_key=key,
-            defaults={
-                "kind": post.kind,
-                "chat_id": post.chat_id,
-                "payload": post.payload,
-                "not_before": self.clock(),
-                **post.extra,
-            },
-        )
-        return row
+        return await self.effects.thread_info(ticket)
 
     async def post(self, post: BoardPost, key: str) -> TelegramOutbox:
         """Queue a staff-chat post outside a decision (notices, alerts); idempotent by key."""
-        row = await self._queue_post(post, key)
-        self.on_post_queued()
-        return row
-
-    def _wake(self) -> None:
-        self.on_email_queued()
-        self.on_post_queued()
+        return await self.effects.post(post, key)
 
 
 async def _outcome(future: asyncio.Future[Any]) -> AnalysedMail | Exception | None:
