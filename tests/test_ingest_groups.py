@@ -54,13 +54,13 @@ def use_groups(desk: Desk, groups: list[int]) -> None:
     workflow = desk.workflow
     workflow.parse_executor = DoneAtOnce()
     workflow.analyser = TextAnalyser(PolicyConfig())
-    original = workflow._ingest_new_requests
+    original = workflow.ingest._ingest_new_requests
 
     async def recording(group: Any) -> None:
         groups.append(len(group))
         await original(group)
 
-    workflow._ingest_new_requests = recording  # type: ignore[method-assign]
+    workflow.ingest._ingest_new_requests = recording  # type: ignore[method-assign]
 
 
 async def test_a_group_sees_its_own_earlier_tickets_and_replies_join_them(db: str) -> None:
@@ -134,13 +134,13 @@ async def test_rows_another_processor_claimed_are_left_to_it(db: str) -> None:
     async with Desk.open() as desk:
         use_groups(desk, groups)
         # Another process claims rows 2 and 5 after this one has read them as STORED.
-        original_claim = desk.workflow._claim_raws
+        original_claim = desk.workflow.ingest._claim_raws
 
         async def racing(conn: Any, ids: list[int]) -> set[int]:
             await RawMail.filter(id__in=[rows[1].id, rows[4].id]).using_db(conn).update(status=RawMailStatus.PROCESSED)
             return await original_claim(conn, ids)
 
-        desk.workflow._claim_raws = racing  # type: ignore[method-assign]
+        desk.workflow.ingest._claim_raws = racing  # type: ignore[method-assign]
         await desk.workflow.process_stored(batch=50)
     assert groups == [6]
     assert sorted(t.subject for t in await Ticket.all()) == ["Тема 1", "Тема 3", "Тема 4", "Тема 6"]
