@@ -1,20 +1,19 @@
-"""Use cases: turning stored mail into tickets, and the staff decisions on them.
+"""The staff desk: what the staff do with a ticket (accept, refuse, answer from the FAQ, reply, note, close,
+undo a refusal), one call per Telegram handler.
 
-Every use case writes its effects (emails, Telegram posts) as outbox rows in the SAME transaction as
-the state change that caused them; the outbox workers deliver them later, exactly once. Every status
-change is a guarded conditional update, so a double click or a faster colleague gets "already handled"
-instead of a second email.
+Every decision writes its effects (emails, card edits) as outbox rows in the SAME transaction as the
+status change that caused them (models/effects.py); the outbox workers deliver them later, exactly once.
+Every status change is a guarded conditional update, so a double click or a faster colleague gets
+"already handled" instead of a second email.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,15 +21,11 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail, parse_and_analyse
-from models.calendar import BusinessCalendar
-from models.deps import Services
+from models.deps import Services, UseCaseConfig, _aware
 from models.effects import Effects
-from models.inbound import InboundMessage, without_nul
-from models.ingest import Ingest, StoredRow, is_request, plainly_new, raw_content, stored_rows
-from models.policy import PolicyEngine, PolicyRequest, Verdict
-from models.pool_chunks import submit_chunked
-from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
-from models.raw_store import load_content, load_contents
+from models.policy import PolicyRequest, Verdict
+from models.ports import BoardPost, ThreadInfo
+from models.raw_store import load_content
 from models.tables import (
     Decision,
     EmailOutbox,
@@ -44,7 +39,6 @@ from models.tables import (
 )
 
 log = logging.getLogger(__name__)
-
 
 # Refusal reasons of clause 2.6 (plus 2.4 consulting) and the email template each one sends.
 REFUSAL_EVENTS: dict[str, str] = {
@@ -63,32 +57,15 @@ REFUSAL_CLAUSES: dict[str, str] = {
     "monthly_limit": "2.6",
     "consulting": "2.4",
 }
-OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.ACCEPTED)
 # The Decision kinds that end a refusal, and the idempotency-key prefix of the email each one queues.
 REFUSAL_ACTIONS: dict[str, str] = {"refused": "refuse", "refused_after_acceptance": "withdraw"}
 # For an "already" answer: the decisions that put a ticket in each status (the latest one is named).
 _DECIDED_BY: dict[TicketStatus, tuple[str, ...]] = {
-    TicketStatus.ACCEPTED: ("accepted", "replied"),  # see Workflow.decided
+    TicketStatus.ACCEPTED: ("accepted", "replied"),  # see Desk.decided
     TicketStatus.REFUSED: tuple(REFUSAL_ACTIONS),
     TicketStatus.ANSWERED: ("answered_faq",),
     TicketStatus.CLOSED: ("closed",),
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class WorkflowConfig:
-    staff_chat_id: int
-    support_address: str = "support@storeolis.ru"
-    company_addresses: frozenset[str] = frozenset({"support@storeolis.ru"})
-    language: str = "ru"
-    timezone: str = "Europe/Moscow"
-    sla_business_days: int = 5
-    refusal_grace: timedelta = timedelta(seconds=30)
-    monthly_limit: int = 3
 
 
 @dataclass(frozen=True)
@@ -126,151 +103,29 @@ class _Lost(Exception):
         self.outcome = outcome
 
 
-class Workflow:
+def _no_offload(raw: bytes) -> Awaitable[AnalysedMail] | None:
+    return None
+
+
+class Desk:
     def __init__(
         self,
-        config: WorkflowConfig,
+        config: UseCaseConfig,
+        services: Services,
+        effects: Effects,
         *,
-        policy: PolicyEngine,
-        calendar: BusinessCalendar,
-        mailer: Mailer,
-        board: StaffBoard,
-        parser: Callable[[bytes], InboundMessage],
-        clock: Callable[[], datetime] = utcnow,
-        parse_executor: Executor | None = None,
-        parse_stored: Callable[[int], AnalysedMail | InboundMessage | None] | None = None,
-        analyser: Callable[[InboundMessage], dict[str, Any]] | None = None,
-        max_group: int = 64,
-        parse_ahead: int = 100,
-        parse_chunk: int = 10,
-        on_email_queued: Callable[[], None] = lambda: None,
-        on_post_queued: Callable[[], None] = lambda: None,
+        offload_parse: Callable[[bytes], Awaitable[AnalysedMail] | None] = _no_offload,
     ) -> None:
         self.config = config
-        self.policy = policy
-        self.calendar = calendar
-        self.mailer = mailer
-        self.board = board
-        self.parser = parser
-        self.clock = clock
-        self.parse_executor = parse_executor
-        # In the pool: raw mail id -> parsed message, read by the worker itself (mail/stored.py).
-        self.parse_stored = parse_stored
-        # The policy's text work (`PolicyEngine.analyse`), run in the pool beside the parser; picklable.
-        self.analyser = analyser
-        # At most this many new requests share one ingest transaction: it holds the database's write
-        # lock while their policies run, so staff actions wait for one group at most.
-        self.max_group = max_group
-        # With a pool, the parses of this many rows after the current batch are started early.
-        self.parse_ahead = parse_ahead
-        self._ahead: dict[int, asyncio.Future[Any]] = {}  # raw mail id -> its parse, started ahead
-        # Mails per pool task when the workers read them by id (models/pool_chunks.py).
-        self.parse_chunk = parse_chunk
-        self.effects = Effects(config, mailer=mailer, board=board, clock=clock,
-                               on_email_queued=on_email_queued, on_post_queued=on_post_queued)
-        self.ingest = Ingest(config, Services(policy, calendar, mailer, board, parser, clock), self.effects)
+        self.policy = services.policy
+        self.parser = services.parser
+        self.board = services.board
+        self.clock = services.clock
+        self.effects = effects
+        # A re-evaluation's parse off the event loop: the mail processor's pool (mail/processor.py) when
+        # there is one; None from it means "no pool", and the parse runs in a thread.
+        self.offload_parse = offload_parse
 
-    # ------------------------------------------------------------------------------------------------
-    # Mail in: stored raw mail -> tickets
-    # ------------------------------------------------------------------------------------------------
-    async def process_stored(self, batch: int = 50) -> int:
-        """Turn up to `batch` stored raw emails into tickets, in arrival order; returns how many."""
-        # The bytes are in raw_mail_content: a worker that reads them itself (parse_stored) never makes
-        # the main process hold them, and the other paths load them only where they are needed.
-        # The next calls' rows are read too and their parses started now (`parse_ahead`): the workers never
-        # wait for this batch's last group to be ingested before they get more to parse.
-        ahead = self.parse_ahead if self.parse_executor is not None else 0
-        rows = await stored_rows(batch + ahead)
-        pending = await self._parses_for(rows)
-        rows, later = rows[:batch], rows[batch:]
-        self._ahead = {row.id: future for row, future in zip(later, pending[batch:], strict=True)}
-        pending = pending[:batch]
-        if not rows:
-            return 0
-        seen: dict[int, AnalysedMail | Exception] = {}  # a lookahead that ends a group is not parsed twice
-        try:
-            i = 0
-            while i < len(rows):
-                # With a pool, each mail is ingested as soon as its own parse is done, in arrival order,
-                # while the workers are still parsing the later ones: parsing and ingesting overlap.
-                parsed = seen.pop(i, None) or await self._parsed(rows[i], pending[i] if pending else None)
-                try:
-                    thread = await self.ingest.thread_of(parsed)
-                    if thread is not None or not is_request(parsed):
-                        await self.ingest.ingest(rows[i], parsed, thread)
-                        i += 1
-                        continue
-                except Exception as exc:  # this mail's data (or the database): see _failed
-                    await self.ingest.failed(rows[i], parsed, exc)
-                    i += 1
-                    continue
-                # New requests whose parses are already done go in together: one transaction, one claim
-                # and one insert per table for the group instead of a chain of round trips per mail.
-                group = [(rows[i], parsed)]
-                i += 1
-                while i < len(rows) and len(group) < self.max_group and pending and pending[i].done():
-                    parsed = seen[i] = await self._parsed(rows[i], pending[i])
-                    if not plainly_new(parsed):
-                        break  # ingested on its own, in order, by the outer loop
-                    group.append((rows[i], seen.pop(i)))
-                    i += 1
-                await self.ingest.ingest_group(group)  # type: ignore[arg-type]  # _is_request checked
-        finally:
-            for future in pending:  # only matters when an ingest raised: nothing is left running for it
-                _discard(future)
-        self.effects.on_post_queued()
-        self.effects.on_email_queued()
-        return len(rows)
-
-    async def _parses_for(self, rows: Sequence[StoredRow]) -> list[asyncio.Future[Any]]:
-        """A started parse for every row (none without a pool): those begun ahead by the previous call,
-        new ones for the rest. Parses begun ahead for rows no longer waiting are dropped."""
-        if self.parse_executor is None:
-            return []
-        started, self._ahead = self._ahead, {}
-        wanted = {row.id for row in rows}
-        for raw_mail_id, future in started.items():
-            if raw_mail_id not in wanted:  # taken by another processor meanwhile
-                _discard(future)
-        missing = [row for row in rows if row.id not in started]
-        new = dict(zip([row.id for row in missing], await self._submit_parses(missing), strict=True))
-        return [started.get(row.id) or new[row.id] for row in rows]
-
-    async def _parsed(self, row: StoredRow, future: asyncio.Future[Any] | None) -> AnalysedMail | Exception:
-        """The parse of one row: from the pool (awaited; a done future may be awaited again) or inline."""
-        if future is None:
-            return self._safe_parse(await raw_content(row.id))
-        parsed = await _outcome(future)
-        if parsed is None:  # the worker's connection could not see the row yet: hand the bytes over
-            parsed = await _outcome(self._submit_bytes(await raw_content(row.id)))
-        return parsed or RuntimeError("the parser returned nothing")
-
-    async def _submit_parses(self, rows: Sequence[StoredRow]) -> list[asyncio.Future[Any]]:
-        """Start parsing every row in the process pool (none without a pool: parsed inline, one by one)."""
-        # Parsing is CPU work: a process pool keeps it off the event loop and uses both cores for a backlog.
-        if self.parse_executor is None or not rows:
-            return []
-        if self.parse_stored is not None:  # the worker reads the bytes itself; a few ids per task
-            return submit_chunked(self.parse_executor, self.parse_stored, [r.id for r in rows], self.parse_chunk)
-        contents = await load_contents(r.id for r in rows)
-        return [self._submit_bytes(contents.get(r.id) or b"") for r in rows]
-
-    def _submit_bytes(self, content: bytes) -> asyncio.Future[Any]:
-        assert self.parse_executor is not None
-        work = functools.partial(parse_and_analyse, parser=self.parser, analyser=self.analyser)
-        return asyncio.get_running_loop().run_in_executor(self.parse_executor, work, bytes(content))
-
-    def _safe_parse(self, content: bytes) -> AnalysedMail | Exception:
-        try:
-            # Inline (no pool): the rules analyse the text themselves while they run.
-            return AnalysedMail(without_nul(self.parser(bytes(content))))
-        except Exception as exc:  # the parser promises MalformedMessage only; anything else is ours
-            return exc
-
-
-    # ------------------------------------------------------------------------------------------------
-    # Staff decisions
-    # ------------------------------------------------------------------------------------------------
     async def reevaluate(self, ticket: Ticket) -> Verdict:
         """Run the policy again on a stored ticket (the world may have changed since it arrived)."""
         first = await Message.filter(ticket_id=ticket.id, direction=MessageDirection.INBOUND).order_by("id").first()
@@ -279,8 +134,9 @@ class Workflow:
             return Verdict.from_json(ticket.verdict)
         # Parsing and the rules' text work are CPU work on client text of any size: in the parse pool when
         # there is one, else in a thread, never on the event loop a staff press arrives on (issue 16).
-        if self.parse_executor is not None and self.analyser is not None:
-            parsed = await self._submit_bytes(raw)
+        pooled = self.offload_parse(raw)
+        if pooled is not None:
+            parsed = await pooled
         else:
             parsed = await asyncio.to_thread(parse_and_analyse, raw, parser=self.parser, analyser=self.policy.analyse)
         return await self.policy.evaluate(
@@ -604,34 +460,3 @@ class Workflow:
     async def post(self, post: BoardPost, key: str) -> TelegramOutbox:
         """Queue a staff-chat post outside a decision (notices, alerts); idempotent by key."""
         return await self.effects.post(post, key)
-
-
-async def _outcome(future: asyncio.Future[Any]) -> AnalysedMail | Exception | None:
-    """A parse in the pool as a value: the parser's exception (or a dead worker's) quarantines that mail;
-    None from a worker that reads the row itself means it could not see the row."""
-    try:
-        result = await future
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        return exc
-    if result is None or isinstance(result, AnalysedMail):
-        return result
-    if isinstance(result, InboundMessage):  # a plain parser in the pool (tests, custom set-ups)
-        return AnalysedMail(without_nul(result))
-    return RuntimeError(str(result))
-
-
-def _discard(future: asyncio.Future[Any]) -> None:
-    """A parse no longer wanted: cancelled if it has not run, its outcome retrieved if it has (no
-    "exception was never retrieved" noise)."""
-    if future.done() and not future.cancelled():
-        future.exception()
-    else:
-        future.cancel()
-
-
-def _aware(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
