@@ -26,7 +26,7 @@ from bot.factory import (
     make_mailer,
     make_parser,
     make_policy,
-    make_workflow_config,
+    make_use_case_config,
 )
 from bot.gc_freeze import freeze_startup_objects
 from bot.handlers import allowed_updates, build_router, register_commands
@@ -43,15 +43,19 @@ from bot.webhook import serve_webhook
 from bot.workers import make_parse_pool
 from mail.imap import ImapConfig
 from mail.intake import MailWatcher
+from mail.processor import MailProcessor, ParsePool
 from mail.send import EmailSender, SmtpConfig
 from mail.stored import stored_mail_parser
 from models import db
 from models.aio import raise_if_cancelling
 from models.analysed import parse_and_analyse
+from models.deps import Services
+from models.desk import Desk
+from models.effects import Effects
+from models.ingest import Ingest
 from models.leases import LeaseManager, run_with_lease, unique_holder
 from models.sla import SlaConfig, SlaService
 from models.sla_rules import parse_thresholds
-from models.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,8 @@ class Bridge:
     settings: Settings
     bot: Bot
     dispatcher: Dispatcher
-    workflow: Workflow
+    desk: Desk
+    processor: MailProcessor
     watcher: MailWatcher
     email_sender: EmailSender
     telegram_sender: TelegramSender
@@ -100,23 +105,20 @@ def build_bridge(  # type: ignore[no-untyped-def]
     email_sender: EmailSender
     telegram_sender: TelegramSender
 
-    workflow = Workflow(
-        make_workflow_config(settings),
-        policy=make_policy(settings),
-        calendar=calendar,
-        mailer=make_mailer(settings),
-        board=board,
-        parser=parser,
-        clock=clock,
-        parse_executor=executor,
-        parse_stored=parse_stored,
-        analyser=analyser,
-        on_email_queued=lambda: email_sender.wake(),
-        on_post_queued=lambda: telegram_sender.wake(),
+    services = Services(make_policy(settings), calendar, make_mailer(settings), board, parser, clock)
+    config = make_use_case_config(settings)
+    effects = Effects(
+        config, mailer=services.mailer, board=board, clock=clock,
+        on_email_queued=lambda: email_sender.wake(), on_post_queued=lambda: telegram_sender.wake(),
     )
+    ingest = Ingest(config, services, effects)
+    processor = MailProcessor(
+        ingest, parser, ParsePool(executor=executor, parse_stored=parse_stored, analyser=analyser), on_done=effects.wake
+    )
+    desk = Desk(config, services, effects, offload_parse=processor.offload_parse)
     imap_config = ImapConfig.from_settings(settings)
     watcher = MailWatcher(imap_config, on_stored=mail_stored.set, clock=clock)
-    notifier = EmailNotifier(workflow, board)
+    notifier = EmailNotifier(effects, board)
     email_sender = EmailSender(
         SmtpConfig.from_settings(settings),
         on_event=notifier.on_email_event,
@@ -130,7 +132,7 @@ def build_bridge(  # type: ignore[no-untyped-def]
         global_per_second=settings.TELEGRAM_GLOBAL_PER_SECOND,
         time_scale=settings.TELEGRAM_RATE_SCALE,
     )
-    failures = TelegramFailureHandler(workflow, board, staff_chat_id=settings.STAFF_CHAT_ID)
+    failures = TelegramFailureHandler(effects, board, staff_chat_id=settings.STAFF_CHAT_ID)
     telegram_sender = TelegramSender(
         bot,
         limiter=limiter,
@@ -159,14 +161,15 @@ def build_bridge(  # type: ignore[no-untyped-def]
     )
     dispatcher = Dispatcher()
     dispatcher.include_router(build_router(settings))
-    dispatcher["workflow"] = workflow
+    dispatcher["desk"] = desk
     dispatcher["board"] = board
     dispatcher["settings"] = settings
     return Bridge(
         settings=settings,
         bot=bot,
         dispatcher=dispatcher,
-        workflow=workflow,
+        desk=desk,
+        processor=processor,
         watcher=watcher,
         email_sender=email_sender,
         telegram_sender=telegram_sender,
@@ -181,7 +184,7 @@ async def process_mail_forever(bridge: Bridge, poll_seconds: float = 5.0) -> Non
     while True:
         raise_if_cancelling()
         bridge.mail_stored.clear()
-        if await bridge.workflow.process_stored(batch=100):
+        if await bridge.processor.process_stored(batch=100):
             await asyncio.sleep(0)  # a backlog: let the dispatcher and senders run between batches
             continue
         try:
@@ -277,7 +280,7 @@ async def serve(bridge: Bridge, stop: asyncio.Event | None = None) -> None:
     # Reliability: a lasting failure is said once in the staff chat; /health for monitoring.
     outages = OutageReporter(
         notify_after=bridge.settings.OUTAGE_NOTICE_SECONDS,
-        post=board_poster(bridge.workflow),
+        post=board_poster(bridge.desk),
         timezone=bridge.settings.TIMEZONE,
     )
     sup.start("outage-watch", lambda: watch_outages(bridge, outages))

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
 from bot.i18n import RU, finding_title, norm_lang, reason_label, t
 from models.calendar import BusinessCalendar
+from models.desk import REFUSAL_ACTIONS
 from models.policy.base import Verdict
 from models.ports import BoardPost
 from models.sla_rules import format_time_left
@@ -44,7 +45,6 @@ from models.tables import (
     Ticket,
     TicketStatus,
 )
-from models.workflow import REFUSAL_ACTIONS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "telegram"
 
@@ -443,7 +443,7 @@ class TelegramBoard:
         # The reason in the staff's language; the English detail stays in raw_mail.error and the log.
         # Notices written before reasons had codes carry only the detail.
         code = str(facts.get("code") or "")
-        if code == "ingest":  # registering failed after a good parse (models/workflow.py)
+        if code == "ingest":  # registering failed after a good parse (models/ingest.py)
             reason = t("quarantine.ingest", lang, error=short(str(facts.get("error_type") or "?"), 100))
         elif code:
             reason = t(f"quarantine.{code}", lang)

@@ -56,7 +56,7 @@ class Op(StrEnum):
 
 
 class Reason(StrEnum):
-    """Refusal reasons: the keys of models.workflow.REFUSAL_EVENTS."""
+    """Refusal reasons: the keys of models.desk.REFUSAL_EVENTS."""
 
     UNIDENTIFIED = "unidentified"
     OUT_OF_SCOPE = "out_of_scope"

@@ -13,9 +13,9 @@ from mail.mailer import TemplateMailer
 from mail.parse import parse_message
 from mail.render import EmailRenderer
 from models.calendar import BusinessCalendar
+from models.deps import UseCaseConfig
 from models.inbound import InboundMessage
 from models.policy import PolicyEngine, TortoisePolicyRepository
-from models.workflow import WorkflowConfig
 
 
 def config_file(settings: CoreSettings, name: str) -> Path | None:
@@ -55,8 +55,8 @@ def make_calendar(settings: CoreSettings) -> BusinessCalendar:
     return BusinessCalendar(settings.TIMEZONE, override_path=config_file(settings, "calendar.toml"))
 
 
-def make_workflow_config(settings: Settings) -> WorkflowConfig:
-    return WorkflowConfig(
+def make_use_case_config(settings: Settings) -> UseCaseConfig:
+    return UseCaseConfig(
         staff_chat_id=settings.STAFF_CHAT_ID,
         support_address=settings.SUPPORT_ADDRESS,
         company_addresses=settings.company_addresses,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.workflow import REFUSAL_CLAUSES
+from models.desk import REFUSAL_CLAUSES
 
 RU: dict[str, str] = {
     # buttons

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 from bot.board import TelegramBoard
 from bot.i18n import t
+from models.desk import REFUSAL_EVENTS
+from models.effects import Effects
 from models.ports import BoardPost
 from models.tables import TelegramOutbox, Ticket
-from models.workflow import REFUSAL_EVENTS, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ class DeliveryEventLike(Protocol):
 
 
 class EmailNotifier:
-    def __init__(self, workflow: Workflow, board: TelegramBoard) -> None:
-        self.workflow = workflow
+    def __init__(self, effects: Effects, board: TelegramBoard) -> None:
+        self.effects = effects
         self.board = board
 
     async def on_email_event(self, event: DeliveryEventLike) -> None:
@@ -45,32 +46,32 @@ class EmailNotifier:
             ticket_id = None
         if outcome == "sent" and event.event == "staff_reply":
             post = await self.board.notice("email_sent", {"ticket_id": ticket_id}, ticket_id=ticket_id)
-            await self.workflow.post(post, f"email_sent:{event.outbox_id}")
+            await self.effects.post(post, f"email_sent:{event.outbox_id}")
         elif outcome == "sent" and event.event in REFUSAL_EVENTS.values() and ticket_id is not None:
             # The refusal left: its grace period is over, so the card loses its "undo" button.
             update = await self.board.card_update(ticket_id)
-            await self.workflow.post(update, f"edit:email_sent:{event.outbox_id}")
+            await self.effects.post(update, f"edit:email_sent:{event.outbox_id}")
         elif outcome == "failed":
             facts = {"ticket_id": ticket_id, "error": event.error or "", "event": event.event}
             post = await self.board.notice("email_failed", facts, ticket_id=ticket_id)
-            await self.workflow.post(post, f"email_failed:{event.outbox_id}")
+            await self.effects.post(post, f"email_failed:{event.outbox_id}")
             if ticket_id is not None:
                 update = await self.board.card_update(ticket_id)
-                await self.workflow.post(update, f"edit:email_failed:{event.outbox_id}")
+                await self.effects.post(update, f"edit:email_failed:{event.outbox_id}")
             log.warning("email %s (%s) failed: %s", event.outbox_id, event.event, event.error)
 
 
-def make_email_event_handler(workflow: Workflow, board: TelegramBoard) -> Callable[[Any], Awaitable[None]]:
-    """`on_email_event(event)` for mail.send's sender, bound to this workflow and board."""
-    return EmailNotifier(workflow, board).on_email_event
+def make_email_event_handler(effects: Effects, board: TelegramBoard) -> Callable[[Any], Awaitable[None]]:
+    """`on_email_event(event)` for mail.send's sender, bound to these effects and board."""
+    return EmailNotifier(effects, board).on_email_event
 
 
 class TelegramFailureHandler:
     """`TelegramSender(on_failed=...)`: a staff-chat post failed for good. Tell staff, in plain text
     (whatever broke the post cannot break this one), unless the failed post was such a warning."""
 
-    def __init__(self, workflow: Workflow, board: TelegramBoard, *, staff_chat_id: int | None = None) -> None:
-        self.workflow = workflow
+    def __init__(self, effects: Effects, board: TelegramBoard, *, staff_chat_id: int | None = None) -> None:
+        self.effects = effects
         self.board = board
         self.staff_chat_id = staff_chat_id if staff_chat_id is not None else board.config.staff_chat_id
 
@@ -85,4 +86,4 @@ class TelegramFailureHandler:
             payload={"method": "sendMessage", "params": {"text": text}},
             extra={"ticket_id": row.ticket_id} if row.ticket_id else {},
         )
-        await self.workflow.post(post, f"post_failed:{row.id}")
+        await self.effects.post(post, f"post_failed:{row.id}")

@@ -223,11 +223,11 @@ async def probe(bridge: Any, reporter: OutageReporter, db_timeout: float = 10.0)
     reporter.observe("telegram", bool(errors), errors[0] if errors else "", reportable=False)
 
 
-def board_poster(workflow: Any) -> PostNotice:
+def board_poster(desk: Any) -> PostNotice:
     """Notices go through the Telegram outbox like everything else (idempotent by key)."""
 
     async def post(event: str, facts: dict[str, Any], key: str) -> None:
-        await workflow.post(await workflow.board.notice(event, facts), key)
+        await desk.post(await desk.board.notice(event, facts), key)
 
     return post
 

@@ -1,6 +1,6 @@
 """Plain values describing one inbound email, independent of how it was fetched or parsed.
 
-`mail.parse` produces `InboundMessage`; the domain (`models.workflow`, `models.policy`) consumes it.
+`mail.parse` produces `InboundMessage`; the domain (`models.ingest`, `models.policy`) consumes it.
 Nothing here imports a mail or Telegram library, so the domain stays testable in isolation.
 """
 

@@ -1,9 +1,9 @@
-"""One decision per request, at the workflow level: accept, refuse and the FAQ answer are taken only from
+"""One decision per request, at the desk level (models/desk.py): accept, refuse and the FAQ answer are taken only from
 the waiting state by a conditional update, so of two agents pressing at nearly the same time exactly one
 decides (one Decision row, one email) and the other learns who decided first. Refusing an accepted request
 is its own action (`withdraw_acceptance_and_refuse`), guarded the same way from the accepted state.
 
-Concurrent tasks on one Workflow and one database (SQLite, and PostgreSQL with TEST_DATABASE_URL): the
+Concurrent tasks on one Desk (models/desk.py) and one database (SQLite, and PostgreSQL with TEST_DATABASE_URL): the
 second task is started 1 to thousands of event-loop turns after the first, so some pairs overlap inside the guarded
 update and others arrive just after the first decision committed (the "stale button" case)."""
 
@@ -13,8 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from models.desk import Desk as StaffDesk
+from models.desk import Outcome
 from models.tables import Decision, EmailOutbox, OutboxStatus, StaffMember, Ticket, TicketStatus
-from models.workflow import Outcome, Workflow
 from tests.helpers.desk import Desk, email_text, make_email
 from tests.policy.factories import make_client
 
@@ -68,12 +69,12 @@ async def test_accept_and_refuse_pressed_together_take_exactly_one_decision_and_
     async with Desk.open() as desk:
         alice, bob = await two_members()
         names = {alice.id: "Алиса", bob.id: "Борис"}
-        workflow: Workflow = desk.workflow
+        staff_desk: StaffDesk = desk.desk
         batch = await tickets(desk, 16)
         results = []
         for n, ticket in enumerate(batch):
-            accept = lambda t=ticket: workflow.accept(t.id, alice, confirmed=True)  # noqa: E731
-            refuse = lambda t=ticket: workflow.refuse(t.id, bob, "out_of_scope")  # noqa: E731
+            accept = lambda t=ticket: staff_desk.accept(t.id, alice, confirmed=True)  # noqa: E731
+            refuse = lambda t=ticket: staff_desk.refuse(t.id, bob, "out_of_scope")  # noqa: E731
             # Even tickets: Accept first, Refuse 2**n loop turns later (from overlapping to well after the
             # first committed); odd ones the other way round.
             first, second = (accept, refuse) if n % 2 == 0 else (refuse, accept)
@@ -95,14 +96,14 @@ async def test_two_accepts_or_an_accept_and_a_faq_answer_take_one_decision(db: s
     async with Desk.open() as desk:
         alice, bob = await two_members()
         names = {alice.id: "Алиса", bob.id: "Борис"}
-        workflow: Workflow = desk.workflow
+        staff_desk: StaffDesk = desk.desk
         faq = await tickets(desk, 7, subject="Забыл пароль",
                             body="Добрый день! Не могу войти, как восстановить пароль от кабинета?")
         results = []
         for n, ticket in enumerate(faq):
-            answer = lambda t=ticket: workflow.answer_faq(t.id, bob)  # noqa: E731
-            accept = lambda t=ticket, who=alice: workflow.accept(t.id, who, confirmed=True)  # noqa: E731
-            second = (lambda t=ticket: workflow.accept(t.id, bob, confirmed=True)) if n % 3 == 2 else answer  # noqa: E731
+            answer = lambda t=ticket: staff_desk.answer_faq(t.id, bob)  # noqa: E731
+            accept = lambda t=ticket, who=alice: staff_desk.accept(t.id, who, confirmed=True)  # noqa: E731
+            second = (lambda t=ticket: staff_desk.accept(t.id, bob, confirmed=True)) if n % 3 == 2 else answer  # noqa: E731
             results.append((ticket, await race(accept, second, turns=5 ** n)))
         counts = {t.id: (len(await decisions_of(t.id)), await EmailOutbox.filter(ticket_id=t.id).count())
                   for t in faq}
@@ -118,15 +119,15 @@ async def test_a_plain_refusal_never_follows_an_acceptance(db: str) -> None:
     async with Desk.open() as desk:
         alice, bob = await two_members()
         (ticket,) = await tickets(desk, 1)
-        assert (await desk.workflow.accept(ticket.id, alice, confirmed=True)).ok
-        late = await desk.workflow.refuse(ticket.id, bob, "profanity", comment="поздно")
+        assert (await desk.desk.accept(ticket.id, alice, confirmed=True)).ok
+        late = await desk.desk.refuse(ticket.id, bob, "profanity", comment="поздно")
         assert late.status == "already" and late.decided is not None
         assert (late.decided.status, late.decided.staff_name) == ("accepted", "Алиса")
         assert (await Ticket.get(id=ticket.id)).status == TicketStatus.ACCEPTED
         assert [e.event for e in await EmailOutbox.filter(ticket_id=ticket.id)] == ["accepted"]
         assert [d.action for d in await decisions_of(ticket.id)] == ["accepted"]
         # A FAQ answer is a first decision too: not on an accepted request either.
-        assert (await desk.workflow.answer_faq(ticket.id, bob)).status in ("already", "invalid")
+        assert (await desk.desk.answer_faq(ticket.id, bob)).status in ("already", "invalid")
 
 
 async def test_withdrawing_an_acceptance_is_its_own_guarded_decision_and_can_be_undone(db: str) -> None:
@@ -134,16 +135,16 @@ async def test_withdrawing_an_acceptance_is_its_own_guarded_decision_and_can_be_
     async with Desk.open() as desk:
         alice, bob = await two_members()
         names = {alice.id: "Алиса", bob.id: "Борис"}
-        workflow: Workflow = desk.workflow
+        staff_desk: StaffDesk = desk.desk
         batch = await tickets(desk, 8)
         # Only from the accepted state: a waiting request is refused with the plain action.
-        assert (await workflow.withdraw_acceptance_and_refuse(batch[0].id, bob, "out_of_scope")).status == "not_accepted"
+        assert (await staff_desk.withdraw_acceptance_and_refuse(batch[0].id, bob, "out_of_scope")).status == "not_accepted"
         for n, ticket in enumerate(batch):
-            assert (await workflow.accept(ticket.id, alice, confirmed=True)).ok
+            assert (await staff_desk.accept(ticket.id, alice, confirmed=True)).ok
             accepted_at = (await Ticket.get(id=ticket.id)).first_decided_at
-            withdraw = lambda t=ticket: workflow.withdraw_acceptance_and_refuse(t.id, bob, "out_of_scope")  # noqa: E731
-            again = lambda t=ticket: workflow.withdraw_acceptance_and_refuse(t.id, alice, "profanity")  # noqa: E731
-            plain = lambda t=ticket: workflow.refuse(t.id, alice, "profanity")  # noqa: E731
+            withdraw = lambda t=ticket: staff_desk.withdraw_acceptance_and_refuse(t.id, bob, "out_of_scope")  # noqa: E731
+            again = lambda t=ticket: staff_desk.withdraw_acceptance_and_refuse(t.id, alice, "profanity")  # noqa: E731
+            plain = lambda t=ticket: staff_desk.refuse(t.id, alice, "profanity")  # noqa: E731
             outcomes = await race(withdraw, again if n % 2 else plain, turns=3 ** n)
             rows = await decisions_of(ticket.id)
             assert [d.action for d in rows] == ["accepted", "refused_after_acceptance"]
@@ -164,7 +165,7 @@ async def test_withdrawing_an_acceptance_is_its_own_guarded_decision_and_can_be_
             assert "отзываем принятие" in email_text(withdrawal)
 
             # Undo within the grace period: the withdrawal email is cancelled, the acceptance stands as it was.
-            assert (await workflow.undo_refusal(ticket.id, bob)).ok
+            assert (await staff_desk.undo_refusal(ticket.id, bob)).ok
             back = await Ticket.get(id=ticket.id)
             assert back.status == TicketStatus.ACCEPTED and back.first_decided_at == accepted_at
             assert (await EmailOutbox.get(id=withdrawal.id)).status == OutboxStatus.CANCELLED

@@ -37,7 +37,7 @@ class DoneAtOnce(concurrent.futures.Executor):
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except Exception as exc:  # noqa: BLE001 - delivered to the workflow as a failed parse
+        except Exception as exc:  # noqa: BLE001 - delivered to the processor as a failed parse
             future.set_exception(exc)
         return future
 
@@ -51,16 +51,15 @@ async def store(raw: bytes, uid: int) -> RawMail:
 
 def use_groups(desk: Desk, groups: list[int]) -> None:
     """Parse through a pool with the policy's text analyses, and record the size of every group."""
-    workflow = desk.workflow
-    workflow.parse_executor = DoneAtOnce()
-    workflow.analyser = TextAnalyser(PolicyConfig())
-    original = workflow._ingest_new_requests
+    desk.processor.pool.executor = DoneAtOnce()
+    desk.processor.pool.analyser = TextAnalyser(PolicyConfig())
+    original = desk.ingest._ingest_new_requests
 
     async def recording(group: Any) -> None:
         groups.append(len(group))
         await original(group)
 
-    workflow._ingest_new_requests = recording  # type: ignore[method-assign]
+    desk.ingest._ingest_new_requests = recording  # type: ignore[method-assign]
 
 
 async def test_a_group_sees_its_own_earlier_tickets_and_replies_join_them(db: str) -> None:
@@ -93,7 +92,7 @@ async def test_a_group_sees_its_own_earlier_tickets_and_replies_join_them(db: st
     groups: list[int] = []
     async with Desk.open() as desk:
         use_groups(desk, groups)
-        while await desk.workflow.process_stored(batch=50):
+        while await desk.processor.process_stored(batch=50):
             pass
 
     assert max(groups) >= 4, groups  # really ingested together, not one by one
@@ -134,14 +133,14 @@ async def test_rows_another_processor_claimed_are_left_to_it(db: str) -> None:
     async with Desk.open() as desk:
         use_groups(desk, groups)
         # Another process claims rows 2 and 5 after this one has read them as STORED.
-        original_claim = desk.workflow._claim_raws
+        original_claim = desk.ingest._claim_raws
 
         async def racing(conn: Any, ids: list[int]) -> set[int]:
             await RawMail.filter(id__in=[rows[1].id, rows[4].id]).using_db(conn).update(status=RawMailStatus.PROCESSED)
             return await original_claim(conn, ids)
 
-        desk.workflow._claim_raws = racing  # type: ignore[method-assign]
-        await desk.workflow.process_stored(batch=50)
+        desk.ingest._claim_raws = racing  # type: ignore[method-assign]
+        await desk.processor.process_stored(batch=50)
     assert groups == [6]
     assert sorted(t.subject for t in await Ticket.all()) == ["Тема 1", "Тема 3", "Тема 4", "Тема 6"]
     assert await Message.all().count() == 4
@@ -154,7 +153,7 @@ async def test_a_failure_inside_a_group_commits_nothing_of_it(db: str) -> None:
     async with Desk.open() as desk:
         use_groups(desk, groups)
         calls = 0
-        evaluate = desk.workflow.policy.evaluate
+        evaluate = desk.ingest.policy.evaluate
 
         async def failing_third(req: Any, repository: Any = None) -> Any:
             nonlocal calls
@@ -163,15 +162,15 @@ async def test_a_failure_inside_a_group_commits_nothing_of_it(db: str) -> None:
                 raise OSError("disk I/O error")
             return await evaluate(req, repository)
 
-        desk.workflow.policy.evaluate = failing_third  # type: ignore[method-assign]
+        desk.ingest.policy.evaluate = failing_third  # type: ignore[method-assign]
         try:
-            await desk.workflow.process_stored(batch=50)
+            await desk.processor.process_stored(batch=50)
         except OSError:
             pass
         assert await Ticket.all().count() == 0  # the whole group rolled back
         assert await RawMail.filter(status=RawMailStatus.STORED).count() == 4
-        desk.workflow.policy.evaluate = evaluate  # type: ignore[method-assign]
-        while await desk.workflow.process_stored(batch=50):
+        desk.ingest.policy.evaluate = evaluate  # type: ignore[method-assign]
+        while await desk.processor.process_stored(batch=50):
             pass
     assert sorted(t.subject for t in await Ticket.all()) == [f"Тема {n}" for n in range(1, 5)]
     assert await Message.all().count() == 4
@@ -199,13 +198,13 @@ async def test_parses_started_ahead_are_used_by_the_next_batch_and_each_mail_is_
     rows = [await store(make_email(sender=f"user{uid}@example.org", subject=f"Тема {uid}"), uid) for uid in range(1, 13)]
     async with Desk.open() as desk:
         pool = Counting()
-        desk.workflow.parse_executor = pool
-        desk.workflow.parse_ahead = 4
-        assert await desk.workflow.process_stored(batch=5) == 5
+        desk.processor.pool.executor = pool
+        desk.processor.pool.parse_ahead = 4
+        assert await desk.processor.process_stored(batch=5) == 5
         assert pool.submitted == 9  # this batch and the next four
         # Another processor takes a row whose parse was started ahead: that parse is dropped, not used.
         await RawMail.filter(id=rows[6].id).update(status=RawMailStatus.PROCESSED)
-        while await desk.workflow.process_stored(batch=5):
+        while await desk.processor.process_stored(batch=5):
             pass
     assert pool.submitted == 12
     subjects = [t.subject for t in await Ticket.all().order_by("arrived_at")]

@@ -48,7 +48,7 @@ async def test_every_corpus_email_becomes_a_ticket_message_or_is_quarantined(db:
         files = sorted(CORPUS.glob("*.eml"))
         for uid, path in enumerate(files, start=1):
             await store_raw(path.read_bytes(), uid)
-        while await desk.workflow.process_stored():
+        while await desk.processor.process_stored():
             pass
         rows = await RawMail.all()
         assert len(rows) == len(files)
@@ -78,7 +78,7 @@ async def test_a_bounce_of_our_email_marks_it_undelivered_and_is_shown_on_the_ti
         ticket = await desk.deliver(make_email(subject="Вопрос по счёту"))
         assert ticket is not None
         staff = await staff_member()
-        outcome = await desk.workflow.accept(ticket.id, staff, confirmed=True)
+        outcome = await desk.desk.accept(ticket.id, staff, confirmed=True)
         assert outcome.ok
         email = (await desk.emails(ticket.id, "accepted"))[0]
         bounce = (
@@ -103,7 +103,7 @@ async def test_a_bounce_for_mail_we_never_sent_is_quarantined(db: str) -> None:
 async def _accepted_ticket(desk: Desk) -> tuple[Ticket, EmailOutbox]:
     ticket = await desk.deliver(make_email(subject="Вопрос по счёту"))
     assert ticket is not None
-    outcome = await desk.workflow.accept(ticket.id, await staff_member(), confirmed=True)
+    outcome = await desk.desk.accept(ticket.id, await staff_member(), confirmed=True)
     assert outcome.ok
     return ticket, (await desk.emails(ticket.id, "accepted"))[0]
 
@@ -177,8 +177,8 @@ async def test_an_auto_reply_to_our_email_joins_the_ticket_without_reopening_or_
     async with Desk.open() as desk:
         ticket = await desk.deliver(make_email(subject="Касса не печатает чеки"))
         staff = await staff_member()
-        await desk.workflow.accept(ticket.id, staff, confirmed=True)
-        await desk.workflow.close(ticket.id, staff)
+        await desk.desk.accept(ticket.id, staff, confirmed=True)
+        await desk.desk.close(ticket.id, staff)
         sent = await desk.emails(ticket.id)
         oof = make_email(
             subject="Автоответ: Re: Касса", body="Я в отпуске до 1 декабря.", in_reply_to=sent[-1].message_id
@@ -207,8 +207,8 @@ async def test_the_email_of_a_decision_is_queued_in_the_same_transaction_as_the_
     async with Desk.open() as desk:
         ticket = await desk.deliver(make_email(subject="Смена пароля"))
         staff = await staff_member()
-        await desk.workflow.accept(ticket.id, staff, confirmed=True)
-        again = await desk.workflow.accept(ticket.id, staff, confirmed=True)  # a double click
+        await desk.desk.accept(ticket.id, staff, confirmed=True)
+        again = await desk.desk.accept(ticket.id, staff, confirmed=True)  # a double click
         assert again.status == "already"
         assert await EmailOutbox.filter(ticket_id=ticket.id, event="accepted").count() == 1
         assert await Decision.filter(ticket_id=ticket.id, action="accepted").count() == 1

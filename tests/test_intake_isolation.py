@@ -180,15 +180,15 @@ async def test_a_failure_of_one_mail_in_a_group_quarantines_only_that_mail(db: s
                              sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
     groups: list[int] = []
     async with Desk.open(language="en") as desk:
-        desk.workflow.parse_executor = DoneAtOnce()  # every parse done at once: the six form one group
-        original = desk.workflow._ingest_new_requests
+        desk.processor.pool.executor = DoneAtOnce()  # every parse done at once: the six form one group
+        original = desk.ingest._ingest_new_requests
 
         async def recording(group: Any) -> None:
             groups.append(len(group))
             await original(group)
 
-        desk.workflow._ingest_new_requests = recording  # type: ignore[method-assign]
-        await desk.workflow.process_stored(batch=50)
+        desk.ingest._ingest_new_requests = recording  # type: ignore[method-assign]
+        await desk.processor.process_stored(batch=50)
         assert groups[0] == 6  # the group was tried whole, then mail by mail
         assert sorted(t.subject for t in await Ticket.all()) == [f"Тема {n}" for n in (1, 2, 4, 5, 6)]
         rows = {r.uid: r for r in await RawMail.all()}

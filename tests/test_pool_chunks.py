@@ -1,4 +1,4 @@
-"""Several items per pool task, one future per item (models/pool_chunks.py), with a real process pool."""
+"""Several items per pool task, one future per item (mail/pool_chunks.py), with a real process pool."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
-from models.pool_chunks import ItemFailed, run_each, submit_chunked
+from mail.pool_chunks import ItemFailed, run_each, submit_chunked
 
 
 def square_or_fail(n: int) -> int:

@@ -1,5 +1,5 @@
 """The staff chat end to end: a real aiogram Dispatcher polling the fake Telegram server, the real
-TelegramSender delivering outbox rows, a real Workflow on the test database (tests/helpers/desk.py)."""
+TelegramSender delivering outbox rows, the real use cases on the test database (tests/helpers/desk.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction
 from mail.send import DeliveryEvent
+from models.desk import REFUSAL_CLAUSES, REFUSAL_EVENTS
 from models.tables import (
     Decision,
     EmailOutbox,
@@ -20,7 +21,6 @@ from models.tables import (
     Ticket,
     TicketStatus,
 )
-from models.workflow import REFUSAL_CLAUSES, REFUSAL_EVENTS
 from tests.helpers.desk import STAFF_CHAT, Desk, email_attachments, email_text, make_email
 from tests.policy.factories import make_client
 from tests.rig.fake_telegram import MAX_TEXT_LENGTH, utf16_len

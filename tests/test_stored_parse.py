@@ -63,9 +63,9 @@ async def test_workers_reading_rows_themselves_turn_every_stored_mail_into_a_tic
     for uid, subject in enumerate(subjects, start=1):
         await store(make_email(sender=f"user{uid}@example.org", subject=subject), uid=uid)
     async with Desk.open() as desk:
-        desk.workflow.parse_executor = pool
-        desk.workflow.parse_stored = stored_mail_parser(db, desk.workflow.parser)
-        while await desk.workflow.process_stored(batch=5):
+        desk.processor.pool.executor = pool
+        desk.processor.pool.parse_stored = stored_mail_parser(db, desk.processor.parser)
+        while await desk.processor.process_stored(batch=5):
             pass
     assert [t.subject for t in await Ticket.all().order_by("arrived_at")] == subjects
     assert not await RawMail.filter(status=RawMailStatus.STORED).exists()
@@ -78,9 +78,9 @@ async def test_a_row_the_worker_cannot_see_is_handed_over_as_bytes(db: str, pool
     for uid in (1, 2, 3):
         await store(make_email(sender=f"user{uid}@example.org", subject=f"Тема {uid}"), uid=uid)
     async with Desk.open() as desk:
-        desk.workflow.parse_executor = pool
-        desk.workflow.parse_stored = functools.partial(_never_visible, parser=desk.workflow.parser)
-        while await desk.workflow.process_stored():
+        desk.processor.pool.executor = pool
+        desk.processor.pool.parse_stored = functools.partial(_never_visible, parser=desk.processor.parser)
+        while await desk.processor.process_stored():
             pass
     assert sorted(t.subject for t in await Ticket.all()) == ["Тема 1", "Тема 2", "Тема 3"]
     assert not await RawMail.filter(status=RawMailStatus.STORED).exists()

@@ -1,6 +1,6 @@
 """The bot's routers, built fresh by a factory (a module-level Router can be attached only once).
 
-Dependencies come as Dispatcher keyword arguments: `workflow` (models.workflow.Workflow) and `board`
+Dependencies come as Dispatcher keyword arguments: `desk` (models.desk.Desk) and `board`
 (bot.board.TelegramBoard). The staff directory (membership cache) is built here from the settings.
 
 Order matters: outside-the-staff-chat handling first (private /start, my_chat_member), then the staff

@@ -17,9 +17,9 @@ from bot.handlers.common import NO_PREVIEW
 from bot.handlers.replies import ticket_for_message
 from bot.handlers.views import client_view, queue_view, stats_view, ticket_view
 from bot.i18n import t
+from models.desk import Desk
 from models.policy import month_key
 from models.tables import StaffMember, Ticket
-from models.workflow import Workflow
 
 COMMANDS = ("queue", "ticket", "client", "stats", "oncall", "note", "help")
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -100,7 +100,7 @@ def build_commands_router() -> Router:
                                                         after=_name(target, lang))))
 
     @router.message(Command("note"))
-    async def note(message: TgMessage, command: CommandObject, workflow: Workflow, board: TelegramBoard,
+    async def note(message: TgMessage, command: CommandObject, desk: Desk, board: TelegramBoard,
                    staff: StaffMember, bot: Bot) -> None:
         lang = board.lang
         args = (command.args or "").strip()
@@ -115,7 +115,7 @@ def build_commands_router() -> Router:
         if ticket_id is None or not text.strip():
             await answer(message, board.views.render("notice", lang, text=t("cmd.usage_note", lang)))
             return
-        outcome = await workflow.note(ticket_id, staff, text.strip())
+        outcome = await desk.note(ticket_id, staff, text.strip())
         key = "msg.note_saved" if outcome.ok else "ans.not_found"
         await answer(message, board.views.render("notice", lang, text=t(key, lang, n=ticket_id)))
 

@@ -11,7 +11,7 @@ from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
 from bot.board import TelegramBoard, short
 from bot.i18n import t
-from models.workflow import Outcome
+from models.desk import Outcome
 
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 

@@ -1,6 +1,6 @@
 """The "…" keyboard's content buttons: full text, attachments, the original .eml, and "open #N".
 
-What they post goes through the outbox (`workflow.post`), paced with everything else; the keys include
+What they post goes through the outbox (`desk.post`), paced with everything else; the keys include
 the callback query id, so a redelivered update posts nothing twice while a new press posts again.
 """
 
@@ -15,9 +15,9 @@ from bot.callbacks import Op, TicketAction
 from bot.handlers.common import NO_PREVIEW
 from bot.handlers.views import ticket_view
 from bot.i18n import t
+from models.desk import Desk
 from models.ports import BoardPost
 from models.tables import Message, MessageDirection, Ticket
-from models.workflow import Workflow
 
 CHUNK = 3800  # UTF-16 units of text per message, leaving room for the header line
 MAX_CHUNKS = 3  # longer texts go as one .txt document
@@ -45,7 +45,7 @@ def build_content_router() -> Router:
 
     @router.callback_query(TicketAction.filter(F.op.in_({Op.FULL_TEXT, Op.FILES, Op.EML})))
     async def content(
-        query: CallbackQuery, callback_data: TicketAction, workflow: Workflow, board: TelegramBoard,
+        query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard,
         callback_answer: CallbackAnswer,
     ) -> None:
         lang = board.lang
@@ -114,7 +114,7 @@ def build_content_router() -> Router:
                 "file": {"raw_mail_eml": first.raw_mail_id, "filename": f"ticket-{ticket_id}.eml"},
             }, {"ticket_id": ticket_id}))
         for i, post in enumerate(posts):
-            await workflow.post(post, f"{callback_data.op.name.lower()}:{ticket_id}:{query.id}:{i}")
+            await desk.post(post, f"{callback_data.op.name.lower()}:{ticket_id}:{query.id}:{i}")
         callback_answer.text = t("ans.posting", lang)
 
     @router.callback_query(TicketAction.filter(F.op == Op.OPEN))

@@ -2,7 +2,7 @@
 optional comment), undo a refusal, answer from FAQ, close, refuse after acceptance (confirmation naming
 the acceptance, then the reasons), and the keyboard navigation ("…", back).
 
-Each press becomes one workflow call; the workflow's guarded updates turn a double click or a faster
+Each press becomes one desk call; the desk's guarded updates turn a double click or a faster
 colleague into "already accepted: <name> at HH:MM". Every query is answered by CallbackAnswerMiddleware,
 even when a handler fails.
 """
@@ -19,10 +19,10 @@ from bot.board import TelegramBoard, short
 from bot.callbacks import Op, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
 from bot.handlers.common import NO_PREVIEW, answer_text, markup, set_keyboard
 from bot.i18n import finding_title, reason_label, t
+from models.desk import Desk, Outcome
 from models.policy.base import Verdict
 from models.ports import BoardPost
 from models.tables import KeyValue, StaffMember, Ticket, TicketStatus
-from models.workflow import Outcome, Workflow
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def build_decisions_router() -> Router:
     async def accept(
         query: CallbackQuery,
         callback_data: TicketAction,
-        workflow: Workflow,
+        desk: Desk,
         board: TelegramBoard,
         staff: StaffMember,
         bot: Bot,
@@ -49,7 +49,7 @@ def build_decisions_router() -> Router:
         lang = board.lang
         ticket_id = callback_data.ticket_id
         confirmed = callback_data.op == Op.CONFIRM_ACCEPT
-        outcome = await workflow.accept(ticket_id, staff, confirmed=confirmed)
+        outcome = await desk.accept(ticket_id, staff, confirmed=confirmed)
         if outcome.status == "needs_confirmation":
             what = ", ".join(finding_title(f, lang) for f in outcome.findings)
             callback_answer.text = short(t("ans.confirm", lang, what=what), 200)
@@ -66,7 +66,7 @@ def build_decisions_router() -> Router:
             oldest = outcome.older_waiting[0]
             ids = ", ".join(f"#{i}" for i in outcome.older_waiting)
             text = board.views.render("notice", lang, text=t("msg.older_waiting", lang, n=ticket_id, ids=ids))
-            await workflow.post(
+            await desk.post(
                 BoardPost(
                     kind="notice",
                     chat_id=board.config.staff_chat_id,
@@ -84,14 +84,14 @@ def build_decisions_router() -> Router:
 
     @router.callback_query(TicketAction.filter(F.op == Op.REFUSE))
     async def refuse_menu(
-        query: CallbackQuery, callback_data: TicketAction, workflow: Workflow, board: TelegramBoard, bot: Bot,
+        query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard, bot: Bot,
         callback_answer: CallbackAnswer,
     ) -> None:
         ticket = await Ticket.get_or_none(id=callback_data.ticket_id)
         if ticket is None or ticket.status != TicketStatus.NEW:
             # A stale Refuse on an accepted card says who accepted it; refusing it is "refuse after
             # acceptance" in the "…" menu, never this button.
-            await _not_waiting(query, workflow, board, bot, callback_answer, callback_data.ticket_id, ticket)
+            await _not_waiting(query, desk, board, bot, callback_answer, callback_data.ticket_id, ticket)
             return
         suggested = Verdict.from_json(ticket.verdict).refuse_reason if ticket.verdict else None
         callback_answer.text = t("ans.pick_reason", board.lang)
@@ -102,42 +102,42 @@ def build_decisions_router() -> Router:
 
     @router.callback_query(RefuseAction.filter(F.op == RefuseOp.PICK))
     async def refuse_reason_picked(
-        query: CallbackQuery, callback_data: RefuseAction, workflow: Workflow, board: TelegramBoard,
+        query: CallbackQuery, callback_data: RefuseAction, desk: Desk, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
         ticket_id = callback_data.ticket_id
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None or ticket.status != TicketStatus.NEW:
-            await _not_waiting(query, workflow, board, bot, callback_answer, ticket_id, ticket)
+            await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
             return
         await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, callback_data.reason.value,
                                withdrawing=False)
 
     @router.callback_query(RefuseAction.filter(F.op.in_({RefuseOp.NO_COMMENT, RefuseOp.CANCEL})))
     async def refuse_prompt_button(
-        query: CallbackQuery, callback_data: RefuseAction, workflow: Workflow, board: TelegramBoard,
+        query: CallbackQuery, callback_data: RefuseAction, desk: Desk, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
-        await _prompt_button(query, workflow, board, staff, bot, callback_answer, callback_data.ticket_id,
+        await _prompt_button(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
                              callback_data.reason.value, cancel=callback_data.op == RefuseOp.CANCEL,
                              withdrawing=False)
 
     # Refuse after acceptance: "…" -> ask (names the acceptance) -> confirm -> reason -> comment or none.
     @router.callback_query(WithdrawAction.filter(F.op.in_({WithdrawOp.ASK, WithdrawOp.CONFIRM})))
     async def withdraw_menu(
-        query: CallbackQuery, callback_data: WithdrawAction, workflow: Workflow, board: TelegramBoard, bot: Bot,
+        query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard, bot: Bot,
         callback_answer: CallbackAnswer,
     ) -> None:
         lang = board.lang
         ticket_id = callback_data.ticket_id
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None or ticket.status != TicketStatus.ACCEPTED:
-            await _not_waiting(query, workflow, board, bot, callback_answer, ticket_id, ticket)
+            await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
             return
         if query.message is None:
             return
         if callback_data.op == WithdrawOp.ASK:
-            decided = await workflow.decided(ticket_id)
+            decided = await desk.decided(ticket_id)
             callback_answer.text = short(
                 t("ans.withdraw_confirm", lang, who=short(decided.staff_name, 80), time=board.clock_time(decided.at))
                 if decided is not None and decided.staff_name
@@ -154,41 +154,41 @@ def build_decisions_router() -> Router:
 
     @router.callback_query(WithdrawAction.filter(F.op == WithdrawOp.PICK))
     async def withdraw_reason_picked(
-        query: CallbackQuery, callback_data: WithdrawAction, workflow: Workflow, board: TelegramBoard,
+        query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
         ticket_id = callback_data.ticket_id
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None or ticket.status != TicketStatus.ACCEPTED or callback_data.reason is None:
-            await _not_waiting(query, workflow, board, bot, callback_answer, ticket_id, ticket)
+            await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
             return
         await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, callback_data.reason.value,
                                withdrawing=True)
 
     @router.callback_query(WithdrawAction.filter(F.op.in_({WithdrawOp.NO_COMMENT, WithdrawOp.CANCEL})))
     async def withdraw_prompt_button(
-        query: CallbackQuery, callback_data: WithdrawAction, workflow: Workflow, board: TelegramBoard,
+        query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
         if callback_data.reason is None:
             callback_answer.text = t("ans.invalid", board.lang, detail="?")
             return
-        await _prompt_button(query, workflow, board, staff, bot, callback_answer, callback_data.ticket_id,
+        await _prompt_button(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
                              callback_data.reason.value, cancel=callback_data.op == WithdrawOp.CANCEL,
                              withdrawing=True)
 
     @router.callback_query(TicketAction.filter(F.op.in_({Op.UNDO, Op.FAQ, Op.CLOSE})))
     async def simple_decision(
-        query: CallbackQuery, callback_data: TicketAction, workflow: Workflow, board: TelegramBoard,
+        query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
         ticket_id = callback_data.ticket_id
         if callback_data.op == Op.UNDO:
-            outcome, key = await workflow.undo_refusal(ticket_id, staff), "ans.undone"
+            outcome, key = await desk.undo_refusal(ticket_id, staff), "ans.undone"
         elif callback_data.op == Op.FAQ:
-            outcome, key = await workflow.answer_faq(ticket_id, staff), "ans.faq_sent"
+            outcome, key = await desk.answer_faq(ticket_id, staff), "ans.faq_sent"
         else:
-            outcome, key = await workflow.close(ticket_id, staff), "ans.closed"
+            outcome, key = await desk.close(ticket_id, staff), "ans.closed"
         callback_answer.text = answer_text(outcome, board, key)
         if outcome.status in ("too_late", "already", "invalid") and query.message is not None:
             # The card may show a stale keyboard: put the one for the ticket's current state back.
@@ -221,7 +221,7 @@ def build_decisions_router() -> Router:
 
 
 async def _not_waiting(
-    query: CallbackQuery, workflow: Workflow, board: TelegramBoard, bot: Bot, callback_answer: CallbackAnswer,
+    query: CallbackQuery, desk: Desk, board: TelegramBoard, bot: Bot, callback_answer: CallbackAnswer,
     ticket_id: int, ticket: Ticket | None,
 ) -> None:
     """A press that needs another state than the ticket's: say who decided it and when, and put the
@@ -232,7 +232,7 @@ async def _not_waiting(
     if ticket.status == TicketStatus.NEW:
         outcome = Outcome("not_accepted", ticket_id)
     else:
-        outcome = Outcome("already", ticket_id, decided=await workflow.decided(ticket_id))
+        outcome = Outcome("already", ticket_id, decided=await desk.decided(ticket_id))
     callback_answer.text = answer_text(outcome, board, "ans.already")
     message = query.message
     if message is not None and message.message_id == ticket.card_message_id:
@@ -267,7 +267,7 @@ async def _ask_for_comment(
 
 
 async def _prompt_button(
-    query: CallbackQuery, workflow: Workflow, board: TelegramBoard, staff: StaffMember, bot: Bot,
+    query: CallbackQuery, desk: Desk, board: TelegramBoard, staff: StaffMember, bot: Bot,
     callback_answer: CallbackAnswer, ticket_id: int, reason: str, *, cancel: bool, withdrawing: bool,
 ) -> None:
     """"Refuse without a comment" or "Cancel" on a refusal prompt (plain, or after acceptance)."""
@@ -280,10 +280,10 @@ async def _prompt_button(
         callback_answer.text = t("ans.cancelled", lang)
         text = t("msg.refuse_cancelled", lang, n=ticket_id)
     else:
-        refuse = workflow.withdraw_acceptance_and_refuse if withdrawing else workflow.refuse
+        refuse = desk.withdraw_acceptance_and_refuse if withdrawing else desk.refuse
         outcome = await refuse(ticket_id, staff, reason)
         callback_answer.text = answer_text(
-            outcome, board, "ans.refused", seconds=int(workflow.config.refusal_grace.total_seconds())
+            outcome, board, "ans.refused", seconds=int(desk.config.refusal_grace.total_seconds())
         )
         if not outcome.ok:
             await set_keyboard(bot, chat_id, message_id, None)

@@ -17,9 +17,9 @@ from bot.board import TelegramBoard, short
 from bot.handlers.common import NO_PREVIEW, answer_text
 from bot.handlers.decisions import prompt_key
 from bot.i18n import reason_label, t
+from models.desk import Desk
 from models.ports import BoardPost
 from models.tables import KeyValue, Message, StaffMember, TelegramOutbox, Ticket
-from models.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def build_replies_router() -> Router:
 
     @router.message(F.reply_to_message)
     async def on_reply(
-        message: TgMessage, bot: Bot, workflow: Workflow, board: TelegramBoard, staff: StaffMember
+        message: TgMessage, bot: Bot, desk: Desk, board: TelegramBoard, staff: StaffMember
     ) -> None:
         lang = board.lang
         target = message.reply_to_message
@@ -92,7 +92,7 @@ def build_replies_router() -> Router:
 
         pending = await KeyValue.get_or_none(key=prompt_key(chat_id, target.message_id))
         if pending is not None:
-            await _refuse_with_comment(message, bot, workflow, board, staff, pending, text)
+            await _refuse_with_comment(message, bot, desk, board, staff, pending, text)
             return
 
         ticket_id = await ticket_for_message(chat_id, target.message_id)
@@ -100,18 +100,18 @@ def build_replies_router() -> Router:
             await message.reply(t("msg.no_ticket", lang))
             return
         try:
-            reason = await _send_reply(message, bot, workflow, staff, ticket_id, text, lang)
+            reason = await _send_reply(message, bot, desk, staff, ticket_id, text, lang)
         except Exception:  # noqa: BLE001 - whatever broke, the staff member is told instead of silence
             log.exception("a staff reply to ticket #%s could not be sent", ticket_id)
             reason = t("reply.failed", lang)
         if reason:
-            await tell(workflow, board, message, t("msg.reply_invalid", lang, detail=reason), ticket_id)
+            await tell(desk, board, message, t("msg.reply_invalid", lang, detail=reason), ticket_id)
 
     return router
 
 
 async def _send_reply(
-    message: TgMessage, bot: Bot, workflow: Workflow, staff: StaffMember, ticket_id: int, text: str, lang: str
+    message: TgMessage, bot: Bot, desk: Desk, staff: StaffMember, ticket_id: int, text: str, lang: str
 ) -> str | None:
     """Send (or note) a staff reply; the reason it could not go, in the UI language, or None."""
     chat_id = message.chat.id
@@ -119,7 +119,7 @@ async def _send_reply(
         note = text[1:].strip()
         if not note:
             return t("reply.empty_note", lang)
-        outcome = await workflow.note(ticket_id, staff, note)
+        outcome = await desk.note(ticket_id, staff, note)
         if not outcome.ok:
             return _outcome_reason(outcome.status, outcome.detail, lang)
         await message.reply(t("msg.note_saved", lang, n=ticket_id))
@@ -139,7 +139,7 @@ async def _send_reply(
     except (TelegramAPIError, aiohttp.ClientError, TimeoutError, OSError) as error:
         log.warning("could not download a staff attachment: %s", error)
         return t("reply.download_failed", lang, error=short(str(error) or type(error).__name__, 200))
-    outcome = await workflow.reply(
+    outcome = await desk.reply(
         ticket_id, staff, text, key=f"{chat_id}:{message.message_id}", attachments=attachments or None
     )
     if outcome.ok:
@@ -154,7 +154,7 @@ async def _send_reply(
 
 
 def _outcome_reason(status: str, detail: str, lang: str) -> str:
-    """Workflow outcomes of a reply as staff read them (the workflow speaks codes, not languages)."""
+    """Desk outcomes of a reply as staff read them (the desk speaks codes, not languages)."""
     if status == "not_found":
         return t("ans.not_found", lang)
     if detail == "no_mail":
@@ -166,7 +166,7 @@ def _outcome_reason(status: str, detail: str, lang: str) -> str:
     return t("reply.failed", lang)
 
 
-async def tell(workflow: Workflow, board: TelegramBoard, message: TgMessage, text: str, ticket_id: int) -> None:
+async def tell(desk: Desk, board: TelegramBoard, message: TgMessage, text: str, ticket_id: int) -> None:
     """Answer a staff message in the chat through the outbox (paced, retried, once per message)."""
     post = BoardPost(
         kind="notice",
@@ -180,7 +180,7 @@ async def tell(workflow: Workflow, board: TelegramBoard, message: TgMessage, tex
         extra={"ticket_id": ticket_id},
     )
     try:
-        await workflow.post(post, f"reply_refused:{message.chat.id}:{message.message_id}")
+        await desk.post(post, f"reply_refused:{message.chat.id}:{message.message_id}")
     except Exception:  # noqa: BLE001 - the database itself failed: say it directly, as a last resort
         log.exception("could not queue the answer to staff message %s", message.message_id)
         with contextlib.suppress(TelegramAPIError):
@@ -188,7 +188,7 @@ async def tell(workflow: Workflow, board: TelegramBoard, message: TgMessage, tex
 
 
 async def _refuse_with_comment(
-    message: TgMessage, bot: Bot, workflow: Workflow, board: TelegramBoard, staff: StaffMember,
+    message: TgMessage, bot: Bot, desk: Desk, board: TelegramBoard, staff: StaffMember,
     pending: KeyValue, comment: str,
 ) -> None:
     lang = board.lang
@@ -198,7 +198,7 @@ async def _refuse_with_comment(
     if not await KeyValue.filter(key=pending.key).delete():
         return
     withdrawing = bool(pending.value.get("withdraw"))  # a prompt of "refuse after acceptance"
-    refuse = workflow.withdraw_acceptance_and_refuse if withdrawing else workflow.refuse
+    refuse = desk.withdraw_acceptance_and_refuse if withdrawing else desk.refuse
     outcome = await refuse(ticket_id, staff, reason, comment=comment)
     if not outcome.ok:
         await message.reply(answer_text(outcome, board, "ans.refused", seconds=0))

@@ -1,8 +1,8 @@
 """`Desk`: the staff chat end to end, for tests.
 
 A real FakeTelegram server with a staff supergroup, a real aiogram Bot and Dispatcher polling it, the
-real TelegramSender delivering outbox rows (rate limited), and a real Workflow (policy, calendar,
-TemplateMailer, TelegramBoard, parser) on the test database. Emails are read from EmailOutbox rows;
+real TelegramSender delivering outbox rows (rate limited), and the real use cases (`desk`, `ingest`,
+`processor`: policy, calendar, TemplateMailer, TelegramBoard, parser) on the test database. Emails are read from EmailOutbox rows;
 the SMTP side is tested elsewhere.
 
     async with Desk.open(language="ru") as desk:
@@ -40,12 +40,16 @@ from bot.ratelimit import RateLimiter
 from bot.telegram_outbox import TelegramSender
 from mail.mailer import TemplateMailer
 from mail.parse import parse_message
+from mail.processor import MailProcessor
 from mail.render import EmailRenderer
 from models.calendar import BusinessCalendar
+from models.deps import Services, UseCaseConfig
+from models.desk import Desk as StaffDesk
+from models.effects import Effects
+from models.ingest import Ingest
 from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
 from models.raw_store import store_contents
 from models.tables import EmailOutbox, OutboxStatus, RawMail, TelegramOutbox, Ticket
-from models.workflow import Workflow, WorkflowConfig
 from tests.rig.fake_telegram import FakeTelegram
 
 STAFF_CHAT = -1001234567890
@@ -123,18 +127,21 @@ class Desk:
             digest_threshold=10_000,
             render=self.board.render_deferred,
         )
-        self.workflow = Workflow(
-            WorkflowConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace),
+        config = UseCaseConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace)
+        services = Services(
             policy=PolicyEngine(PolicyConfig(), TortoisePolicyRepository()),
             calendar=self.calendar,
             mailer=TemplateMailer(EmailRenderer(), from_address=SUPPORT, from_name="Storeolis"),
             board=self.board,
             parser=functools.partial(parse_message),
-            on_post_queued=self.sender.wake,
         )
-        self.notifier = EmailNotifier(self.workflow, self.board)
+        self.effects = Effects(config, mailer=services.mailer, board=self.board, on_post_queued=self.sender.wake)
+        self.ingest = Ingest(config, services, self.effects)
+        self.processor = MailProcessor(self.ingest, services.parser, on_done=self.effects.wake)
+        self.desk = StaffDesk(config, services, self.effects, offload_parse=self.processor.offload_parse)
+        self.notifier = EmailNotifier(self.effects, self.board)
         self.directory = StaffDirectory(STAFF_CHAT, language=language, cache_seconds=300)
-        self.dispatcher = Dispatcher(workflow=self.workflow, board=self.board)
+        self.dispatcher = Dispatcher(desk=self.desk, board=self.board)
         self.dispatcher.include_router(build_router(directory=self.directory))
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -173,7 +180,7 @@ class Desk:
             sha256=hashlib.sha256(raw + str(uid).encode()).hexdigest(),
             size=len(raw),
         )
-        await self.workflow.process_stored()
+        await self.processor.process_stored()
         message = await row.messages.all().first()
         return await Ticket.get(id=message.ticket_id) if message else None
 

@@ -51,7 +51,7 @@ async def make_client(name: str = "ООО «Ромашка»", *, addresses: tup
 async def store_ticket(message: InboundMessage, arrived_at: datetime, *, client: Client | None = None,
                        status: TicketStatus = TicketStatus.NEW, counts: bool = True,
                        duplicate_of: Ticket | None = None) -> Ticket:
-    """Store a ticket and its first message the way the workflow does."""
+    """Store a ticket and its first message the way ingest does."""
     ticket = await Ticket.create(
         client=client, status=status, arrived_at=arrived_at, month_key=month_key(arrived_at, "Europe/Moscow"),
         counts_toward_limit=counts, subject=message.subject, sender_address=message.from_address,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from tortoise.transactions import in_transaction
 
+from models.ingest import _known_ticket
 from models.policy import PolicyConfig, PolicyEngine, PolicyRequest, TortoisePolicyRepository
 from models.policy.group import GroupLookups
 from models.policy.records import GroupHistory
@@ -20,7 +21,6 @@ from models.policy.rules.duplicates import content_hash
 from models.policy.rules.monthly_limit import month_key
 from models.sql import reserve_ids
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
-from models.workflow import _known_ticket
 
 from .factories import attachment, make_client, make_message, store_ticket, utc
 

@@ -1,0 +1,48 @@
+"""What the use cases are built from: their settings and the services they share.
+
+`bot/app.py` (and the tests) build one `UseCaseConfig` and one `Services`, then the objects that use
+them: `models.effects.Effects`, `models.ingest.Ingest`, `models.desk.Desk` (and `mail.processor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from models.calendar import BusinessCalendar
+from models.inbound import InboundMessage
+from models.policy import PolicyEngine
+from models.ports import Mailer, StaffBoard
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class UseCaseConfig:
+    staff_chat_id: int
+    support_address: str = "support@storeolis.ru"
+    company_addresses: frozenset[str] = frozenset({"support@storeolis.ru"})
+    language: str = "ru"
+    timezone: str = "Europe/Moscow"
+    sla_business_days: int = 5
+    refusal_grace: timedelta = timedelta(seconds=30)
+    monthly_limit: int = 3
+
+
+@dataclass(frozen=True)
+class Services:
+    """The domain's services and ports, shared by ingest and the desk."""
+
+    policy: PolicyEngine
+    calendar: BusinessCalendar
+    mailer: Mailer
+    board: StaffBoard
+    parser: Callable[[bytes], InboundMessage]
+    clock: Callable[[], datetime] = utcnow
