@@ -48,7 +48,6 @@ from models.workflow import REFUSAL_ACTIONS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "telegram"
 
-TELEGRAM_LIMIT = 4096
 # Room kept below the hard limit: Telegram's own trimming is the only thing we do not model exactly.
 SAFE_LIMIT = 4000
 MAX_FILE_BYTES = 50 * 1024 * 1024  # the Bot API's upload limit

@@ -206,10 +206,6 @@ class _Outcome(enum.Enum):
     BACKOFF = "backoff"  # this row failed alone and backs off; the chat's other rows go on
 
 
-class _Fallback(Exception):
-    """A permanent answer that the caller handles by sending a changed request once."""
-
-
 class TelegramSender:
     def __init__(
         self,
