@@ -15,7 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 
@@ -48,6 +48,7 @@ from mail.stored import stored_mail_parser
 from models import db
 from models.aio import raise_if_cancelling
 from models.analysed import parse_and_analyse
+from models.clock import utcnow
 from models.leases import LeaseManager, run_with_lease, unique_holder
 from models.sla import SlaConfig, SlaService
 from models.sla_rules import parse_thresholds
@@ -55,9 +56,6 @@ from models.workflow import Workflow
 
 log = logging.getLogger(__name__)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -24,10 +24,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from models.clock import utcnow
 from models.tables import EmailOutbox, MailCursor, OutboxStatus, TelegramOutbox
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class OutageReporter:
         post: PostNotice | None = None,
         timezone: str = "UTC",
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.notify_after = notify_after
         self.post = post

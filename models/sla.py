@@ -21,6 +21,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from models.calendar import BusinessCalendar
+from models.clock import as_utc
 from models.ports import BoardPost, StaffBoard
 from models.sla_rules import Threshold, format_time_left, threshold_fire_time
 from models.tables import Client, KeyValue, SlaAlert, StaffMember, TelegramOutbox, Ticket, TicketStatus
@@ -103,11 +104,11 @@ class SlaService:
         )
         planned = 0
         for ticket in rows:
-            when = self.planner.next_alert_at(_aware(ticket.arrived_at), _aware(ticket.sla_due_at), {})
+            when = self.planner.next_alert_at(as_utc(ticket.arrived_at), as_utc(ticket.sla_due_at), {})
             if when is not None:
                 await Ticket.filter(id=ticket.id, next_alert_at=None).update(next_alert_at=when)
                 planned += 1
-            await self._warn_beyond_calendar(_aware(ticket.sla_due_at))
+            await self._warn_beyond_calendar(as_utc(ticket.sla_due_at))
         return planned
 
     async def run_due(self, limit: int = 200) -> int:
@@ -128,7 +129,7 @@ class SlaService:
         return fired_count
 
     async def _fire(self, ticket: Ticket, now: datetime, target: AlertTarget) -> int:
-        arrived, deadline = _aware(ticket.arrived_at), _aware(ticket.sla_due_at)
+        arrived, deadline = as_utc(ticket.arrived_at), as_utc(ticket.sla_due_at)
         fired = await self._fired(ticket.id)
         times = self.planner.fire_times(arrived, deadline)
         codes = [
@@ -196,7 +197,7 @@ class SlaService:
         return 1
 
     async def _fired(self, ticket_id: int) -> dict[str, datetime]:
-        return {a.threshold: _aware(a.fired_at) for a in await SlaAlert.filter(ticket_id=ticket_id)}
+        return {a.threshold: as_utc(a.fired_at) for a in await SlaAlert.filter(ticket_id=ticket_id)}
 
     # ---------------------------------------------------------------------------------------------
     async def resolve_target(self, now: datetime) -> AlertTarget:
@@ -274,7 +275,7 @@ class SlaService:
                 "ticket_id": t.id,
                 "subject": t.subject,
                 "sender": t.sender_address,
-                "time_left": format_time_left(self.calendar, now, _aware(t.sla_due_at), self.config.language),
+                "time_left": format_time_left(self.calendar, now, as_utc(t.sla_due_at), self.config.language),
             }
             for t in at_risk
         ]
@@ -310,6 +311,3 @@ def load_rotation(path: Path) -> dict[str, Any]:
 def rotation_for(rotation: dict[str, Any], day: date) -> str | None:
     return rotation["dates"].get(day) or rotation["weekly"].get(WEEKDAYS[day.weekday()])
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -26,6 +26,8 @@ from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail, parse_and_analyse
 from models.calendar import BusinessCalendar
+from models.clock import as_utc as _aware
+from models.clock import utcnow
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind, without_nul
 from models.policy import PolicyEngine, PolicyRequest, Verdict, month_key
@@ -89,9 +91,6 @@ _TICKETS = RowInserter(Ticket)
 _MESSAGES = RowInserter(Message)
 _POSTS = RowInserter(TelegramOutbox)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -1175,9 +1174,6 @@ def _known_ticket(ticket_id: int, fields: Mapping[str, Any], msg: InboundMessage
 async def _raw_content(raw_mail_id: int) -> bytes:
     return await load_content(raw_mail_id) or b""
 
-
-def _aware(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _message_fields(ticket_id: int, row: StoredRow, msg: InboundMessage, *, kind: str) -> dict[str, Any]:
