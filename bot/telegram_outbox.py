@@ -702,7 +702,7 @@ class TelegramSender:
                         message_id,
                     )
                     raise
-                await asyncio.sleep(0.2 * 2**attempt)
+                await asyncio.sleep(capped_delay(attempt + 1, base=0.2, cap=1.6))
 
     async def _release(
         self, row: TelegramOutbox, delay: float, reason: str, *, refund: bool, also_pending: bool = False

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from tortoise.transactions import in_transaction
 
 from mail.imap import FetchedMail, ImapConfig, ImapConfigError, ImapError, ImapSession, open_session
 from models.aio import raise_if_cancelling
+from models.backoff import capped_delay
 from models.clock import utcnow
 from models.fast_rows import RowInserter
 from models.raw_store import store_contents
@@ -117,8 +117,8 @@ class MailWatcher:
                     continue
                 self._drop_session()
                 attempt += 1
-                delay = min(self.retry_cap, self.retry_base * 2 ** min(attempt - 1, 20))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: no thundering herd
+                # Jittered (models/backoff.py): peers that lost the server together do not return together.
+                await asyncio.sleep(capped_delay(attempt, base=self.retry_base, cap=self.retry_cap))
         finally:
             await self._close_session()
 

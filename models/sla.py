@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 from models.calendar import BusinessCalendar
 from models.clock import as_utc
 from models.ports import BoardPost, StaffBoard
+from models.post_queue import queue_post
 from models.sla_rules import Threshold, format_time_left, threshold_fire_time
 from models.tables import Client, KeyValue, SlaAlert, StaffMember, TelegramOutbox, Ticket, TicketStatus
 
@@ -169,30 +170,12 @@ class SlaService:
             if target.chat_id != post.chat_id:
                 payload.pop("reply_to", None)  # the card lives in the staff chat, not in this one
             post = BoardPost(post.kind, target.chat_id, payload, post.extra)
-            await TelegramOutbox.get_or_create(
-                idempotency_key=f"sla:{ticket.id}:{code}",
-                defaults={
-                    "kind": "alert",
-                    "chat_id": post.chat_id,
-                    "payload": post.payload,
-                    "not_before": now,
-                    **post.extra,
-                },
-            )
+            await queue_post(post, f"sla:{ticket.id}:{code}", not_before=now, kind="alert")
             next_at = self.planner.next_alert_at(arrived, deadline, fired)
             await Ticket.filter(id=ticket.id).update(next_alert_at=next_at)
             if code.startswith(BREACH):
                 post = await self.board.card_update(ticket.id)
-                await TelegramOutbox.get_or_create(
-                    idempotency_key=f"edit:sla:{ticket.id}:{code}",
-                    defaults={
-                        "kind": post.kind,
-                        "chat_id": post.chat_id,
-                        "payload": post.payload,
-                        "not_before": now,
-                        **post.extra,
-                    },
-                )
+                await queue_post(post, f"edit:sla:{ticket.id}:{code}", not_before=now)
         log.info("SLA alert %s for ticket #%s to chat %s", code, ticket.id, target.chat_id)
         return 1
 
@@ -243,15 +226,7 @@ class SlaService:
                 "calendar_beyond_verified",
                 {"year": day.year, "verified_through": self.calendar.verified_through},
             )
-            await TelegramOutbox.get_or_create(
-                idempotency_key=key,
-                defaults={
-                    "kind": "notice",
-                    "chat_id": post.chat_id,
-                    "payload": post.payload,
-                    "not_before": self.clock(),
-                },
-            )
+            await queue_post(post, key, not_before=self.clock(), kind="notice")
 
     # ---------------------------------------------------------------------------------------------
     async def morning_digest(self) -> bool:
@@ -283,15 +258,8 @@ class SlaService:
         post = await self.board.notice(
             "sla_digest", {"items": items, "date": today.isoformat(), "mention": target.mention}
         )
-        await TelegramOutbox.get_or_create(
-            idempotency_key=key,
-            defaults={
-                "kind": "digest",
-                "chat_id": target.chat_id,
-                "payload": post.payload,
-                "not_before": now,
-            },
-        )
+        # To the on-call target's chat, which need not be the staff chat the notice was rendered for.
+        await queue_post(BoardPost(post.kind, target.chat_id, post.payload), key, not_before=now, kind="digest")
         self.on_post_queued()
         return True
 
