@@ -15,7 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 
@@ -49,6 +49,7 @@ from mail.stored import stored_mail_parser
 from models import db
 from models.aio import raise_if_cancelling
 from models.analysed import parse_and_analyse
+from models.clock import utcnow
 from models.deps import Services
 from models.desk import Desk
 from models.effects import Effects
@@ -59,9 +60,6 @@ from models.sla_rules import parse_thresholds
 
 log = logging.getLogger(__name__)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

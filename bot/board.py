@@ -18,7 +18,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +29,9 @@ from markupsafe import Markup
 
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
 from bot.i18n import RU, finding_title, norm_lang, reason_label, t
+from bot.text import cut_utf16, truncate_utf16, utf16_len, visible_len, visible_text
 from models.calendar import BusinessCalendar
+from models.clock import as_utc, utcnow
 from models.desk import REFUSAL_ACTIONS
 from models.policy.base import Verdict
 from models.ports import BoardPost
@@ -48,7 +50,6 @@ from models.tables import (
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates" / "telegram"
 
-TELEGRAM_LIMIT = 4096
 # Room kept below the hard limit: Telegram's own trimming is the only thing we do not model exactly.
 SAFE_LIMIT = 4000
 MAX_FILE_BYTES = 50 * 1024 * 1024  # the Bot API's upload limit
@@ -63,7 +64,6 @@ STATUS_ICONS = {
 SEVERITY_ICONS = {"block": "🚫", "warn": "⚠️", "info": "ℹ️"}
 REASONS: tuple[str, ...] = tuple(r.value for r in Reason)
 
-_TAG_RE = re.compile(r"<[^>]*>")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,40 +127,9 @@ def tg_escape(value: Any) -> Markup:
     return Markup(html.escape(strip_invisible(str(value)), quote=False))
 
 
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def visible_text(html_text: str) -> str:
-    """What Telegram shows of our HTML: tags removed, the four named entities decoded, trimmed.
-    Valid only for HTML built here (every user text escaped, so every '<' starts one of our tags)."""
-    return html.unescape(_TAG_RE.sub("", html_text)).strip()
-
-
-def visible_len(html_text: str) -> int:
-    return utf16_len(visible_text(html_text))
-
-
-def cut_utf16(text: str, limit: int) -> str:
-    """The longest prefix of `text` within `limit` UTF-16 units, never splitting a surrogate pair."""
-    if limit <= 0:
-        return ""
-    if utf16_len(text) <= limit:
-        return text
-    used = 0
-    for i, char in enumerate(text):
-        used += 2 if ord(char) > 0xFFFF else 1
-        if used > limit:
-            return text[:i]
-    return text
-
-
 def short(text: str | None, limit: int) -> str:
     """One line, at most `limit` UTF-16 units, an ellipsis when cut."""
-    line = " ".join((text or "").split())
-    if utf16_len(line) <= limit:
-        return line
-    return cut_utf16(line, limit - 1) + "…"
+    return truncate_utf16(" ".join((text or "").split()), limit)
 
 
 def human_size(size: int, lang: str) -> str:
@@ -260,7 +229,7 @@ class TelegramBoard:
         config: BoardConfig | Any,
         *,
         calendar: BusinessCalendar,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
         views: TelegramViews | None = None,
     ) -> None:
         """`config` is a BoardConfig, or the Settings it is built from (the composition root's choice)."""
@@ -283,16 +252,15 @@ class TelegramBoard:
         """"14:05" in TIMEZONE for today, "12.03.2026 14:05" for another day (an "already ... at" answer)."""
         if value is None:
             return ""
-        local = _aware(value).astimezone(self.tz)
-        if local.date() == _aware(self.clock()).astimezone(self.tz).date():
+        local = as_utc(value).astimezone(self.tz)
+        if local.date() == as_utc(self.clock()).astimezone(self.tz).date():
             return local.strftime("%H:%M")
         return local.strftime("%d.%m.%Y %H:%M")
 
     def when(self, value: datetime | None, seconds: bool = False) -> str:
         if value is None:
             return ""
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return aware.astimezone(self.tz).strftime("%d.%m.%Y %H:%M:%S" if seconds else "%d.%m.%Y %H:%M")
+        return as_utc(value).astimezone(self.tz).strftime("%d.%m.%Y %H:%M:%S" if seconds else "%d.%m.%Y %H:%M")
 
     # StaffBoard ------------------------------------------------------------------------------
     def new_card(self, ticket_id: int) -> BoardPost:
@@ -491,7 +459,7 @@ class TelegramBoard:
         if ticket.sla_due_at is not None:
             due = self.when(ticket.sla_due_at)
             if status == TicketStatus.NEW:
-                left = format_time_left(self.calendar, now, _aware(ticket.sla_due_at), lang)
+                left = format_time_left(self.calendar, now, as_utc(ticket.sla_due_at), lang)
 
         client_ctx: dict[str, str] | None = None
         candidates = ""
@@ -599,8 +567,8 @@ class TelegramBoard:
         if status == TicketStatus.CLOSED and "closed" in last:
             lines.append("🔒 " + t("card.closed", lang, when=self.when(last["closed"].created_at)))
         if ticket.sla_due_at is not None:
-            due = _aware(ticket.sla_due_at)
-            decided = _aware(ticket.first_decided_at) if ticket.first_decided_at else None
+            due = as_utc(ticket.sla_due_at)
+            decided = as_utc(ticket.first_decided_at) if ticket.first_decided_at else None
             if (decided is not None and decided > due) or (decided is None and now > due):
                 lines.append("🔥 " + t("card.sla_breached", lang))
         failed = (
@@ -808,6 +776,3 @@ def evidence_text(finding: dict[str, Any], lang: str, verdict: Verdict | None = 
             parts.append(reason.replace("_", " "))
     return short("; ".join(p for p in parts if p), 200)
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

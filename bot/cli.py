@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -212,6 +211,3 @@ def _safe(exc: BaseException) -> str:
     text = str(exc) or exc.__class__.__name__
     return text.splitlines()[0][:300]
 
-
-def print_json(data: dict[str, Any]) -> None:
-    print(json.dumps(data, ensure_ascii=False, default=str))

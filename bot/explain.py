@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bot.factory import make_parser, make_policy
 from bot.settings import CoreSettings
+from models.clock import as_utc, utcnow
 from models.inbound import MalformedMessage
 from models.policy import PolicyRequest, Verdict
 from models.raw_store import load_content
@@ -32,7 +32,7 @@ async def explain(settings: CoreSettings, target: str, *, as_json: bool) -> int:
             verdict = Verdict.from_json(ticket.verdict)
         else:
             message = parser(raw)
-            verdict = await policy.evaluate(PolicyRequest(ticket.id, _aware(ticket.arrived_at), message))
+            verdict = await policy.evaluate(PolicyRequest(ticket.id, as_utc(ticket.arrived_at), message))
         header = {"ticket": ticket.id, "status": ticket.status.value, "sender": ticket.sender_address}
     else:
         path = Path(target)
@@ -46,7 +46,7 @@ async def explain(settings: CoreSettings, target: str, *, as_json: bool) -> int:
         except MalformedMessage as exc:
             print(f"error: {path}: the email would be quarantined: {exc}", file=sys.stderr)
             return 1
-        verdict = await policy.evaluate(PolicyRequest(None, datetime.now(UTC), message))
+        verdict = await policy.evaluate(PolicyRequest(None, utcnow(), message))
         header = {"file": str(path), "sender": message.from_address, "kind": message.kind.value}
     report = {**header, **verdict.to_json()}
     if as_json:
@@ -70,6 +70,3 @@ def _print_human(report: dict[str, Any], verdict: Verdict, language: str) -> Non
         evidence = json.dumps(finding.evidence, ensure_ascii=False, default=str)
         print(f"- {finding.code} [{finding.severity}] clause {finding.clause}: {title} {evidence}")
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -120,6 +120,11 @@ RU: dict[str, str] = {
     "msg.calendar": "⚠️ Производственный календарь проверен до {verified} года; для {year} переносы "
     "выходных не известны: проверьте файл переопределений календаря",
     "msg.post_failed": "⚠️ Не удалось опубликовать{ticket} ({kind}): {reason}",
+    # A burst of new cards: one digest first (bot/telegram_outbox.py); {noun} is plural("noun.new_request").
+    "msg.burst_digest": "Поступило {count} {noun}; карточки следуют по очереди, начиная с самых старых.",
+    "noun.new_request.one": "новое обращение",
+    "noun.new_request.few": "новых обращения",
+    "noun.new_request.many": "новых обращений",
     "msg.outage": "🚨 Сбой: {what} не работает с {since} (уже {minutes} мин): {detail}\n"
     "Бот повторяет попытки сам; ничего не потеряется. Сообщу, когда заработает.",
     "msg.recovered": "✅ {what} снова работает (сбой длился {minutes} мин); накопившееся обрабатывается.",
@@ -326,6 +331,10 @@ EN: dict[str, str] = {
     "msg.calendar": "⚠️ The business calendar is verified through {verified}; weekend transfers for {year} "
     "are unknown: check the calendar override file",
     "msg.post_failed": "⚠️ Could not post{ticket} ({kind}): {reason}",
+    "msg.burst_digest": "{count} {noun} arrived; their cards follow in order, oldest first.",
+    "noun.new_request.one": "new request",
+    "noun.new_request.few": "new requests",
+    "noun.new_request.many": "new requests",
     "msg.outage": "🚨 Outage: {what} has not been working since {since} ({minutes} min): {detail}\n"
     "The bot keeps retrying by itself; nothing will be lost. I will say when it works again.",
     "msg.recovered": "✅ {what} works again (the outage lasted {minutes} min); the backlog is being handled.",
@@ -494,6 +503,23 @@ def t(key: str, lang: str = "ru", **kw: Any) -> str:
     if text is None:
         text = RU[key]
     return text.format(**kw) if kw else text
+
+
+def plural_form(count: int, lang: str) -> str:
+    """The plural category of `count`: "one", "few" or "many" (CLDR's Russian rules: 1, 21 -> one;
+    2-4, 22-24 -> few; 0, 5-20, 11-14 -> many); English has only "one" (exactly 1) and "many"."""
+    if norm_lang(lang) == "en":
+        return "one" if count == 1 else "many"
+    if count % 10 == 1 and count % 100 != 11:
+        return "one"
+    if count % 10 in (2, 3, 4) and count % 100 not in (12, 13, 14):
+        return "few"
+    return "many"
+
+
+def plural(key: str, count: int, lang: str) -> str:
+    """The form of the noun `key` ("key.one" / "key.few" / "key.many" in the catalogue) for `count`."""
+    return t(f"{key}.{plural_form(count, lang)}", lang)
 
 
 def reason_label(reason: str, lang: str, with_clause: bool = True) -> str:

@@ -10,7 +10,6 @@ turns it into staff-chat posts (outbox rows, idempotent by key):
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from bot.board import TelegramBoard
@@ -59,11 +58,6 @@ class EmailNotifier:
                 update = await self.board.card_update(ticket_id)
                 await self.effects.post(update, f"edit:email_failed:{event.outbox_id}")
             log.warning("email %s (%s) failed: %s", event.outbox_id, event.event, event.error)
-
-
-def make_email_event_handler(effects: Effects, board: TelegramBoard) -> Callable[[Any], Awaitable[None]]:
-    """`on_email_event(event)` for mail.send's sender, bound to these effects and board."""
-    return EmailNotifier(effects, board).on_email_event
 
 
 class TelegramFailureHandler:

@@ -24,10 +24,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from models.clock import utcnow
 from models.tables import EmailOutbox, MailCursor, OutboxStatus, TelegramOutbox
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class OutageReporter:
         post: PostNotice | None = None,
         timezone: str = "UTC",
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall_clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.notify_after = notify_after
         self.post = post
@@ -173,6 +174,17 @@ class OutageReporter:
 # ---------------------------------------------------------------------------------------- probes
 
 
+async def _retry_errors(outbox: type[EmailOutbox] | type[TelegramOutbox]) -> list[str]:
+    """The last errors of the oldest rows (at most 20) waiting to be tried again in `outbox`."""
+    return await (
+        outbox.filter(status=OutboxStatus.PENDING, attempts__gt=0)
+        .exclude(last_error=None)
+        .order_by("id")
+        .limit(20)
+        .values_list("last_error", flat=True)
+    )
+
+
 async def probe(bridge: Any, reporter: OutageReporter, db_timeout: float = 10.0) -> None:
     """Read the live states of the components of a running `bot.app.Bridge` into the reporter."""
     watcher = bridge.watcher.state
@@ -185,20 +197,8 @@ async def probe(bridge: Any, reporter: OutageReporter, db_timeout: float = 10.0)
     try:
         async with asyncio.timeout(db_timeout):
             await MailCursor.all().limit(1).values_list("id", flat=True)
-            email_errors = (
-                await EmailOutbox.filter(status=OutboxStatus.PENDING, attempts__gt=0)
-                .exclude(last_error=None)
-                .order_by("id")
-                .limit(20)
-                .values_list("last_error", flat=True)
-            )
-            tg_rows = (
-                await TelegramOutbox.filter(status=OutboxStatus.PENDING, attempts__gt=0)
-                .exclude(last_error=None)
-                .order_by("id")
-                .limit(20)
-                .values_list("last_error", flat=True)
-            )
+            email_errors = await _retry_errors(EmailOutbox)
+            tg_rows = await _retry_errors(TelegramOutbox)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a locked or unreachable database is what we look for

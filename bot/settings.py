@@ -120,10 +120,6 @@ class CoreSettings(BaseSettings):
 
     # Derived values -------------------------------------------------------------------------------
     @property
-    def support_domain(self) -> str:
-        return self.SUPPORT_ADDRESS.split("@", 1)[1]
-
-    @property
     def company_addresses(self) -> frozenset[str]:
         extra = {a.strip().lower() for a in self.COMPANY_ADDRESSES.split(",") if a.strip()}
         return frozenset(extra | {self.SUPPORT_ADDRESS})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot.settings import CoreSettings
+from models.clock import utcnow
 from models.tables import (
     EmailOutbox,
     MailCursor,
@@ -20,7 +21,7 @@ from models.tables import (
 
 
 async def collect_status(now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     cursors = await MailCursor.all().order_by("mailbox")
     oldest = await Ticket.filter(status=TicketStatus.NEW).order_by("arrived_at", "arrival_uid").first()
     status: dict[str, Any] = {

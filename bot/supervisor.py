@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from models.backoff import capped_delay
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +35,25 @@ class Supervisor:
         return task
 
     async def _keep_running(self, state: ComponentState, factory: Callable[[], Awaitable[None]]) -> None:
-        delay = self.min_backoff
+        failures = 0  # restarts in a row: each waits twice as long (models/backoff.py), up to max_backoff
         while True:
             state.running = True
             try:
                 await factory()
                 log.warning("component %s stopped by itself; restarting", state.name)
-                delay = self.min_backoff
+                failures = 1  # not a crash: the count starts again
+                delay = capped_delay(failures, base=self.min_backoff, cap=self.max_backoff)
             except asyncio.CancelledError:
                 state.running = False
                 raise
             except Exception as exc:
+                failures += 1
+                delay = capped_delay(failures, base=self.min_backoff, cap=self.max_backoff)
                 state.last_error = f"{exc.__class__.__name__}: {exc}"[:500]
                 log.exception("component %s crashed; restarting in %.1f s", state.name, delay)
             state.running = False
             state.restarts += 1
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self.max_backoff)
+            await asyncio.sleep(delay)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Cancel every component and wait (bounded) for them to finish their current unit of work."""

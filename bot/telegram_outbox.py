@@ -40,11 +40,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import html
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -86,11 +84,14 @@ from tortoise.exceptions import BaseORMException, DoesNotExist, IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from bot.i18n import plural, t
 from bot.ratelimit import RateLimiter, is_group_chat
+from bot.text import html_to_text, truncate_utf16
 from mail.parse import extract_attachment
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
 from models.claims import claim_row
+from models.clock import as_utc, utcnow
 from models.tables import Message, OutboxStatus, RawMailContent, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
@@ -157,45 +158,14 @@ _SERVER_WIDE = (
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def html_to_text(text: str) -> str:
-    """What the reader would see of our HTML, as plain text (for the plain-text fallback)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
-
-
-def truncate_utf16(text: str, limit: int) -> str:
-    """Cut `text` to `limit` UTF-16 code units (Telegram's measure), ending with an ellipsis if cut."""
-    if len(text.encode("utf-16-le")) // 2 <= limit:
-        return text
-    out: list[str] = []
-    used = 0
-    for char in text:
-        size = 2 if ord(char) > 0xFFFF else 1
-        if used + size > limit - 1:
-            break
-        out.append(char)
-        used += size
-    return "".join(out) + "…"
-
 
 def default_digest_text(language: str) -> Callable[[int], str]:
-    def russian(count: int) -> str:
-        if count % 10 == 1 and count % 100 != 11:
-            words = "новое обращение"
-        elif count % 10 in (2, 3, 4) and count % 100 not in (12, 13, 14):
-            words = "новых обращения"
-        else:
-            words = "новых обращений"
-        return f"Поступило {count} {words}; карточки следуют по очереди, начиная с самых старых."
+    """The digest posted before a burst of new cards, in the UI language (plural rules: bot/i18n.py)."""
 
-    def english(count: int) -> str:
-        noun = "request" if count == 1 else "requests"
-        return f"{count} new {noun} arrived; their cards follow in order, oldest first."
+    def digest(count: int) -> str:
+        return t("msg.burst_digest", language, count=count, noun=plural("noun.new_request", count, language))
 
-    return russian if language == "ru" else english
+    return digest
 
 
 class _Outcome(enum.Enum):
@@ -204,10 +174,6 @@ class _Outcome(enum.Enum):
     WAIT = "wait"  # cannot go yet (its card is not posted); later rows of the same ticket wait too
     RETRY = "retry"  # outage or flood control: stop this chat for this pass
     BACKOFF = "backoff"  # this row failed alone and backs off; the chat's other rows go on
-
-
-class _Fallback(Exception):
-    """A permanent answer that the caller handles by sending a changed request once."""
 
 
 class TelegramSender:
@@ -380,7 +346,7 @@ class TelegramSender:
         )
         if first is None:
             return self.poll_interval
-        return min(self.poll_interval, max(0.01, (_aware(first) - now).total_seconds()))
+        return min(self.poll_interval, max(0.01, (as_utc(first) - now).total_seconds()))
 
     # ---------------------------------------------------------------------------------- outage
 
@@ -480,7 +446,7 @@ class TelegramSender:
                 blocking.discard(("ticket", card_of))
             if blocking:
                 continue
-            if row.status == OutboxStatus.PENDING and _aware(row.not_before) > self.clock():
+            if row.status == OutboxStatus.PENDING and as_utc(row.not_before) > self.clock():
                 if (row.last_error or "").startswith(_FLOOD):
                     # Flood control is the chat's, not the row's: the whole chat waits it out, or
                     # cards of other tickets would overtake it and the burst would lose its order.
@@ -736,7 +702,7 @@ class TelegramSender:
                         message_id,
                     )
                     raise
-                await asyncio.sleep(0.2 * 2**attempt)
+                await asyncio.sleep(capped_delay(attempt + 1, base=0.2, cap=1.6))
 
     async def _release(
         self, row: TelegramOutbox, delay: float, reason: str, *, refund: bool, also_pending: bool = False
@@ -815,9 +781,6 @@ class TelegramSender:
 
 # ---------------------------------------------------------------------------------- helpers
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _refs(payload: dict[str, Any]) -> Iterable[dict[str, Any]]:

@@ -17,11 +17,13 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import format_datetime
 from urllib.parse import quote
+
+from models.clock import utcnow
 
 # CRLF as SMTP wants it; cte_type="7bit" so a Cyrillic body is base64/quoted-printable instead of raw
 # 8-bit, which would depend on every relay on the way supporting 8BITMIME.
@@ -327,7 +329,7 @@ def compose_email(
     if own_id is None or "@" not in own_id:
         raise ValueError(f"invalid Message-ID: {message_id!r}")
     if date is None:
-        date = datetime.now(UTC)
+        date = utcnow()
     elif date.tzinfo is None:
         raise ValueError("date must be timezone-aware")
 

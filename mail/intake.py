@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from tortoise.exceptions import BaseORMException, IntegrityError
@@ -27,6 +26,8 @@ from tortoise.transactions import in_transaction
 
 from mail.imap import FetchedMail, ImapConfig, ImapConfigError, ImapError, ImapSession, open_session
 from models.aio import raise_if_cancelling
+from models.backoff import capped_delay
+from models.clock import utcnow
 from models.fast_rows import RowInserter
 from models.raw_store import store_contents
 from models.tables import MailCursor, RawMail, RawMailStatus
@@ -34,9 +35,6 @@ from models.tables import MailCursor, RawMail, RawMailStatus
 log = logging.getLogger(__name__)
 _RAW_MAILS = RowInserter(RawMail)
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -76,7 +74,7 @@ class MailWatcher:
         config: ImapConfig,
         *,
         on_stored: Callable[[], None] = lambda: None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utcnow,
         retry_base: float = 1.0,
         retry_cap: float = 60.0,
     ) -> None:
@@ -119,8 +117,8 @@ class MailWatcher:
                     continue
                 self._drop_session()
                 attempt += 1
-                delay = min(self.retry_cap, self.retry_base * 2 ** min(attempt - 1, 20))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: no thundering herd
+                # Jittered (models/backoff.py): peers that lost the server together do not return together.
+                await asyncio.sleep(capped_delay(attempt, base=self.retry_base, cap=self.retry_cap))
         finally:
             await self._close_session()
 

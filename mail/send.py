@@ -34,7 +34,7 @@ import random
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import aioimaplib
@@ -45,15 +45,13 @@ from tortoise.expressions import F
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
 from models.claims import claim_row
+from models.clock import utcnow
 from models.tables import EmailOutbox, OutboxStatus
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["sent", "failed", "retrying"]
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _default_worker_id() -> str:

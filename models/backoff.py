@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+
+from models.clock import utcnow
 
 
 def capped_delay(failures: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -36,7 +38,7 @@ class Outage:
         *,
         base: float,
         cap: float,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
         self.base = base

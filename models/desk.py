@@ -21,7 +21,8 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail, parse_and_analyse
-from models.deps import Services, UseCaseConfig, _aware
+from models.clock import as_utc
+from models.deps import Services, UseCaseConfig
 from models.effects import Effects
 from models.policy import PolicyRequest, Verdict
 from models.ports import BoardPost, ThreadInfo
@@ -140,7 +141,7 @@ class Desk:
         else:
             parsed = await asyncio.to_thread(parse_and_analyse, raw, parser=self.parser, analyser=self.policy.analyse)
         return await self.policy.evaluate(
-            PolicyRequest(ticket_id=ticket.id, arrived_at=_aware(ticket.arrived_at), message=parsed.message,
+            PolicyRequest(ticket_id=ticket.id, arrived_at=as_utc(ticket.arrived_at), message=parsed.message,
                           analyses=parsed.analyses)
         )
 
@@ -166,7 +167,7 @@ class Desk:
             return None
         staff = await StaffMember.get_or_none(id=decision.staff_id) if decision.staff_id else None
         name = (staff.name or staff.username or str(staff.telegram_id)) if staff else ""
-        return Decided(status=status.value, action=decision.action, staff_name=name, at=_aware(decision.created_at))
+        return Decided(status=status.value, action=decision.action, staff_name=name, at=as_utc(decision.created_at))
 
     async def _already(self, ticket_id: int) -> Outcome:
         """The answer to the loser of a race (or a stale button): who decided first, and when."""
@@ -281,7 +282,7 @@ class Desk:
 
     def _local_date(self, value: datetime) -> str:
         """A date for a client email, in TIMEZONE (the day the client was told "accepted")."""
-        return _aware(value).astimezone(ZoneInfo(self.config.timezone)).strftime("%d.%m.%Y")
+        return as_utc(value).astimezone(ZoneInfo(self.config.timezone)).strftime("%d.%m.%Y")
 
     async def undo_refusal(self, ticket_id: int, staff: StaffMember) -> Outcome:
         """Within the grace period the refusal email has not left: cancel it and put the request back

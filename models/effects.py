@@ -8,8 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from models.deps import UseCaseConfig, utcnow
+from models.clock import utcnow
+from models.deps import UseCaseConfig
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
+from models.post_queue import queue_post
 from models.tables import (
     Client,
     Decision,
@@ -127,17 +129,7 @@ class Effects:
         await self.queue_post(post, f"edit:{key}")
 
     async def queue_post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        row, _ = await TelegramOutbox.get_or_create(
-            idempotency_key=key,
-            defaults={
-                "kind": post.kind,
-                "chat_id": post.chat_id,
-                "payload": post.payload,
-                "not_before": self.clock(),
-                **post.extra,
-            },
-        )
-        return row
+        return await queue_post(post, key, not_before=self.clock())
 
     async def post(self, post: BoardPost, key: str) -> TelegramOutbox:
         """Queue a staff-chat post outside a decision (notices, alerts); idempotent by key."""

@@ -22,7 +22,8 @@ from tortoise.exceptions import DBConnectionError, TransactionManagementError
 from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail
-from models.deps import Services, UseCaseConfig, _aware
+from models.clock import as_utc
+from models.deps import Services, UseCaseConfig
 from models.effects import Effects
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind
@@ -262,7 +263,7 @@ class Ingest:
         async with in_transaction() as conn:
             claimed = await self._claim_raws(conn, [row.id for row, _ in group])
             mine = [(row, parsed) for row, parsed in group if row.id in claimed]  # others: another processor's
-            requests = [PolicyRequest(ticket_id=None, arrived_at=_aware(row.internal_date), message=parsed.message,
+            requests = [PolicyRequest(ticket_id=None, arrived_at=as_utc(row.internal_date), message=parsed.message,
                                       analyses=parsed.analyses) for row, parsed in mine]
             # The group's lookups in a few statements instead of four round trips per mail (a mail alone
             # asks its four directly: fewer than the prefetch's six).
@@ -356,7 +357,7 @@ class Ingest:
         status: TicketStatus,
         analyses: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        arrived = _aware(row.internal_date)
+        arrived = as_utc(row.internal_date)
         counts = bool(
             verdict is not None
             and verdict.client is not None

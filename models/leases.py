@@ -18,26 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import socket
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
+from models.clock import utcnow
 from models.tables import Lease
 
 log = logging.getLogger(__name__)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def default_instance_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def unique_holder(instance_name: str) -> str:

@@ -21,7 +21,9 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from models.calendar import BusinessCalendar
+from models.clock import as_utc
 from models.ports import BoardPost, StaffBoard
+from models.post_queue import queue_post
 from models.sla_rules import Threshold, format_time_left, threshold_fire_time
 from models.tables import Client, KeyValue, SlaAlert, StaffMember, TelegramOutbox, Ticket, TicketStatus
 
@@ -103,11 +105,11 @@ class SlaService:
         )
         planned = 0
         for ticket in rows:
-            when = self.planner.next_alert_at(_aware(ticket.arrived_at), _aware(ticket.sla_due_at), {})
+            when = self.planner.next_alert_at(as_utc(ticket.arrived_at), as_utc(ticket.sla_due_at), {})
             if when is not None:
                 await Ticket.filter(id=ticket.id, next_alert_at=None).update(next_alert_at=when)
                 planned += 1
-            await self._warn_beyond_calendar(_aware(ticket.sla_due_at))
+            await self._warn_beyond_calendar(as_utc(ticket.sla_due_at))
         return planned
 
     async def run_due(self, limit: int = 200) -> int:
@@ -128,7 +130,7 @@ class SlaService:
         return fired_count
 
     async def _fire(self, ticket: Ticket, now: datetime, target: AlertTarget) -> int:
-        arrived, deadline = _aware(ticket.arrived_at), _aware(ticket.sla_due_at)
+        arrived, deadline = as_utc(ticket.arrived_at), as_utc(ticket.sla_due_at)
         fired = await self._fired(ticket.id)
         times = self.planner.fire_times(arrived, deadline)
         codes = [
@@ -168,35 +170,17 @@ class SlaService:
             if target.chat_id != post.chat_id:
                 payload.pop("reply_to", None)  # the card lives in the staff chat, not in this one
             post = BoardPost(post.kind, target.chat_id, payload, post.extra)
-            await TelegramOutbox.get_or_create(
-                idempotency_key=f"sla:{ticket.id}:{code}",
-                defaults={
-                    "kind": "alert",
-                    "chat_id": post.chat_id,
-                    "payload": post.payload,
-                    "not_before": now,
-                    **post.extra,
-                },
-            )
+            await queue_post(post, f"sla:{ticket.id}:{code}", not_before=now, kind="alert")
             next_at = self.planner.next_alert_at(arrived, deadline, fired)
             await Ticket.filter(id=ticket.id).update(next_alert_at=next_at)
             if code.startswith(BREACH):
                 post = await self.board.card_update(ticket.id)
-                await TelegramOutbox.get_or_create(
-                    idempotency_key=f"edit:sla:{ticket.id}:{code}",
-                    defaults={
-                        "kind": post.kind,
-                        "chat_id": post.chat_id,
-                        "payload": post.payload,
-                        "not_before": now,
-                        **post.extra,
-                    },
-                )
+                await queue_post(post, f"edit:sla:{ticket.id}:{code}", not_before=now)
         log.info("SLA alert %s for ticket #%s to chat %s", code, ticket.id, target.chat_id)
         return 1
 
     async def _fired(self, ticket_id: int) -> dict[str, datetime]:
-        return {a.threshold: _aware(a.fired_at) for a in await SlaAlert.filter(ticket_id=ticket_id)}
+        return {a.threshold: as_utc(a.fired_at) for a in await SlaAlert.filter(ticket_id=ticket_id)}
 
     # ---------------------------------------------------------------------------------------------
     async def resolve_target(self, now: datetime) -> AlertTarget:
@@ -242,15 +226,7 @@ class SlaService:
                 "calendar_beyond_verified",
                 {"year": day.year, "verified_through": self.calendar.verified_through},
             )
-            await TelegramOutbox.get_or_create(
-                idempotency_key=key,
-                defaults={
-                    "kind": "notice",
-                    "chat_id": post.chat_id,
-                    "payload": post.payload,
-                    "not_before": self.clock(),
-                },
-            )
+            await queue_post(post, key, not_before=self.clock(), kind="notice")
 
     # ---------------------------------------------------------------------------------------------
     async def morning_digest(self) -> bool:
@@ -274,7 +250,7 @@ class SlaService:
                 "ticket_id": t.id,
                 "subject": t.subject,
                 "sender": t.sender_address,
-                "time_left": format_time_left(self.calendar, now, _aware(t.sla_due_at), self.config.language),
+                "time_left": format_time_left(self.calendar, now, as_utc(t.sla_due_at), self.config.language),
             }
             for t in at_risk
         ]
@@ -282,15 +258,8 @@ class SlaService:
         post = await self.board.notice(
             "sla_digest", {"items": items, "date": today.isoformat(), "mention": target.mention}
         )
-        await TelegramOutbox.get_or_create(
-            idempotency_key=key,
-            defaults={
-                "kind": "digest",
-                "chat_id": target.chat_id,
-                "payload": post.payload,
-                "not_before": now,
-            },
-        )
+        # To the on-call target's chat, which need not be the staff chat the notice was rendered for.
+        await queue_post(BoardPost(post.kind, target.chat_id, post.payload), key, not_before=now, kind="digest")
         self.on_post_queued()
         return True
 
@@ -310,6 +279,3 @@ def load_rotation(path: Path) -> dict[str, Any]:
 def rotation_for(rotation: dict[str, Any], day: date) -> str | None:
     return rotation["dates"].get(day) or rotation["weekly"].get(WEEKDAYS[day.weekday()])
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.board import BoardConfig, TelegramBoard, TelegramViews, cut_utf16, tg_escape, visible_len
+from bot.board import BoardConfig, TelegramBoard, TelegramViews, tg_escape
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction
-from bot.i18n import EN, RU, t
+from bot.i18n import EN, RU, plural, t
+from bot.text import cut_utf16, visible_len
 from models.calendar import BusinessCalendar
 from models.policy.base import ClientMatch, Finding, FindingCode, Verdict
 from models.ports import BoardPost
@@ -151,6 +152,25 @@ def test_english_catalogue_covers_the_russian_one_where_it_matters():
     assert missing == []
     with pytest.raises(KeyError):
         t("no.such.key", "en")
+
+
+@pytest.mark.parametrize(
+    ("count", "ru", "en"),
+    [
+        (1, "новое обращение", "new request"),
+        (21, "новое обращение", "new requests"),
+        (2, "новых обращения", "new requests"),
+        (24, "новых обращения", "new requests"),
+        (11, "новых обращений", "new requests"),
+        (12, "новых обращений", "new requests"),
+        (111, "новых обращений", "new requests"),
+        (0, "новых обращений", "new requests"),
+        (25, "новых обращений", "new requests"),
+    ],
+)
+def test_plural_follows_each_languages_rules(count: int, ru: str, en: str):
+    assert plural("noun.new_request", count, "ru") == ru
+    assert plural("noun.new_request", count, "en") == en
 
 
 def test_cut_utf16_never_splits_a_surrogate_pair():

@@ -28,7 +28,7 @@ from bot.i18n import t
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "StaffDirectory", "allowed_updates", "build_router", "register_commands", "set_commands", "setup_routers",
+    "StaffDirectory", "allowed_updates", "build_router", "register_commands", "set_commands",
 ]
 
 # Asked for explicitly (long polling and setWebhook alike): Telegram leaves `chat_member` out by
@@ -89,14 +89,3 @@ def build_stale_router() -> Router:
 async def register_commands(bot: Bot, settings: Any) -> None:
     await set_commands(bot, settings.LANGUAGE, settings.STAFF_CHAT_ID)
 
-
-def setup_routers(dp: Dispatcher, settings: Any = None, *, directory: StaffDirectory | None = None) -> None:
-    """Attach the routers and register the command menu at start-up."""
-    dp.include_router(build_router(settings, directory=directory))
-    language = settings.LANGUAGE if settings is not None else directory.language if directory else "ru"
-    chat_id = settings.STAFF_CHAT_ID if settings is not None else directory.staff_chat_id if directory else None
-
-    async def on_startup(bot: Bot) -> None:
-        await set_commands(bot, language, chat_id)
-
-    dp.startup.register(on_startup)

@@ -10,11 +10,12 @@ from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery, ReplyParameters
 from aiogram.utils.callback_answer import CallbackAnswer
 
-from bot.board import MAX_FILE_BYTES, TelegramBoard, cut_utf16, human_size, short, strip_invisible, tg_escape
+from bot.board import MAX_FILE_BYTES, TelegramBoard, human_size, short, strip_invisible, tg_escape
 from bot.callbacks import Op, TicketAction
 from bot.handlers.common import NO_PREVIEW
 from bot.handlers.views import ticket_view
 from bot.i18n import t
+from bot.text import cut_utf16
 from models.desk import Desk
 from models.ports import BoardPost
 from models.tables import Message, MessageDirection, Ticket

@@ -4,13 +4,14 @@ Telegram's limits (`TelegramViews.render_list` drops items from the end until th
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 
 from markupsafe import Markup
 from tortoise.expressions import Q
 
-from bot.board import SAFE_LIMIT, TelegramBoard, short, visible_len
+from bot.board import SAFE_LIMIT, TelegramBoard, short
 from bot.i18n import RU, reason_label, t
+from bot.text import visible_len
+from models.clock import as_utc
 from models.policy import month_key
 from models.sla_rules import format_time_left
 from models.tables import (
@@ -40,7 +41,7 @@ async def queue_view(board: TelegramBoard) -> str:
             "arrived": board.when(x.arrived_at),
             "client": short(clients.get(x.client_id or 0) or x.sender_address, 60),
             "subject": short(x.subject, 80) or t("card.no_subject", lang),
-            "left": format_time_left(board.calendar, now, _aware(x.sla_due_at), lang) if x.sla_due_at else "",
+            "left": format_time_left(board.calendar, now, as_utc(x.sla_due_at), lang) if x.sla_due_at else "",
         }
         for x in tickets
     ]
@@ -121,7 +122,7 @@ async def stats_view(board: TelegramBoard, month: str) -> str:
     requests = [r for r in rows if r["sla_due_at"] is not None]
     refused = Counter(r["refuse_reason"] for r in requests if r["status"] == TicketStatus.REFUSED)
     decided = [r for r in requests if r["first_decided_at"] is not None]
-    met = sum(1 for r in decided if _aware(r["first_decided_at"]) <= _aware(r["sla_due_at"]))
+    met = sum(1 for r in decided if as_utc(r["first_decided_at"]) <= as_utc(r["sla_due_at"]))
     sla = f"{round(100 * met / len(decided))}% ({met}/{len(decided)})" if decided else t("stats.no_data", lang)
     return board.views.render(
         "stats",
@@ -137,7 +138,4 @@ async def stats_view(board: TelegramBoard, month: str) -> str:
         sla=sla,
     )
 
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 

@@ -71,11 +71,6 @@ class Options:
 
         return create_database_at(self.database_url, f"bench_{name}_{secrets.token_hex(3)}")
 
-    def database_kind(self) -> str:
-        if not self.database_url:
-            return "SQLite"
-        return "PostgreSQL"
-
     def close(self) -> None:
         if self._dovecot is not None:
             self._dovecot.stop()
