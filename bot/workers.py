@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import functools
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
@@ -26,6 +29,7 @@ if TYPE_CHECKING:  # this module is imported before the policy package (see star
 def prepare_parse_worker(analyser: TextAnalyser | Callable[[], TextAnalyser] | None = None) -> None:
     """The pool's initializer, run once in each worker process: `analyser` is the policy's text work, or
     what makes it in the worker (so the parent need not import the policy first)."""
+    exit_with_parent()  # first: a parent killed while this worker loads its dictionaries must not orphan it
     pause_collection()
     return_large_buffers_to_os()  # a worker parses 25 MB mail too
     import mail.parse  # noqa: F401 - imported now rather than with the first mail
@@ -35,6 +39,30 @@ def prepare_parse_worker(analyser: TextAnalyser | Callable[[], TextAnalyser] | N
             analyser = analyser()
         analyser.warm()
     freeze_startup_objects()  # the dictionaries and data files: out of the collector's full passes
+
+
+def exit_with_parent() -> None:
+    """End this worker as soon as the process that spawned it ends, however it ends (even SIGKILL).
+
+    A pool worker waits on its call queue, whose pipe it holds both ends of (the queue is pickled whole
+    into each spawned worker), so the parent's death alone never wakes it: before this, a `kill -9` of
+    the bridge left every worker running for good (about 70 MB each), and with them the resource tracker,
+    which ends only when the last holder of its pipe (the bridge and these workers) is gone.
+
+    The watch is on the parent's sentinel, the pipe a spawned child reads its start data from and whose
+    other end only the parent holds: the kernel closes it when the parent dies. A daemon thread waits on
+    it and ends the process without cleanup (nothing of a worker's needs saving: the parent, which owned
+    the work, is gone). prctl(PR_SET_PDEATHSIG) is not used: it fires when the *thread* that spawned the
+    worker ends, and the pool spawns workers from whichever thread submits work."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:  # not a spawned child (a test calling the initializer)
+        return
+    threading.Thread(target=_exit_when_ready, args=(parent.sentinel,), name="parent-watch", daemon=True).start()
+
+
+def _exit_when_ready(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])  # readable (EOF) once the parent has ended
+    os._exit(0)
 
 
 def _analyser_for(settings: CoreSettings) -> TextAnalyser:
@@ -64,6 +92,8 @@ def make_parse_pool(
         initializer=prepare_parse_worker,
         initargs=(analyser,),
     )
-    # A pool of spawned processes starts all its workers on the first submission: make it now.
-    pool.submit(int)
+    # A pool of spawned processes starts one worker per submission (while none is idle), from the thread
+    # that submits: one no-op per worker starts them all now, from here.
+    for _ in range(workers):
+        pool.submit(int)
     return pool

@@ -28,10 +28,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import aioimaplib
-from aioimaplib.aioimaplib import Command, FetchCommand, IMAP4ClientProtocol, IncompleteRead, quoted
+from aioimaplib.aioimaplib import Command, quoted
+
+from mail.compat_aioimaplib import EXISTS as _EXISTS
+from mail.compat_aioimaplib import Client as _Client
+from mail.compat_aioimaplib import swap_transport
 
 log = logging.getLogger(__name__)
-_LIBRARY_LOG = logging.getLogger("aioimaplib.aioimaplib")
 
 Security = Literal["ssl", "starttls", "none"]
 
@@ -152,7 +155,6 @@ _FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _FETCH_START = re.compile(rb"^(?:\* )?\d+ FETCH \(")
 _BODY_LITERAL = re.compile(rb"BODY\[\] \{(\d+)\}$")
-_EXISTS = re.compile(rb"^(?:\* )?\d+ (?:EXISTS|RECENT)\b")
 
 
 def parse_internaldate(text: bytes) -> datetime | None:
@@ -198,75 +200,6 @@ def parse_fetch_lines(lines: Sequence[bytes | bytearray]) -> list[tuple[bytes, b
     if text is not None:
         records.append((bytes(text), body))
     return records
-
-
-class _FetchCommand(FetchCommand):
-    """aioimaplib's FETCH command with an incremental end-of-data check.
-
-    The library's `wait_data` rescans every line of the response and joins the lines since the last
-    "N FETCH (" each time a line arrives: quadratic in the lines of a batch (about 0.1 ms per line at
-    100 messages). This keeps the same answer (are the parentheses since the last "N FETCH (" line of
-    the protocol text balanced?) as a running count over the lines not yet seen."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._seen = 0  # lines of self._resp_lines already counted
-        self._open = 0  # "(" minus ")" in the text lines since the last "N FETCH (" line
-
-    def wait_data(self) -> bool:
-        lines = self._resp_lines
-        for line in lines[self._seen :]:
-            if isinstance(line, bytes):  # literals (bytearray) are message content, not protocol
-                if self.FETCH_MESSAGE_DATA_RE.match(line):
-                    self._open = 0
-                self._open += line.count(b"(") - line.count(b")")
-        self._seen = len(lines)
-        return self._open != 0
-
-
-class _Protocol(IMAP4ClientProtocol):
-    """aioimaplib's protocol, counting untagged EXISTS/RECENT lines (new-mail hints), with two costs of a
-    large fetch taken out (the same handling otherwise; tests/test_intake.py runs it against Dovecot)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.mail_hints = 0
-
-    def _untagged_response(self, line: bytes) -> Command:
-        if _EXISTS.match(line):
-            self.mail_hints += 1
-        return super()._untagged_response(line)
-
-    def data_received(self, d: bytes) -> None:
-        # The library logs `'Received : %s' % d`, formatting every chunk received before the logger
-        # decides to drop it: for a backlog that is the repr of every byte fetched. Formatted only
-        # when its debug log is on; otherwise as aioimaplib 2.0.3's data_received.
-        if _LIBRARY_LOG.isEnabledFor(logging.DEBUG):
-            _LIBRARY_LOG.debug("Received : %s", d)
-        try:
-            self._handle_responses(self.incomplete_line + d, self._handle_line, self.current_command)
-            self.incomplete_line = b""
-            self.current_command = None
-        except IncompleteRead as incomplete_read:
-            self.current_command = incomplete_read.cmd
-            self.incomplete_line = incomplete_read.data
-
-    async def fetch(self, message_set: str, message_parts: str, by_uid: bool = False,
-                    timeout: float | None = None) -> Any:  # noqa: ASYNC109 - the library's signature
-        return await self.execute(
-            _FetchCommand(self.new_tag(), message_set, message_parts,
-                          prefix="UID" if by_uid else "", loop=self.loop, timeout=timeout))  # fmt: skip
-
-
-class _Client(aioimaplib.IMAP4):
-    """IMAP4 using our protocol; ssl_context=None means plain TCP (STARTTLS upgrades it later)."""
-
-    def create_client(self, host, port, loop, conn_lost_cb=None, ssl_context=None) -> None:  # type: ignore[no-untyped-def]
-        local_loop = loop if loop is not None else asyncio.get_running_loop()
-        self.protocol = _Protocol(local_loop, conn_lost_cb)
-        self._client_task = local_loop.create_task(
-            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
-        )
 
 
 def _ssl_context(config: ImapConfig) -> ssl.SSLContext:
@@ -410,7 +343,7 @@ class ImapSession:
             raise self._fail(
                 f"IMAP STARTTLS with {self.config.where} failed: {exc.__class__.__name__}: {exc}"
             ) from None
-        protocol.transport = transport
+        swap_transport(protocol, transport)
         # RFC 3501 6.2.1: forget capabilities learnt before TLS and ask again.
         await self._call("CAPABILITY", protocol.capability())
 

@@ -4,7 +4,7 @@ building a model instance per row.
 `Model.create` costs about 0.2 ms of CPU per row in validation and attribute bookkeeping (profiled in
 docs/benchmarks.md), more than SQLite needs to store the row; under a backlog that is three rows per
 request on the event loop. `RowInserter` takes the statement tortoise prepared for the model
-(`executor.insert_query`, cached per model and database) and converts each value with the field's own
+(models/compat_tortoise.py `insert_statement`: tortoise's executor cache) and converts each value with the field's own
 `to_db_value`, so what is stored is byte for byte what `create` would store (tests/test_fast_rows.py).
 Signals do not fire: callers pass text that is already free of NUL characters (models/analysed.py).
 """
@@ -19,6 +19,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
 
+from models.compat_tortoise import insert_statement
+
 
 class RowInserter:
     """Rows of one model as dicts of field values (foreign keys by their `<name>_id` field)."""
@@ -28,10 +30,8 @@ class RowInserter:
         self._fields = model._meta.fields_map
 
     def _statement(self, conn: BaseDBAsyncClient, *, with_keys: bool = False) -> tuple[list[str], str]:
-        executor = conn.executor_class(model=self.model, db=conn)  # its statements are cached per model
-        if with_keys:  # the primary key given by the caller (reserved with models.sql.reserve_ids)
-            return executor.regular_columns_all, executor.insert_query_all
-        return executor.regular_columns, executor.insert_query
+        # with_keys: the primary key given by the caller (reserved with models.sql.reserve_ids)
+        return insert_statement(conn, self.model, with_keys=with_keys)
 
     def _values(self, columns: Sequence[str], row: Mapping[str, Any], now: datetime) -> list[Any]:
         unknown = set(row) - set(columns)

@@ -7,10 +7,10 @@ avoids both: insert `zeroblob(n)` (a record that only says "n zero bytes") and f
 `raw_mail_content`; in the middle of a row SQLite materialises the zeroblob anyway. The write runs on
 the transaction's own connection, so the bytes commit or roll back with the RawMail rows.
 
-tortoise and aiosqlite give no public way to that sqlite3.Connection: we use tortoise's transaction
-client `._connection` (the aiosqlite Connection) and aiosqlite's `._execute(fn)`, which runs fn on the
-connection's thread where `._conn` is the sqlite3.Connection. Each private attribute is checked and a
-normal INSERT is used when one is missing (a tortoise or aiosqlite upgrade costs memory, not mail).
+tortoise and aiosqlite give no public way to that sqlite3.Connection: the private reaches are in
+models/compat_tortoise.py (the transaction's aiosqlite connection) and models/compat_aiosqlite.py (a
+function run on its thread with the sqlite3.Connection). A normal INSERT is used when one finds the
+library not as expected (an upgrade costs memory, not mail).
 PostgreSQL (asyncpg) always uses a normal INSERT.
 
 Reading: `load_content` / `load_contents`. Parse workers on SQLite read the table themselves
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 
+from models.compat_aiosqlite import run_with_sqlite
+from models.compat_tortoise import transaction_driver
 from models.tables import RawMailContent
 
 CHUNK_BYTES = 1 << 20
@@ -49,17 +50,12 @@ async def _insert_in_place(conn: BaseDBAsyncClient, raw_mail_id: int, content: b
     written) otherwise or when a private attribute we rely on is missing: the caller inserts normally."""
     if conn.capabilities.dialect != "sqlite" or not isinstance(conn, TransactionalDBClient):
         return False  # outside a transaction the insert and the writes would commit one by one
-    aio: Any = getattr(conn, "_connection", None)
-    execute = getattr(aio, "_execute", None)
-    if aio is None or not callable(execute):
+    aio = transaction_driver(conn)
+    if aio is None:
         return False
 
-    def write() -> bool:  # on aiosqlite's thread: the only place its sqlite3.Connection may be used
-        try:
-            db = aio._conn
-        except (AttributeError, ValueError):  # ValueError: aiosqlite's "no active connection"
-            return False
-        if not isinstance(db, sqlite3.Connection) or not hasattr(db, "blobopen"):
+    def write(db: sqlite3.Connection) -> bool:  # on aiosqlite's thread: the only place db may be used
+        if not hasattr(db, "blobopen"):
             return False
         cursor = db.execute(_INSERT_ZEROBLOB, (raw_mail_id, len(content)))
         rowid = cursor.lastrowid  # the id itself (INTEGER PRIMARY KEY), but ask rather than assume
@@ -72,8 +68,8 @@ async def _insert_in_place(conn: BaseDBAsyncClient, raw_mail_id: int, content: b
 
     # The transaction client's lock: nothing else uses the connection between the insert and the writes.
     async with conn.acquire_connection():
-        written: bool = await execute(write)
-    return written
+        written = await run_with_sqlite(aio, write)
+    return bool(written)
 
 
 async def load_content(raw_mail_id: int) -> bytes | None:

@@ -8,7 +8,8 @@ import random
 
 from aioimaplib.aioimaplib import FetchCommand
 
-from mail.imap import _FetchCommand, _Protocol
+from mail.compat_aioimaplib import FetchCommandFast as _FetchCommand
+from mail.compat_aioimaplib import Protocol as _Protocol
 
 
 def _responses(rng: random.Random) -> list[bytes | bytearray]:

@@ -1,4 +1,4 @@
-"""aiogram's type schemas are built on first use (bot/lazy_types.py), and then work as eagerly built ones."""
+"""aiogram's type schemas are built on first use (bot/runtime/compat_pydantic.py), and then work as eagerly built ones."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import aiogram
 from aiogram.methods import EditMessageText, SendMessage
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bot import lazy_types
+from bot.runtime import compat_pydantic as lazy_types
 
 UPDATES = [
     {"update_id": 1, "message": {
