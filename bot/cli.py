@@ -1,4 +1,4 @@
-"""Command line: `python -m bot [run|migrate|check|clients|explain|status]`.
+"""Command line: `python -m bot [run|migrate|check|clients|explain|status|backup]`.
 
 Bad settings print one line per problem and exit with code 2, never a traceback or a secret.
 """
@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print one JSON object")
     status = sub.add_parser("status", help="state of each component, outbox depths, oldest waiting request")
     status.add_argument("--json", action="store_true", help="print one JSON object")
+    backup = sub.add_parser(
+        "backup", help="write a consistent copy of the database while the bridge runs (docs/operations.md)"
+    )
+    backup.add_argument("file", type=Path, help="the new backup file (SQLite: a database file; PostgreSQL: pg_dump -Fc)")
     return parser
 
 
@@ -76,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging("WARNING")
         if command == "migrate":
             return asyncio.run(_migrate(core))
+        if command == "backup":
+            from bot.backup import backup
+
+            return asyncio.run(backup(core.DATABASE_URL, args.file, core.LANGUAGE))
         if command == "clients":
             if args.clients_command == "import":
                 if not args.file.is_file():

@@ -490,6 +490,34 @@ EN.update({
     "content.paid_media": "Paid media",
 })
 
+# `python -m bot backup FILE` (issue 21): operator output of the backup command.
+RU.update({
+    "backup.done": "резервная копия записана: {file} ({mb} МБ)",
+    "backup.exists": "файл {file} уже существует: укажите новое имя (копия не перезаписывает файлы)",
+    "backup.no_dir": "папки {dir} нет: создайте её или укажите другой путь",
+    "backup.no_source": "базы данных {path} нет: проверьте DATABASE_URL и рабочую папку",
+    "backup.memory": "база в памяти (sqlite://:memory:) не сохраняется: копировать нечего",
+    "backup.failed": "резервная копия не записана: {error}",
+    "backup.check_failed": "копия записана, но не прошла проверку целостности: {error}",
+    "backup.no_pg_dump": "pg_dump не найден в PATH; установите клиент PostgreSQL (пакет postgresql-client) "
+    "той же или более новой версии, что и сервер, и выполните:",
+    "backup.pg_password": "пароль передайте через переменную PGPASSWORD или файл ~/.pgpass, не в командной строке",
+    "backup.unsupported": "резервная копия умеет SQLite и PostgreSQL, а DATABASE_URL начинается с {scheme}",
+})
+EN.update({
+    "backup.done": "backup written: {file} ({mb} MB)",
+    "backup.exists": "{file} already exists: give a new name (a backup never overwrites a file)",
+    "backup.no_dir": "there is no folder {dir}: create it or give another path",
+    "backup.no_source": "there is no database {path}: check DATABASE_URL and the working directory",
+    "backup.memory": "an in-memory database (sqlite://:memory:) is not kept anywhere: nothing to back up",
+    "backup.failed": "the backup was not written: {error}",
+    "backup.check_failed": "the copy was written but failed its integrity check: {error}",
+    "backup.no_pg_dump": "pg_dump is not on PATH; install the PostgreSQL client (package postgresql-client) "
+    "of the server's version or newer, and run:",
+    "backup.pg_password": "pass the password in the PGPASSWORD variable or ~/.pgpass, never on the command line",
+    "backup.unsupported": "backups support SQLite and PostgreSQL, and DATABASE_URL starts with {scheme}",
+})
+
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU, "en": EN}
 
 
