@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "run":
             settings = load_settings()
-            _configure_logging(settings.LOG_LEVEL, secret_values(settings))
+            _configure_logging(settings.LOG_LEVEL, secret_values(settings), settings.LOG_FORMAT)
             from bot.gc_freeze import pause_collection
             from bot.memory import return_large_buffers_to_os
             from bot.workers import start_parse_pool
@@ -72,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
                     pool.shutdown(wait=False, cancel_futures=True)
         if command == "check":
             settings = load_settings()
-            _configure_logging("WARNING", secret_values(settings))
+            _configure_logging("WARNING", secret_values(settings), settings.LOG_FORMAT)
             from bot.checks import run_checks
 
             return asyncio.run(run_checks(settings))
         core = load_core_settings()
-        _configure_logging("WARNING")
+        _configure_logging("WARNING", log_format=core.LOG_FORMAT)
         if command == "migrate":
             return asyncio.run(_migrate(core))
         if command == "backup":
@@ -129,18 +131,52 @@ class RedactingFormatter(logging.Formatter):
     """Replaces known secrets in every formatted line, tracebacks included: libraries log what they
     like (aiohttp/aiogram errors may carry the request URL, which holds the bot token)."""
 
-    def __init__(self, fmt: str, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, fmt: str | None, secrets: Iterable[str] = ()) -> None:
         super().__init__(fmt)
         # Longest first, so the full token is replaced before its secret part; very short values are
         # skipped (masking every "p" of a log would hide everything and protect nothing).
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+    def redact(self, text: str) -> str:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, "***")
         return text
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(super().format(record))
+
+
+# Fields a log call may pass in `extra` that JSON lines carry (docs/operations.md, "Logs").
+LOG_FIELDS = ("ticket", "uid")
+
+
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per line: time, level, logger, message, `ticket`/`uid` when the call passed them,
+    and the traceback as `exc`. Secrets are redacted in each value BEFORE encoding: in the encoded line a
+    secret with a quote or a backslash in it would be escaped and slip past a text replacement."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__(None, secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redact(record.getMessage()),
+        }
+        for name in LOG_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exc"] = self.redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exc"] = self.redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = self.redact(self.formatStack(record.stack_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def secret_values(settings: Any) -> list[str]:
@@ -156,9 +192,13 @@ def secret_values(settings: Any) -> list[str]:
     return values
 
 
-def _configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+def _configure_logging(level: str, secrets: Iterable[str] = (), log_format: str = "text") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    formatter: logging.Formatter = (
+        JsonFormatter(secrets)
+        if log_format == "json"
+        else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    )
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter)
     # aiogram logs every update at INFO; keep the operator's log about our own events.

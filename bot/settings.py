@@ -81,6 +81,7 @@ class CoreSettings(BaseSettings):
     ONCALL_ROTATION_FILE: Path | None = None  # weekly/daily on-call schedule (TOML)
     SLA_TICK_SECONDS: float = Field(default=20.0, gt=0)  # how often due alerts are looked for
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    LOG_FORMAT: Literal["text", "json"] = "text"  # json: one object per line (time, level, logger, message, ticket, uid)
     SUPPORT_ADDRESS: str = "support@storeolis.ru"
     COMPANY_ADDRESSES: str = ""  # other company addresses (comma separated), for duplicates (2.6)
     COMPANY_NAME: str = "Storeolis"

@@ -520,16 +520,16 @@ class EmailSender:
         if result.outcome == "sent":
             changed = await query.update(status=OutboxStatus.SENT, sent_at=now, last_error=result.error)
             if changed:
-                log.info("email outbox #%s <%s> sent (%s, attempt %s)", row.id, row.message_id,
-                         row.event, row.attempts)
+                log.info("email outbox #%s <%s> sent (%s, ticket #%s, attempt %s)", row.id, row.message_id,
+                         row.event, row.ticket_id, row.attempts, extra={"ticket": row.ticket_id})
         elif result.outcome == "failed" or (row.attempts >= self._max_attempts and not result.server):
             # (An outage never fails a row: it is waited out, however long.)
             if result.outcome != "failed":
                 result = _Result("failed", f"gave up after {row.attempts} attempts: {result.error}",
                                  result.ambiguous)
             changed = await query.update(status=OutboxStatus.FAILED, last_error=result.error)
-            log.error("email outbox #%s <%s> to %s FAILED: %s", row.id, row.message_id,
-                      row.recipients, result.error)
+            log.error("email outbox #%s <%s> (ticket #%s) to %s FAILED: %s", row.id, row.message_id,
+                      row.ticket_id, row.recipients, result.error, extra={"ticket": row.ticket_id})
         else:
             # A server-wide failure is the outage gate's to wait out: the row is due again at once
             # (the gate holds the sender) and gets its attempt back, so an outage burns no attempts.

@@ -206,6 +206,7 @@ class Desk:
                 await self.effects.queue_card_update(ticket_id, f"accepted:{decision.id}")
         if not changed:
             return await self._already(ticket_id)
+        log.info("ticket #%s accepted by staff %s", ticket_id, staff.id, extra={"ticket": ticket_id})
         self.effects.wake()
         older = await self.older_waiting(ticket)
         return Outcome("done", ticket_id, older_waiting=older, email_id=email.id if email else None)
@@ -277,6 +278,7 @@ class Desk:
                 await self.effects.queue_card_update(ticket_id, f"{action}:{decision.id}")
         if not changed:
             return await self._already(ticket_id)
+        log.info("ticket #%s %s (%s) by staff %s", ticket_id, action, reason, staff.id, extra={"ticket": ticket_id})
         self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 
@@ -402,7 +404,7 @@ class Desk:
             # The composer refused this email (an address it cannot write, a part it cannot carry). The
             # transaction rolled back, so nothing says "answered"; the outcome carries the reason as a
             # code for the staff side to word (detail: "bad_address:<address>" or "unsendable:<why>").
-            log.warning("reply to ticket #%s not composed: %s", ticket_id, error)
+            log.warning("reply to ticket #%s not composed: %s", ticket_id, error, extra={"ticket": ticket_id})
             if "address" in str(error):
                 return Outcome("invalid", ticket_id, detail=f"bad_address:{ticket.sender_address}")
             return Outcome("invalid", ticket_id, detail=f"unsendable:{error}")

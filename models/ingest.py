@@ -131,7 +131,8 @@ class Ingest:
         failing (then raise, nothing is lost: the mail stays STORED and is retried)."""
         if await self._outage(exc, row.id):
             raise exc
-        log.error("raw mail %s could not be registered: %r", row.id, exc, exc_info=exc)
+        log.error("raw mail %s (UID %s) could not be registered: %r", row.id, row.uid, exc, exc_info=exc,
+                  extra={"uid": row.uid})
         msg = parsed.message if isinstance(parsed, AnalysedMail) else None
         await self._quarantine(row, _error_text(exc), stage="ingest", code="ingest", message=msg,
                                error_type=type(exc).__name__)
@@ -171,7 +172,7 @@ class Ingest:
                 post = await self.board.notice("quarantined", facts)
                 await self.effects.queue_post(post, f"quarantine:{row.id}")
         self._strikes.pop(row.id, None)
-        log.warning("raw mail %s quarantined: %s", row.id, reason[:200])
+        log.warning("raw mail %s (UID %s) quarantined: %s", row.id, row.uid, reason[:200], extra={"uid": row.uid})
 
     async def _find_thread(self, msg: InboundMessage) -> Ticket | None:
         """A reply to one of our emails (or to the client's own earlier mail) joins that ticket."""
@@ -246,6 +247,7 @@ class Ingest:
             await self.effects.queue_post(post, f"followup:{message.id}")
             if reopened:
                 await self.effects.queue_card_update(ticket.id, f"reopen:{message.id}")
+        log.info("%s from UID %s joined ticket #%s", kind, row.uid, ticket.id, extra={"ticket": ticket.id, "uid": row.uid})
 
     async def _ingest_unthreaded_auto_reply(self, row: StoredRow, msg: InboundMessage) -> None:
         # Recorded, never answered, never counted: a closed ticket without a card keeps it visible.
@@ -313,6 +315,9 @@ class Ingest:
                 cards.append(dict(idempotency_key=f"card:{ticket_id}", kind=post.kind, chat_id=post.chat_id,
                                   payload=post.payload, not_before=now, **post.extra))
             await _POSTS.insert_many(conn, cards)
+        for row, _, ticket_id in created:  # after the commit: a logged ticket exists
+            log.info("ticket #%s registered from UID %s (raw mail %s)", ticket_id, row.uid, row.id,
+                     extra={"ticket": ticket_id, "uid": row.uid})
 
     def _group_lookups(self, flush: Callable[[], Awaitable[None]]) -> GroupLookups | None:
         """Batched lookups for an ingest group, when the policy reads our own tables (test doubles of the

@@ -5,6 +5,7 @@ strangers' chats and non-members' presses change nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -40,14 +41,16 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
 # ------------------------------------------------------------------------------------ secrets
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 async def test_secrets_never_appear_in_the_log_in_normal_work_or_in_failures(
-    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram,
+    log_format: str,
 ) -> None:
     smtp_server.require_auth(SMTP_USER, SMTP_PASSWORD)
     env = crash_env(
         database_url, mailbox, smtp_server, telegram,
         LOG_LEVEL="DEBUG", SMTP_USER=SMTP_USER, SMTP_PASSWORD=SMTP_PASSWORD,
-        IMAP_TIMEOUT_SECONDS="5",
+        IMAP_TIMEOUT_SECONDS="5", LOG_FORMAT=log_format,
     )
     await prepare(tmp_path, env, clients=2)
     log_path = tmp_path / "bridge.log"
@@ -96,6 +99,14 @@ async def test_secrets_never_appear_in_the_log_in_normal_work_or_in_failures(
     for secret in secrets:
         assert secret not in log, f"a secret ({secret[:4]}…) is in the log"
     assert "***" in log or "Unauthorized" in log
+    if log_format == "json":
+        entries = [json.loads(line) for line in log.splitlines() if line.strip()]  # every line is one object
+        assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+        # Lines about the ticket carry its number, lines about the mail its UID, as fields.
+        assert any(e.get("ticket") == 1 and "registered" in e["message"] for e in entries)
+        assert any(e.get("ticket") == 1 and "accepted" in e["message"] for e in entries)
+        assert any(e.get("ticket") == 1 and " sent " in e["message"] for e in entries)
+        assert any(isinstance(e.get("uid"), int) for e in entries)
 
 
 # ------------------------------------------------------------------------------ hostile MIME

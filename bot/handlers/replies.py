@@ -102,7 +102,7 @@ def build_replies_router() -> Router:
         try:
             reason = await _send_reply(message, bot, desk, staff, ticket_id, text, lang)
         except Exception:  # noqa: BLE001 - whatever broke, the staff member is told instead of silence
-            log.exception("a staff reply to ticket #%s could not be sent", ticket_id)
+            log.exception("a staff reply to ticket #%s could not be sent", ticket_id, extra={"ticket": ticket_id})
             reason = t("reply.failed", lang)
         if reason:
             await tell(desk, board, message, t("msg.reply_invalid", lang, detail=reason), ticket_id)
