@@ -81,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.file.is_file():
                     print(f"error: {args.file}: no such file", file=sys.stderr)
                     return EXIT_USAGE
-                text = args.file.read_text(encoding="utf-8-sig")
+                from models.clients import ImportError_, decode_registry
+
+                try:
+                    text = decode_registry(args.file.read_bytes())
+                except ImportError_ as exc:
+                    print(f"error: {args.file}: {exc.problems[0]}", file=sys.stderr)
+                    return EXIT_USAGE
                 return asyncio.run(_with_db(core, lambda: _clients_import(args.file, text)))
             exported: list[str] = []
             code = asyncio.run(_with_db(core, lambda: _clients_export(exported)))
@@ -202,7 +208,7 @@ async def _clients_import(path: Path, text: str) -> int:
         for line in exc.problems:
             print(f"error: {path}: {line}", file=sys.stderr)
         print("nothing was imported", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE  # the file is wrong, not the bridge: like a bad setting
     print(
         f"clients: {report.created} created, {report.updated} updated, {report.unchanged} unchanged; "
         f"{report.addresses} addresses and domains"

@@ -90,3 +90,45 @@ def test_every_settings_error_line_carries_an_example() -> None:
     assert len(caught.value.problems) == 5
     for line in caught.value.problems:
         assert "(example: " in line, line
+
+
+async def _migrated(tmp_path: Path, database_url: str) -> dict[str, str]:
+    env = bridge_env(database_url=database_url)
+    migrated = await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    return env
+
+
+async def test_an_excel_registry_in_windows_1251_with_semicolons_and_crlf_imports(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = await _migrated(tmp_path, database_url)
+    text = 'name;inn;contract;emails\r\nООО "Ромашка";7707083893;Д-2024/117;"info@romashka.ru;@romashka.ru"\r\n'
+    (tmp_path / "excel.csv").write_bytes(text.encode("cp1251"))
+    result = await asyncio.to_thread(run_cli, ["clients", "import", "excel.csv"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1 created" in result.stdout
+    exported = await asyncio.to_thread(run_cli, ["clients", "export"], env, tmp_path)
+    assert 'ООО ""Ромашка""' in exported.stdout and "@romashka.ru;info@romashka.ru" in exported.stdout
+
+
+async def test_a_semicolon_registry_in_utf8_with_bom_imports(tmp_path: Path, database_url: str) -> None:
+    env = await _migrated(tmp_path, database_url)
+    text = "name;inn;contract;emails\nООО Ромашка;7707083893;Д-1;info@romashka.ru\nИП Лютиков;;Д-2;@lutik.ru\n"
+    (tmp_path / "utf8.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    result = await asyncio.to_thread(run_cli, ["clients", "import", "utf8.csv"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 created" in result.stdout
+
+
+async def test_a_registry_that_still_cannot_be_read_says_why_in_one_line(tmp_path: Path, database_url: str) -> None:
+    env = await _migrated(tmp_path, database_url)
+    (tmp_path / "wrong.csv").write_text("Название;ИНН\nООО Ромашка;7707083893\n", encoding="utf-8")
+    (tmp_path / "binary.csv").write_bytes(b"name,inn\n\x98\x98\n")
+    wrong = await asyncio.to_thread(run_cli, ["clients", "import", "wrong.csv"], env, tmp_path)
+    binary = await asyncio.to_thread(run_cli, ["clients", "import", "binary.csv"], env, tmp_path)
+    for result in (wrong, binary):
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(_errors(result.stderr)) == 1, result.stderr
+    assert "'название;инн'" in wrong.stderr and "name,inn,contract,emails" in wrong.stderr
+    assert "neither UTF-8 nor Windows-1251" in binary.stderr
