@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "run":
             settings = load_settings()
+            if _no_database(settings):
+                return EXIT_USAGE
             _configure_logging(settings.LOG_LEVEL, secret_values(settings))
             from bot.gc_freeze import pause_collection
             from bot.memory import return_large_buffers_to_os
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                     pool.shutdown(wait=False, cancel_futures=True)
         if command == "check":
             settings = load_settings()
+            if _no_database(settings):
+                return EXIT_USAGE
             _configure_logging("WARNING", secret_values(settings))
             from bot.checks import run_checks
 
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging("WARNING")
         if command == "migrate":
             return asyncio.run(_migrate(core))
+        if _no_database(core):
+            return EXIT_USAGE
         if command == "clients":
             if args.clients_command == "import":
                 if not args.file.is_file():
@@ -113,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_USAGE
+
+
+def _no_database(core: CoreSettings) -> bool:
+    """Only `migrate` creates the database: any other command run in the wrong folder (the default
+    DATABASE_URL is relative to it) or before the first migrate says so instead of leaving an empty file."""
+    from models.db import missing_sqlite_file
+
+    path = missing_sqlite_file(core.DATABASE_URL)
+    if path is None:
+        return False
+    from bot.i18n import t
+
+    print("error: " + t("cli.no_database", core.LANGUAGE, path=path), file=sys.stderr)
+    return True
 
 
 def _stop_while_starting(signum: int, frame: object) -> None:

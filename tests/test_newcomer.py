@@ -4,6 +4,8 @@ client registry, commands run in the wrong folder. Through the real `python -m b
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -132,3 +134,48 @@ async def test_a_registry_that_still_cannot_be_read_says_why_in_one_line(tmp_pat
         assert len(_errors(result.stderr)) == 1, result.stderr
     assert "'название;инн'" in wrong.stderr and "name,inn,contract,emails" in wrong.stderr
     assert "neither UTF-8 nor Windows-1251" in binary.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "language", "says"),
+    [
+        (["status"], "ru", "база данных не найдена"),
+        (["status", "--json"], "en", "database not found"),
+        (["check"], "ru", "сначала выполните python -m bot migrate"),
+        (["explain", "1"], "en", "run python -m bot migrate first"),
+        (["clients", "export"], "ru", "база данных не найдена"),
+        (["run"], "en", "database not found"),
+    ],
+)
+async def test_only_migrate_creates_the_database(tmp_path: Path, command: list[str], language: str, says: str) -> None:
+    # The default DATABASE_URL is relative: run in another folder, a command must not leave a new empty database.
+    env = bridge_env(database_url="sqlite://./data/bridge.sqlite3", IMAP_HOST="127.0.0.1", IMAP_USER="u",
+                     IMAP_PASSWORD="p", SMTP_HOST="127.0.0.1", LANGUAGE=language)
+    result = await asyncio.to_thread(run_cli, command, env, tmp_path, 60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = _errors(result.stderr)
+    assert says in line and "data/bridge.sqlite3" in line
+    assert os.listdir(tmp_path) == []  # no file, not even ./data
+
+
+@pytest.mark.parametrize(
+    ("language", "labels", "foreign"),
+    [("ru", ("отправитель:", "рекомендация:", "п. 2.6"), "suggestion:"),
+     ("en", ("sender:", "suggestion:", "clause 2.6"), "рекомендация:")],
+)
+async def test_explain_speaks_the_desk_language_and_json_keeps_its_keys(
+    tmp_path: Path, database_url: str, language: str, labels: tuple[str, ...], foreign: str
+) -> None:
+    from tests.test_explain import eml
+
+    env = dict(await _migrated(tmp_path, database_url), LANGUAGE=language)
+    (tmp_path / "rude.eml").write_bytes(eml("Пётр <petr@romashka.ru>", "Сайт", "Вы идиоты! Напишите скрипт на PHP."))
+    human = await asyncio.to_thread(run_cli, ["explain", "rude.eml"], env, tmp_path)
+    assert human.returncode == 0, human.stderr
+    for label in labels:
+        assert label in human.stdout, human.stdout
+    assert foreign not in human.stdout
+    as_json = await asyncio.to_thread(run_cli, ["explain", "rude.eml", "--json"], env, tmp_path)
+    finding = json.loads(as_json.stdout)["findings"][0]
+    assert {"code", "clause", "evidence"} <= set(finding)
