@@ -23,8 +23,13 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot",
+        prog="storeolis-bridge",
         description="Storeolis Support Bridge: the support mailbox and the Telegram staff chat as one desk.",
+        epilog="Run it as storeolis-bridge from the activated virtual environment (. .venv/bin/activate), "
+        "or as .venv/bin/storeolis-bridge; `python -m bot` is the same command inside the environment. "
+        "Settings come from the environment and ./.env, the SQLite database is ./data/bridge.sqlite3 by default: "
+        "both relative to the current folder, so run it from the bridge's folder (or give absolute paths). "
+        "Start with: storeolis-bridge migrate.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the bridge (the default): mail watcher, staff chat, outboxes, SLA alerts")

@@ -179,3 +179,10 @@ async def test_explain_speaks_the_desk_language_and_json_keeps_its_keys(
     as_json = await asyncio.to_thread(run_cli, ["explain", "rude.eml", "--json"], env, tmp_path)
     finding = json.loads(as_json.stdout)["findings"][0]
     assert {"code", "clause", "evidence"} <= set(finding)
+
+
+async def test_help_names_the_console_script_and_how_to_run_it(tmp_path: Path) -> None:
+    result = await asyncio.to_thread(run_cli, ["--help"], BARE_ENV, tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: storeolis-bridge")
+    assert ".venv/bin/activate" in result.stdout and "storeolis-bridge migrate" in result.stdout
