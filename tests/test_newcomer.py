@@ -186,3 +186,14 @@ async def test_help_names_the_console_script_and_how_to_run_it(tmp_path: Path) -
     assert result.returncode == 0
     assert result.stdout.startswith("usage: storeolis-bridge")
     assert ".venv/bin/activate" in result.stdout and "storeolis-bridge migrate" in result.stdout
+
+
+def test_an_audit_that_skipped_every_package_does_not_read_as_a_pass() -> None:
+    from scripts.audit_summary import summarise
+
+    skipped = {"dependencies": [{"name": n, "skip_reason": f"Dependency not found on PyPI: {n}"} for n in ("a", "b")]}
+    [line] = summarise(json.dumps(skipped))
+    assert "NOT DONE" in line and "not a pass" in line and "No known vulnerabilities" not in line
+    mixed = {"dependencies": [{"name": "a", "version": "1", "vulns": []}, skipped["dependencies"][0]]}
+    assert "1 packages audited; 1 skipped, NOT audited: a" in summarise(json.dumps(mixed))[-1]
+    assert "NOT DONE" in summarise("")[0]
