@@ -25,8 +25,13 @@ EXIT_USAGE = 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot",
+        prog="storeolis-bridge",
         description="Storeolis Support Bridge: the support mailbox and the Telegram staff chat as one desk.",
+        epilog="Run it as storeolis-bridge from the activated virtual environment (. .venv/bin/activate), "
+        "or as .venv/bin/storeolis-bridge; `python -m bot` is the same command inside the environment. "
+        "Settings come from the environment and ./.env, the SQLite database is ./data/bridge.sqlite3 by default: "
+        "both relative to the current folder, so run it from the bridge's folder (or give absolute paths). "
+        "Start with: storeolis-bridge migrate.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the bridge (the default): mail watcher, staff chat, outboxes, SLA alerts")
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "run":
             settings = load_settings()
+            if _no_database(settings):
+                return EXIT_USAGE
             _configure_logging(settings.LOG_LEVEL, secret_values(settings), settings.LOG_FORMAT)
             from bot.gc_freeze import pause_collection
             from bot.memory import return_large_buffers_to_os
@@ -74,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                     pool.shutdown(wait=False, cancel_futures=True)
         if command == "check":
             settings = load_settings()
+            if _no_database(settings):
+                return EXIT_USAGE
             _configure_logging("WARNING", secret_values(settings), settings.LOG_FORMAT)
             from bot.checks import run_checks
 
@@ -86,12 +95,20 @@ def main(argv: list[str] | None = None) -> int:
             from bot.backup import backup
 
             return asyncio.run(backup(core.DATABASE_URL, args.file, core.LANGUAGE))
+        if _no_database(core):
+            return EXIT_USAGE
         if command == "clients":
             if args.clients_command == "import":
                 if not args.file.is_file():
                     print(f"error: {args.file}: no such file", file=sys.stderr)
                     return EXIT_USAGE
-                text = args.file.read_text(encoding="utf-8-sig")
+                from models.clients import ImportError_, decode_registry
+
+                try:
+                    text = decode_registry(args.file.read_bytes())
+                except ImportError_ as exc:
+                    print(f"error: {args.file}: {exc.problems[0]}", file=sys.stderr)
+                    return EXIT_USAGE
                 return asyncio.run(_with_db(core, lambda: _clients_import(args.file, text)))
             exported: list[str] = []
             code = asyncio.run(_with_db(core, lambda: _clients_export(exported)))
@@ -117,6 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_USAGE
+
+
+def _no_database(core: CoreSettings) -> bool:
+    """Only `migrate` creates the database: any other command run in the wrong folder (the default
+    DATABASE_URL is relative to it) or before the first migrate says so instead of leaving an empty file."""
+    from models.db import missing_sqlite_file
+
+    path = missing_sqlite_file(core.DATABASE_URL)
+    if path is None:
+        return False
+    from bot.i18n import t
+
+    print("error: " + t("cli.no_database", core.LANGUAGE, path=path), file=sys.stderr)
+    return True
 
 
 def _stop_while_starting(signum: int, frame: object) -> None:
@@ -250,7 +281,7 @@ async def _clients_import(path: Path, text: str) -> int:
         for line in exc.problems:
             print(f"error: {path}: {line}", file=sys.stderr)
         print("nothing was imported", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE  # the file is wrong, not the bridge: like a bad setting
     print(
         f"clients: {report.created} created, {report.updated} updated, {report.unchanged} unchanged; "
         f"{report.addresses} addresses and domains"

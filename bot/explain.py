@@ -57,16 +57,22 @@ async def explain(settings: CoreSettings, target: str, *, as_json: bool) -> int:
 
 
 def _print_human(report: dict[str, Any], verdict: Verdict, language: str) -> None:
+    """The report in the UI language (labels only: codes, clauses and evidence stay as the JSON has them)."""
+    from bot.i18n import t
+
     for key in ("ticket", "file", "status", "sender", "kind"):
         if key in report:
-            print(f"{key}: {report[key]}")
+            print(f"{t('explain.' + key, language)}: {report[key]}")
     client = verdict.client
-    print(f"client: {client.name} (INN {client.inn or '-'}, by {client.matched_by})" if client else "client: -")
-    print(f"suggestion: {verdict.suggestion}" + (f" ({verdict.refuse_reason})" if verdict.refuse_reason else ""))
+    found = t("explain.client_line", language, name=client.name, inn=client.inn or "-", by=client.matched_by) \
+        if client else "-"
+    print(f"{t('explain.client', language)}: {found}")
+    print(f"{t('explain.suggestion', language)}: {verdict.suggestion}"
+          + (f" ({verdict.refuse_reason})" if verdict.refuse_reason else ""))
     if not verdict.findings:
-        print("findings: none")
+        print(f"{t('explain.findings', language)}: {t('explain.none', language)}")
+    clause = t("explain.clause", language)
     for finding in verdict.findings:
         title = finding.title_ru if language == "ru" else finding.title_en
         evidence = json.dumps(finding.evidence, ensure_ascii=False, default=str)
-        print(f"- {finding.code} [{finding.severity}] clause {finding.clause}: {title} {evidence}")
-
+        print(f"- {finding.code} [{finding.severity}] {clause} {finding.clause}: {title} {evidence}")

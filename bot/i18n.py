@@ -518,6 +518,38 @@ EN.update({
     "backup.unsupported": "backups support SQLite and PostgreSQL, and DATABASE_URL starts with {scheme}",
 })
 
+# Command line (python -m bot ...) and `explain`'s report: operators read them next to the cards.
+RU.update({
+    "cli.no_database": "база данных не найдена: {path}; сначала выполните python -m bot migrate "
+    "(или проверьте DATABASE_URL и текущую папку)",
+    "explain.ticket": "заявка",
+    "explain.file": "файл",
+    "explain.status": "статус",
+    "explain.sender": "отправитель",
+    "explain.kind": "тип",
+    "explain.client": "клиент",
+    "explain.client_line": "{name} (ИНН {inn}, найден по: {by})",
+    "explain.suggestion": "рекомендация",
+    "explain.findings": "находки",
+    "explain.none": "нет",
+    "explain.clause": "п.",
+})
+EN.update({
+    "cli.no_database": "database not found: {path}; run python -m bot migrate first "
+    "(or check DATABASE_URL and the current folder)",
+    "explain.ticket": "ticket",
+    "explain.file": "file",
+    "explain.status": "status",
+    "explain.sender": "sender",
+    "explain.kind": "kind",
+    "explain.client": "client",
+    "explain.client_line": "{name} (INN {inn}, by {by})",
+    "explain.suggestion": "suggestion",
+    "explain.findings": "findings",
+    "explain.none": "none",
+    "explain.clause": "clause",
+})
+
 CATALOGUES: dict[str, dict[str, str]] = {"ru": RU, "en": EN}
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
@@ -40,7 +41,89 @@ EXAMPLES: dict[str, str] = {
     "TIMEZONE": "Europe/Moscow",
     "LANGUAGE": "ru",
     "OUTBOX_MAX_BACKOFF_SECONDS": "60",
+    "CONFIG_DIR": "/etc/storeolis-bridge",
+    "MONTHLY_LIMIT": "3",
+    "COUNT_REFUSED_TOWARD_LIMIT": "true",
+    "DUPLICATE_WINDOW_DAYS": "30",
+    "TRUSTED_AUTHSERV_IDS": "mx.yandex.ru",
+    "SLA_BUSINESS_DAYS": "5",
+    "SLA_ALERT_THRESHOLDS": "1d,4h,breach",
+    "SLA_BREACH_REPEAT_HOURS": "4",
+    "SLA_DIGEST_TIME": "09:30",
+    "ONCALL_ROTATION_FILE": "/etc/storeolis-bridge/oncall.toml",
+    "SLA_TICK_SECONDS": "20",
+    "LOG_LEVEL": "INFO",
+    "COMPANY_ADDRESSES": "info@storeolis.ru,sales@storeolis.ru",
+    "COMPANY_NAME": "Storeolis",
+    "PARSE_WORKERS": "2",
+    "ONCALL_CHAT_ID": "-1001234567891",
+    "TELEGRAM_GROUP_PER_MINUTE": "20",
+    "TELEGRAM_GLOBAL_PER_SECOND": "30",
+    "TELEGRAM_RATE_SCALE": "1.0",
+    "STAFF_CACHE_SECONDS": "300",
+    "IMAP_POLL_SECONDS": "30",
+    "IMAP_IDLE_SECONDS": "1500",
+    "IMAP_USE_IDLE": "true",
+    "IMAP_BATCH_SIZE": "100",
+    "IMAP_TIMEOUT_SECONDS": "60",
+    "IMAP_HANDLED_FLAG": "$StoreolisHandled",
+    "IMAP_HANDLED_FOLDER": "Handled",
+    "MAX_MESSAGE_BYTES": "26214400",
+    "SMTP_TIMEOUT_SECONDS": "30",
+    "SMTP_SENT_FOLDER": "Sent",
+    "SUPPORT_NAME": "Техподдержка Storeolis",
+    "EMAIL_SIGNATURE": "С уважением, техподдержка Storeolis",
+    "REFUSAL_GRACE_SECONDS": "30",
+    "EMAIL_LEASE_SECONDS": "300",
+    "OUTAGE_NOTICE_SECONDS": "300",
+    "HEALTH_PORT": "8080",
+    "HEALTH_HOST": "127.0.0.1",
+    "LEASE_SECONDS": "30",
+    "INSTANCE_NAME": "bridge-1",
+    "TELEGRAM_LEASE_SECONDS": "300",
+    "TELEGRAM_MODE": "polling",
+    "WEBHOOK_URL": "https://bridge.storeolis.ru/telegram",
+    "WEBHOOK_LISTEN_HOST": "127.0.0.1",
+    "WEBHOOK_LISTEN_PORT": "8081",
+    "WEBHOOK_SECRET": "$(openssl rand -hex 32)",
 }
+
+# Values shipped in .env.example that only show the shape: left as they are, the bridge would try to log
+# in with them and fail forever. Refused like missing values, saying what to put there and where to get it.
+PLACEHOLDERS: dict[str, tuple[str, str]] = {
+    "TELEGRAM_BOT_TOKEN": (
+        "123456789:AAE-your-token-from-BotFather",
+        "put your bot's token there: in Telegram, message @BotFather and send /newbot (or /token for an existing bot)",
+    ),
+    "STAFF_CHAT_ID": (
+        "-1001234567890",
+        "put your staff group's id there: add the bot to the private staff group, then read the group's id "
+        "(a negative number starting with -100) from @RawDataBot added to the group, see README \"Setting up\"",
+    ),
+    "IMAP_PASSWORD": (
+        "app-password",
+        "put the support mailbox's password there (Yandex, Gmail: an app password created in the account's "
+        "security settings)",
+    ),
+    "SMTP_PASSWORD": (
+        "app-password",
+        "put the support mailbox's password there (Yandex, Gmail: an app password created in the account's "
+        "security settings)",
+    ),
+}
+
+
+def _refuse_placeholder(name: str, value: object) -> object:
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    placeholder, hint = PLACEHOLDERS[name]
+    if isinstance(raw, str | int) and str(raw).strip() == placeholder:
+        raise PydanticCustomError("placeholder", hint)
+    return value
+
+
+def _optional_path(value: object) -> object:
+    # `CONFIG_DIR=` as shipped in .env.example means "not set"; Path("") would be the current directory.
+    return None if isinstance(value, str) and not value.strip() else value
 
 
 class SettingsError(Exception):
@@ -86,6 +169,32 @@ class CoreSettings(BaseSettings):
     COMPANY_ADDRESSES: str = ""  # other company addresses (comma separated), for duplicates (2.6)
     COMPANY_NAME: str = "Storeolis"
     PARSE_WORKERS: int = Field(default=2, ge=0, le=16)  # processes parsing a backlog; 0 parses inline
+
+    @field_validator("CONFIG_DIR", "ONCALL_ROTATION_FILE", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: object) -> object:
+        return _optional_path(value)
+
+    @field_validator("CONFIG_DIR")
+    @classmethod
+    def _config_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            what = "is not a directory" if value.exists() else "does not exist"
+            raise ValueError(f"{str(value)!r} {what} (leave it empty for the built-in word lists and templates)")
+        return value
+
+    @field_validator("ONCALL_ROTATION_FILE")
+    @classmethod
+    def _rotation_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            what = "is a directory, not a file" if value.is_dir() else "does not exist"
+            raise ValueError(f"{str(value)!r} {what} (leave it empty when there is no rotation)")
+        return value
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value  # `LOG_LEVEL=debug` is fine
 
     @field_validator("TIMEZONE")
     @classmethod
@@ -190,6 +299,11 @@ class Settings(CoreSettings):
     WEBHOOK_LISTEN_PORT: int = Field(default=8081, ge=1, le=65535)
     WEBHOOK_SECRET: SecretStr = SecretStr("")  # checked against X-Telegram-Bot-Api-Secret-Token
 
+    @field_validator("TELEGRAM_BOT_TOKEN", "STAFF_CHAT_ID", "IMAP_PASSWORD", "SMTP_PASSWORD", mode="before")
+    @classmethod
+    def _not_a_placeholder(cls, value: object, info: ValidationInfo) -> object:
+        return _refuse_placeholder(info.field_name or "", value)
+
     @field_validator("INSTANCE_NAME")
     @classmethod
     def _instance_name(cls, value: str) -> str:
@@ -246,6 +360,9 @@ def _describe(error: dict) -> str:
     kind = error.get("type", "")
     if kind == "missing":
         what = "is required but not set"
+    elif kind == "placeholder":
+        # The example value is what is wrong: showing it again as "example" would only confuse.
+        return f"{name} still holds the example value from .env.example: {error.get('msg', '')}"
     else:
         what = error.get("msg", "is invalid").removeprefix("Value error, ")
         what = f"is invalid: {what}"

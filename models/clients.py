@@ -1,6 +1,7 @@
 """The client registry as CSV: `name,inn,contract,emails` (+ optional `active`).
 
-`emails` holds addresses and `@domain` entries separated by `;`. Import is all-or-nothing (every row
+`emails` holds addresses and `@domain` entries separated by `;`. The file may be UTF-8 (with or without a
+BOM) or Windows-1251, separated by `,` or `;`, with any line endings: what Excel saves in Russia. Import is all-or-nothing (every row
 is validated before anything is written, then one transaction) and idempotent: a client is found
 again by INN, else by contract number, else by name, and updated in place.
 """
@@ -51,13 +52,39 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
 
 
+def decode_registry(data: bytes) -> str:
+    """The file's text: UTF-8 (a BOM is dropped) or else Windows-1251 (Excel's "CSV" in a Russian Windows)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1251")
+    except UnicodeDecodeError as exc:
+        raise ImportError_(
+            [f"byte {exc.start + 1}: the file is neither UTF-8 nor Windows-1251 text; save it as \"CSV UTF-8\""]
+        ) from None
+
+
+def _delimiter(text: str) -> str:
+    """`;` when the header line is split by it (Excel with a Russian locale), else `,`. Judged on the header
+    only: the emails column itself holds `;` between addresses."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0]
+    return ";" if first.count(";") > first.count(",") else ","
+
+
 def parse_csv(text: str) -> list[ClientRow]:
     """Validate the whole file; raise ImportError_ listing every bad line (1-based, header is line 1)."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    delimiter = _delimiter(text)
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter)
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ImportError_([f"line 1: missing column(s) {', '.join(missing)}; expected header: name,inn,contract,emails"])
+        found = delimiter.join(header) if any(header) else "nothing (the file is empty)"
+        raise ImportError_([
+            f"line 1: missing column(s) {', '.join(missing)}: the header reads {found!r} (separator {delimiter!r}); "
+            "expected: name,inn,contract,emails (separated by , or ;)"
+        ])
     reader.fieldnames = header
     rows: list[ClientRow] = []
     problems: list[str] = []

@@ -40,6 +40,15 @@ def ensure_sqlite_dir(url: str) -> None:
         _create_sqlite_file(path)
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file `url` names when it does not exist yet (only `migrate` may create it), else None."""
+    url = normalise_url(url)
+    if not url.startswith("sqlite://") or ":memory:" in url:
+        return None
+    path = Path(url.removeprefix("sqlite://").split("?", 1)[0])
+    return None if path.is_file() and path.stat().st_size > 0 else path
+
+
 def _create_sqlite_file(path: Path) -> None:
     """A new, empty SQLite file gets our page size and WAL mode before tortoise opens it."""
     if path.exists() and path.stat().st_size > 0:

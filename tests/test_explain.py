@@ -49,7 +49,7 @@ async def test_dry_run_of_a_raw_email_prints_findings_with_codes_clauses_and_evi
 
     human = await asyncio.to_thread(run_cli, ["explain", "rude.eml"], env, tmp_path)
     assert human.returncode == 0
-    assert "profanity" in human.stdout and "suggestion:" in human.stdout
+    assert "profanity" in human.stdout and "рекомендация:" in human.stdout  # LANGUAGE=ru by default
 
 
 async def test_an_unknown_sender_is_unidentified_and_nothing_is_stored(

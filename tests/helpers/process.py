@@ -22,7 +22,7 @@ from tests.rig.fake_telegram import FakeTelegram
 from tests.rig.smtp import SmtpCapture
 
 REPO = Path(__file__).resolve().parents[2]
-STAFF_CHAT_ID = -1001234567890
+STAFF_CHAT_ID = -1009876543210  # not the .env.example placeholder, which is refused
 STAFF_USER_ID = 5001
 
 
