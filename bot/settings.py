@@ -53,6 +53,7 @@ EXAMPLES: dict[str, str] = {
     "ONCALL_ROTATION_FILE": "/etc/storeolis-bridge/oncall.toml",
     "SLA_TICK_SECONDS": "20",
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "json",
     "COMPANY_ADDRESSES": "info@storeolis.ru,sales@storeolis.ru",
     "COMPANY_NAME": "Storeolis",
     "PARSE_WORKERS": "2",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -81,8 +82,20 @@ async def test_help_lists_the_subcommands(tmp_path: Path) -> None:
         assert command in result.stdout
 
 
+def _sqlite_without_schema(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("CREATE TABLE unrelated (x INTEGER)")
+        conn.commit()
+    finally:
+        conn.close()
+
+
 async def test_run_refuses_an_unmigrated_database(tmp_path: Path, telegram: FakeTelegram) -> None:
     # With parse workers: they are started first, and must not keep the refusing process alive.
+    # The file is a SQLite database without our schema (a missing or empty file is refused before the
+    # workers start: tests/test_newcomer.py::test_only_migrate_creates_the_database).
+    _sqlite_without_schema(tmp_path / "fresh.sqlite3")
     env = bridge_env(
         PARSE_WORKERS="2",
         database_url=f"sqlite://{tmp_path}/fresh.sqlite3",
@@ -169,6 +182,7 @@ async def test_run_starts_the_parse_workers_before_importing_the_rest(tmp_path: 
         "bot.workers.start_parse_pool = start\n"
         "sys.exit(bot.cli.main(['run']))\n"
     )
+    _sqlite_without_schema(tmp_path / "db.sqlite3")  # run refuses a missing database before the pool
     env = bridge_env(database_url=f"sqlite://{tmp_path}/db.sqlite3", PARSE_WORKERS="2", IMAP_HOST="127.0.0.1",
                      IMAP_USER="u", IMAP_PASSWORD="p", IMAP_SECURITY="none", SMTP_HOST="127.0.0.1",
                      SMTP_SECURITY="none")
