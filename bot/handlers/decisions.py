@@ -16,7 +16,7 @@ from aiogram.types import CallbackQuery
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from bot.board import TelegramBoard, short
-from bot.callbacks import Op, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
+from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
 from bot.handlers.common import NO_PREVIEW, answer_text, markup, set_keyboard
 from bot.i18n import finding_title, reason_label, t
 from models.desk import Desk, Outcome
@@ -105,13 +105,8 @@ def build_decisions_router() -> Router:
         query: CallbackQuery, callback_data: RefuseAction, desk: Desk, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
-        ticket_id = callback_data.ticket_id
-        ticket = await Ticket.get_or_none(id=ticket_id)
-        if ticket is None or ticket.status != TicketStatus.NEW:
-            await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
-            return
-        await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, callback_data.reason.value,
-                               withdrawing=False)
+        await _reason_picked(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
+                             callback_data.reason, withdrawing=False)
 
     @router.callback_query(RefuseAction.filter(F.op.in_({RefuseOp.NO_COMMENT, RefuseOp.CANCEL})))
     async def refuse_prompt_button(
@@ -157,13 +152,8 @@ def build_decisions_router() -> Router:
         query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard,
         staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
     ) -> None:
-        ticket_id = callback_data.ticket_id
-        ticket = await Ticket.get_or_none(id=ticket_id)
-        if ticket is None or ticket.status != TicketStatus.ACCEPTED or callback_data.reason is None:
-            await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
-            return
-        await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, callback_data.reason.value,
-                               withdrawing=True)
+        await _reason_picked(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
+                             callback_data.reason, withdrawing=True)
 
     @router.callback_query(WithdrawAction.filter(F.op.in_({WithdrawOp.NO_COMMENT, WithdrawOp.CANCEL})))
     async def withdraw_prompt_button(
@@ -237,6 +227,21 @@ async def _not_waiting(
     message = query.message
     if message is not None and message.message_id == ticket.card_message_id:
         await set_keyboard(bot, message.chat.id, message.message_id, await board.card_keyboard_now(ticket_id))
+
+
+async def _reason_picked(
+    query: CallbackQuery, desk: Desk, board: TelegramBoard, staff: StaffMember, bot: Bot,
+    callback_answer: CallbackAnswer, ticket_id: int, reason: Reason | None, *, withdrawing: bool,
+) -> None:
+    """A refusal reason was picked: ask for the comment, if the ticket is still where the prompt began
+    (waiting for a plain refusal, accepted for a withdrawal); otherwise say who decided meanwhile."""
+    expected = TicketStatus.ACCEPTED if withdrawing else TicketStatus.NEW
+    ticket = await Ticket.get_or_none(id=ticket_id)
+    if ticket is None or ticket.status != expected or reason is None:
+        await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
+        return
+    await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, reason.value,
+                           withdrawing=withdrawing)
 
 
 async def _ask_for_comment(
