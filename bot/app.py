@@ -31,6 +31,7 @@ from bot.factory import (
 from bot.gc_freeze import freeze_startup_objects
 from bot.handlers import allowed_updates, build_router, register_commands
 from bot.health import serve_health
+from bot.metrics import bridge_metrics
 from bot.notifications import EmailNotifier, TelegramFailureHandler
 from bot.outages import OutageReporter, board_poster, watch_outages
 from bot.policy_config import make_text_analyser
@@ -46,7 +47,7 @@ from mail.intake import MailWatcher
 from mail.processor import MailProcessor, ParsePool
 from mail.send import EmailSender, SmtpConfig
 from mail.stored import stored_mail_parser
-from models import db
+from models import db, metrics_port
 from models.aio import raise_if_cancelling
 from models.analysed import parse_and_analyse
 from models.clock import utcnow
@@ -271,6 +272,9 @@ async def serve(bridge: Bridge, stop: asyncio.Event | None = None) -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     sup = bridge.supervisor
+    # Counted from the start (before any mail is processed), served on /metrics with /health.
+    metrics = bridge_metrics(bridge)
+    metrics_port.install(metrics.counters)
     sup.start("telegram-sender", bridge.telegram_sender.run)
     sup.start("email-sender", bridge.email_sender.run)
     start_singletons(bridge)  # mail-processor, mail-watcher, sla-scheduler: one process at a time
@@ -284,7 +288,7 @@ async def serve(bridge: Bridge, stop: asyncio.Event | None = None) -> None:
     sup.start("outage-watch", lambda: watch_outages(bridge, outages))
     if bridge.settings.HEALTH_PORT:
         port, host = bridge.settings.HEALTH_PORT, bridge.settings.HEALTH_HOST
-        sup.start("health", lambda: serve_health(bridge, outages, host, port))
+        sup.start("health", lambda: serve_health(bridge, outages, host, port, metrics))
     log.info("bridge running: mailbox %s, staff chat %s", bridge.watcher.mailbox, bridge.settings.STAFF_CHAT_ID)
     try:
         await stop.wait()
@@ -295,6 +299,7 @@ async def serve(bridge: Bridge, stop: asyncio.Event | None = None) -> None:
         except RuntimeError:
             pass  # polling had not started
         await sup.stop()
+        metrics_port.install(None)
         await bridge.email_sender.aclose()
         await bridge.bot.session.close()
         if bridge.executor is not None:

@@ -1,4 +1,5 @@
-"""`GET /health`: a small JSON endpoint for monitoring (HEALTH_PORT; off when unset).
+"""`GET /health`: a small JSON endpoint for monitoring (HEALTH_PORT; off when unset); `GET /metrics`
+beside it in the Prometheus format (bot/metrics.py).
 
 It shows what `python -m bot status` shows (read from the database: last mailbox sync, outbox depths,
 the oldest waiting request) plus the live states only the running process knows: each supervised
@@ -19,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.metrics import BridgeMetrics
 from bot.outages import OutageReporter
 from bot.status import collect_status
 
@@ -56,7 +58,9 @@ async def health_report(bridge: Any, reporter: OutageReporter | None = None) -> 
     return healthy, document
 
 
-def make_health_app(bridge: Any, reporter: OutageReporter | None = None) -> web.Application:
+def make_health_app(
+    bridge: Any, reporter: OutageReporter | None = None, metrics: BridgeMetrics | None = None
+) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         healthy, document = await health_report(bridge, reporter)
         return web.Response(
@@ -65,14 +69,24 @@ def make_health_app(bridge: Any, reporter: OutageReporter | None = None) -> web.
             status=200 if healthy else 503,
         )
 
+    async def scrape(request: web.Request) -> web.Response:
+        assert metrics is not None
+        body, content_type = await metrics.render()
+        # The exposition's content type carries parameters (version, charset): set as a header.
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     app = web.Application()
     app.router.add_get("/health", health)
+    if metrics is not None:
+        app.router.add_get("/metrics", scrape)
     return app
 
 
-async def serve_health(bridge: Any, reporter: OutageReporter | None, host: str, port: int) -> None:
-    """Serve /health until cancelled (a supervised task)."""
-    runner = web.AppRunner(make_health_app(bridge, reporter), access_log=None)
+async def serve_health(
+    bridge: Any, reporter: OutageReporter | None, host: str, port: int, metrics: BridgeMetrics | None = None
+) -> None:
+    """Serve /health (and /metrics with `metrics`) until cancelled (a supervised task)."""
+    runner = web.AppRunner(make_health_app(bridge, reporter, metrics), access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

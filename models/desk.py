@@ -24,6 +24,7 @@ from models.analysed import AnalysedMail, parse_and_analyse
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
 from models.effects import Effects
+from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict
 from models.ports import BoardPost, ThreadInfo
 from models.raw_store import load_content
@@ -207,6 +208,7 @@ class Desk:
         if not changed:
             return await self._already(ticket_id)
         log.info("ticket #%s accepted by staff %s", ticket_id, staff.id, extra={"ticket": ticket_id})
+        events().decided("accepted")
         self.effects.wake()
         older = await self.older_waiting(ticket)
         return Outcome("done", ticket_id, older_waiting=older, email_id=email.id if email else None)
@@ -279,6 +281,7 @@ class Desk:
         if not changed:
             return await self._already(ticket_id)
         log.info("ticket #%s %s (%s) by staff %s", ticket_id, action, reason, staff.id, extra={"ticket": ticket_id})
+        events().decided(action)
         self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 
@@ -317,6 +320,7 @@ class Desk:
                 await self.effects.queue_card_update(ticket_id, f"undo:{undo.id}")
         except _Lost as lost:
             return lost.outcome
+        events().decided("refusal_undone")
         self.effects.wake()
         return Outcome("done", ticket_id)
 
@@ -355,6 +359,7 @@ class Desk:
                 await self.effects.queue_card_update(ticket_id, f"faq:{decision.id}")
         if not changed:
             return await self._already(ticket_id)
+        events().decided("answered_faq")
         self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 
@@ -408,6 +413,7 @@ class Desk:
             if "address" in str(error):
                 return Outcome("invalid", ticket_id, detail=f"bad_address:{ticket.sender_address}")
             return Outcome("invalid", ticket_id, detail=f"unsendable:{error}")
+        events().decided("replied")
         self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id)
 
@@ -434,6 +440,7 @@ class Desk:
             decision = await Decision.create(ticket_id=ticket_id, staff_id=staff.id, action="closed")
             email = await self.effects.queue_email(ticket, "resolved", {}, f"close:{decision.id}", staff=staff)
             await self.effects.queue_card_update(ticket_id, f"closed:{decision.id}")
+        events().decided("closed")
         self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id if email else None)
 

@@ -27,6 +27,7 @@ from models.deps import Services, UseCaseConfig
 from models.effects import Effects
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind
+from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict, month_key
 from models.policy.base import FindingCode
 from models.policy.group import GroupLookups
@@ -285,9 +286,11 @@ class Ingest:
                 await lookups.prefetch(requests, self.policy.data)
                 reserved = await reserve_ids(conn, "ticket", len(requests))  # the claim holds the write lock
             created: list[tuple[StoredRow, InboundMessage, int]] = []
+            codes: list[str] = []  # the findings of the group, counted for monitoring after the commit
             for index, ((row, parsed), request) in enumerate(zip(mine, requests, strict=True)):
                 msg = parsed.message
                 verdict = await self.policy.evaluate(request, repository=lookups)
+                codes.extend(str(f.code) for f in verdict.findings)
                 fields = self._ticket_fields(row, msg, verdict=verdict, status=TicketStatus.NEW,
                                              analyses=parsed.analyses)
                 if lookups is None:
@@ -315,6 +318,9 @@ class Ingest:
                 cards.append(dict(idempotency_key=f"card:{ticket_id}", kind=post.kind, chat_id=post.chat_id,
                                   payload=post.payload, not_before=now, **post.extra))
             await _POSTS.insert_many(conn, cards)
+        sink = events()  # after the commit: counted once, and only what exists (in-memory, no query)
+        sink.requests_registered(len(created))
+        sink.findings(codes)
         for row, _, ticket_id in created:  # after the commit: a logged ticket exists
             log.info("ticket #%s registered from UID %s (raw mail %s)", ticket_id, row.uid, row.id,
                      extra={"ticket": ticket_id, "uid": row.uid})

@@ -1,0 +1,46 @@
+"""Where the domain tells monitoring what happened: a tiny port the adapter (bot/metrics.py) fills.
+
+models/ knows nothing of Prometheus: it calls `events()` after a commit, and the default sink does
+nothing (the CLI, tests of the domain, a process without /metrics). The calls are on hot paths (one per
+registered ticket), so an implementation must only bump in-memory counters: no I/O, no queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+
+class DomainEvents(Protocol):
+    def requests_registered(self, count: int) -> None:
+        """`count` new tickets were committed."""
+
+    def findings(self, codes: Iterable[str]) -> None:
+        """The policy's findings (their codes) on a newly registered ticket."""
+
+    def decided(self, action: str) -> None:
+        """A staff decision was committed (the Decision row's action: accepted, refused, ...)."""
+
+
+class _Nothing:
+    def requests_registered(self, count: int) -> None:
+        pass
+
+    def findings(self, codes: Iterable[str]) -> None:
+        pass
+
+    def decided(self, action: str) -> None:
+        pass
+
+
+_sink: DomainEvents = _Nothing()
+
+
+def install(sink: DomainEvents | None) -> None:
+    """Route the domain's events to `sink` (None: back to nothing). Called once at the bridge's start."""
+    global _sink
+    _sink = sink if sink is not None else _Nothing()
+
+
+def events() -> DomainEvents:
+    return _sink
