@@ -101,6 +101,24 @@ def test_a_process_that_only_reads_analyses_needs_no_morphology() -> None:
     assert len(matcher) == 1
 
 
+def test_building_the_engine_loads_no_morphology_dictionary() -> None:
+    """The main process builds the engine (its loaders run at start-up) but leaves lemmatising to the
+    parse workers: no loader may load pymorphy3's dictionaries (about 20 MB of the main process's peak).
+    A fresh interpreter, because another test of this session may have loaded them already."""
+    import subprocess
+    import sys
+
+    script = (
+        "from models.policy import PolicyConfig, PolicyEngine\n"
+        "from models.policy.lemmas import analyzer\n"
+        "PolicyEngine(PolicyConfig(), repository=None)\n"
+        "print(analyzer.cache_info().currsize)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0", done.stdout
+
+
 def test_word_spans_are_found_as_far_as_asked_and_agree_with_the_tokens() -> None:
     from models.policy.lemmas import _WORD, _WordSpans, tokenize
 

@@ -92,29 +92,48 @@ def _lemmas(phrase: str) -> tuple[str, ...]:
     return tuple(lemma(m.group()) for m in _TOKEN.finditer(phrase))
 
 
-def load_scope_book(config: PolicyConfig) -> ScopeBook:
+def _read_scope_file(config: PolicyConfig) -> dict[str, Any]:
     with config.data_file("out_of_scope.toml").open("rb") as fh:
-        data: dict[str, Any] = tomllib.load(fh)
+        return tomllib.load(fh)
+
+
+def _groups_and_topics(data: dict[str, Any]) -> tuple[dict[str, ScopeGroup], dict[str, ScopeTopic]]:
     groups: dict[str, ScopeGroup] = {}
-    phrases: list[tuple[str, str]] = []
     for item in data.get("group", data.get("category", [])):
         group = ScopeGroup(item["name"], item.get("clause", "2.6"), item["title_ru"], item["title_en"],
                            item.get("refuse_reason", "out_of_scope"))
         groups[group.name] = group
-        phrases += [(group.name, p) for p in item.get("phrases", [])]
     topics: dict[str, ScopeTopic] = {}
-    subjects: dict[str, list[tuple[tuple[str, ...], str, bool]]] = {}
     for item in data.get("topic", []):
         topic = ScopeTopic(item["name"], item["group"], item.get("title_ru", item["name"]),
                            item.get("title_en", item["name"]))
         if topic.group not in groups:
             raise ValueError(f"out_of_scope.toml: topic {topic.name!r} names an unknown group {topic.group!r}")
         topics[topic.name] = topic
+    return groups, topics
+
+
+def load_scope_topics(config: PolicyConfig) -> tuple[dict[str, ScopeGroup], dict[str, ScopeTopic]]:
+    """The groups and topics (clauses, titles) that `check` words its findings with: read and checked at
+    start-up. Cheap: no lemmas, so the bridge's main process does not load the morphology dictionaries
+    (about 20 MB) that only the parse workers need."""
+    return _groups_and_topics(_read_scope_file(config))
+
+
+def load_scope_book(config: PolicyConfig) -> ScopeBook:
+    """The lemmatised lexicons of `analyse`: built on first use, in the process that analyses."""
+    data = _read_scope_file(config)
+    groups, topics = _groups_and_topics(data)
+    phrases: list[tuple[str, str]] = []
+    for item in data.get("group", data.get("category", [])):
+        phrases += [(item["name"], p) for p in item.get("phrases", [])]
+    subjects: dict[str, list[tuple[tuple[str, ...], str, bool]]] = {}
+    for item in data.get("topic", []):
         for owned, key in ((False, "subjects"), (True, "owned_subjects")):
             for entry in item.get(key, []):
                 seq = _lemmas(entry)[:_MAX_SUBJECT_WORDS]
                 if seq:
-                    subjects.setdefault(seq[0], []).append((seq[1:], topic.name, owned))
+                    subjects.setdefault(seq[0], []).append((seq[1:], item["name"], owned))
     for entries in subjects.values():
         entries.sort(key=lambda e: -len(e[0]))
     cues = data.get("cues", {})
@@ -344,18 +363,19 @@ class OutOfScopeRule(Rule):
     clause = "2.4"
     title_ru = "Запрос вне рамок технической поддержки"
     title_en = "Request outside the scope of technical support"
-    loaders = (load_scope_book,)
+    # The lemmatised book is loaded on the first analysis (in the parse workers when there are any).
+    loaders = (load_scope_topics,)
 
     def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, dict[str, Any]]:
         return analyse_scope(data.get(load_scope_book), message.subject, message.new_text)
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
-        book = ctx.data.get(load_scope_book)
+        groups, topics = ctx.data.get(load_scope_topics)
         by_group: dict[str, dict[str, Any]] = self.analysis(req, ctx)
         findings = []
         for name, found in by_group.items():
-            group = book.groups[name]
-            topic = book.topics.get(found["topic"]) if found["topic"] else None
+            group = groups[name]
+            topic = topics.get(found["topic"]) if found["topic"] else None
             findings.append(self.finding(
                 {"category": name, "refuse_reason": group.refuse_reason, "topic": found["topic"],
                  "topic_ru": topic.title_ru if topic else None, "topic_en": topic.title_en if topic else None,
