@@ -109,8 +109,10 @@ async def test_a_backup_taken_during_ingest_restores_one_consistent_moment(
     appended: list[int] = []
 
     def append_until_stopped() -> None:
-        # From distinct senders, so no mail is a duplicate of another and each opens a ticket.
-        while not stop_appending.is_set() and len(appended) < 200:
+        # From distinct senders, so no mail is a duplicate of another and each opens a ticket. Paced, so
+        # mail is still arriving when the backup is taken however slowly the bridge starts (an unpaced
+        # appender once reached its cap before the backup, and the copy was the final state).
+        while not stop_appending.wait(0.02) and len(appended) < 3000:
             n = len(appended)
             raw = request_mail(f"Заявка {n}", f"Здравствуйте! Проблема номер {n} в кассе.", f"client{n}@shop{n}.ru")
             appended.append(mailbox.append(raw, internal_date=datetime.now(UTC)))
