@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -68,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
             from bot.memory import return_large_buffers_to_os
             from bot.workers import start_parse_pool
 
-            signal.signal(signal.SIGTERM, _stop_while_starting)  # before the pool: see the function
             pause_collection()  # until run_app has built everything: bot/gc_freeze.py
             return_large_buffers_to_os()
             pool = start_parse_pool(settings)  # first: the workers get ready while the rest is imported
@@ -148,14 +146,6 @@ def _no_database(core: CoreSettings) -> bool:
 
     print("error: " + t("cli.no_database", core.LANGUAGE, path=path), file=sys.stderr)
     return True
-
-
-def _stop_while_starting(signum: int, frame: object) -> None:
-    """SIGTERM before `serve` takes it over (start-up takes seconds: imports, the database, the bot):
-    end like Ctrl-C, through every `finally`, so the parse pool is shut down and multiprocessing's exit
-    hooks unlink the pool's semaphores. The default action killed the process on the spot: its workers
-    were orphaned and the resource tracker reported "5 leaked semaphore objects"."""
-    raise KeyboardInterrupt
 
 
 class RedactingFormatter(logging.Formatter):
