@@ -1,0 +1,48 @@
+"""requirements.lock is the environment CI and scripts/install.sh install (issue 21): every package pinned
+exactly with its hashes (pip installs it with --require-hashes), and every dependency pyproject.toml
+declares present at a version its range accepts. A dependency added to pyproject.toml without
+regenerating the lock (README, "Development") fails here, not on an operator's machine."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def locked() -> dict[str, tuple[str, int]]:
+    """name -> (version, number of hashes)."""
+    pins: dict[str, tuple[str, int]] = {}
+    text = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", block)
+        if match:
+            pins[canonicalize_name(match.group(1))] = (match.group(2), block.count("--hash=sha256:"))
+    return pins
+
+
+def test_every_locked_package_is_pinned_with_hashes() -> None:
+    pins = locked()
+    assert len(pins) > 30
+    assert {name for name, (_, hashes) in pins.items() if hashes == 0} == set()
+    assert "pip" in pins  # --allow-unsafe: pip itself comes from the lock too
+
+
+def test_every_declared_dependency_is_locked_within_its_range() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = list(project["dependencies"]) + list(project["optional-dependencies"]["test"])
+    pins = locked()
+    problems = []
+    for line in declared:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        if name not in pins:
+            problems.append(f"{name}: not in requirements.lock")
+        elif not requirement.specifier.contains(pins[name][0], prereleases=True):
+            problems.append(f"{name}: locked {pins[name][0]}, pyproject.toml asks {requirement.specifier}")
+    assert problems == []
