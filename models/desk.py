@@ -24,11 +24,14 @@ from models.analysed import AnalysedMail, parse_and_analyse
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
 from models.effects import Effects
+from models.merge_chain import final_ticket
 from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict
 from models.ports import BoardPost, ThreadInfo
 from models.raw_store import load_content
+from models.saved_replies import SavedReplies, fill
 from models.tables import (
+    Client,
     Decision,
     EmailOutbox,
     Message,
@@ -117,6 +120,7 @@ class Desk:
         effects: Effects,
         *,
         offload_parse: Callable[[bytes], Awaitable[AnalysedMail] | None] = _no_offload,
+        saved_replies: SavedReplies | None = None,
     ) -> None:
         self.config = config
         self.policy = services.policy
@@ -127,6 +131,7 @@ class Desk:
         # A re-evaluation's parse off the event loop: the mail processor's pool (mail/processor.py) when
         # there is one; None from it means "no pool", and the parse runs in a thread.
         self.offload_parse = offload_parse
+        self.saved_replies = saved_replies or SavedReplies()
 
     async def reevaluate(self, ticket: Ticket) -> Verdict:
         """Run the policy again on a stored ticket (the world may have changed since it arrived)."""
@@ -371,12 +376,16 @@ class Desk:
         *,
         key: str,
         attachments: list[tuple[str, str, bytes]] | None = None,
+        saved_reply: str = "",
     ) -> Outcome:
         """A staff member's reply in Telegram, sent to the client in the same email thread.
-        `key` identifies the Telegram message, so a redelivered update sends nothing twice."""
+        `key` identifies the Telegram message, so a redelivered update sends nothing twice. A reply to
+        the card of a merged ticket goes to the ticket it was merged into."""
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None:
             return Outcome("not_found", ticket_id)
+        ticket = await final_ticket(ticket)
+        ticket_id = ticket.id
         if await EmailOutbox.filter(idempotency_key=f"reply:{key}").exists():
             return Outcome("already", ticket_id)
         if not self.mail_allowed(ticket):
@@ -391,7 +400,8 @@ class Desk:
                         status=TicketStatus.ACCEPTED, first_decided_at=now, assignee_id=staff.id
                     )
                 await Decision.create(
-                    ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000]
+                    ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000],
+                    details={"saved_reply": saved_reply} if saved_reply else {},
                 )
                 email = await self.effects.queue_email(
                     ticket,
@@ -417,9 +427,41 @@ class Desk:
         self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id)
 
-    async def note(self, ticket_id: int, staff: StaffMember, text: str) -> Outcome:
-        if not await Ticket.exists(id=ticket_id):
+    async def send_saved_reply(self, ticket_id: int, staff: StaffMember, name: str, *, key: str) -> Outcome:
+        """Email a saved reply, its variables filled for this ticket, exactly like a staff reply (same
+        thread, same audit: the Decision names the sender and the reply's name)."""
+        reply = await self.saved_replies.get(name)
+        if reply is None:
+            return Outcome("invalid", ticket_id, detail=f"no_reply:{name}")
+        text = await self.saved_reply_text(ticket_id, staff, reply.text)
+        if text is None:
             return Outcome("not_found", ticket_id)
+        return await self.reply(ticket_id, staff, text, key=f"saved:{key}", saved_reply=reply.name)
+
+    async def saved_reply_text(self, ticket_id: int, staff: StaffMember, text: str) -> str | None:
+        """The saved reply's text as the client will read it (for the preview and the email)."""
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None:
+            return None
+        ticket = await final_ticket(ticket)
+        client = await Client.get_or_none(id=ticket.client_id) if ticket.client_id else None
+        verdict = Verdict.from_json(ticket.verdict) if ticket.verdict else None
+        links = [link for e in (verdict.faq_entries if verdict else []) for link in e.get("links", [])]
+        values = {
+            "client": client.name if client else (ticket.sender_name or ticket.sender_address),
+            "contact": ticket.sender_name or ticket.sender_address,
+            "ticket": str(ticket.id),
+            "deadline": self._local_date(ticket.sla_due_at) if ticket.sla_due_at else "",
+            "agent": staff.name or (f"@{staff.username}" if staff.username else ""),
+            "faq_links": "\n".join(str(link) for link in links),
+        }
+        return fill(text, values)
+
+    async def note(self, ticket_id: int, staff: StaffMember, text: str) -> Outcome:
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None:
+            return Outcome("not_found", ticket_id)
+        ticket_id = (await final_ticket(ticket)).id
         await Message.create(
             ticket_id=ticket_id, direction=MessageDirection.NOTE, kind="note", text=text, staff_id=staff.id
         )

@@ -27,6 +27,7 @@ from models.deps import Services, UseCaseConfig
 from models.effects import Effects
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind
+from models.merge_chain import final_ticket
 from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict, month_key
 from models.policy.base import FindingCode
@@ -177,6 +178,11 @@ class Ingest:
 
     async def _find_thread(self, msg: InboundMessage) -> Ticket | None:
         """A reply to one of our emails (or to the client's own earlier mail) joins that ticket."""
+        ticket = await self._thread_by_headers(msg)
+        # Mail in a merged ticket's thread lands on the ticket it was merged into.
+        return await final_ticket(ticket) if ticket is not None else None
+
+    async def _thread_by_headers(self, msg: InboundMessage) -> Ticket | None:
         ids = [i for i in [msg.in_reply_to, *reversed(msg.references)] if i]
         if ids:
             known = await Message.filter(message_id__in=ids[:50]).order_by("-id").first()
