@@ -152,7 +152,11 @@ RU: dict[str, str] = {
     "текст, вложения, исходное письмо, закрыть.\nОтвет клиенту: reply на карточку или на письмо "
     "в ветке; файлы прикладываются к письму. «!текст» или /note — внутренняя заметка.\n\n"
     "/queue — очередь\n/ticket N — обращение\n/client текст — клиент\n/stats [ГГГГ-ММ] — статистика\n"
-    "/oncall [@user] — дежурство\n/note N текст — заметка",
+    "/oncall [@user] — дежурство\n/note N текст — заметка\n"
+    "/queue me — мои обращения\n/assign N @user — назначить (- снять); 🙋 на карточке — взять себе\n"
+    "/merge N M — присоединить N к M\n/savereply ИМЯ + текст со следующей строки — шаблон ответа "
+    "(переменные {client}, {contact}, {ticket}, {deadline}, {agent}, {faq_links})\n/replies — шаблоны; "
+    "✉️ на карточке — ответить шаблоном\n/delreply ИМЯ — удалить шаблон",
     # card and views
     "card.title": "Обращение #{n}",
     "card.arrived": "Поступило",
@@ -215,6 +219,10 @@ RU: dict[str, str] = {
     "stats.no_data": "нет данных",
     "oncall.now": "Дежурство: было — {before}, теперь — {after}",
     "action.accepted": "принято",
+    "action.assigned": "назначено",
+    "action.unassigned": "исполнитель снят",
+    "action.merged_into": "объединено с другим",
+    "action.merged_from": "присоединено другое",
     "action.refused": "отказ",
     "action.refused_after_acceptance": "отказ после принятия",
     "action.refusal_undone": "отказ отменён",
@@ -416,7 +424,11 @@ EN: dict[str, str] = {
     "cmd.help_text": "Card buttons: accept, refuse (with a reason), answer from FAQ, \"…\" for full text, "
     "attachments, original email, close.\nTo answer the client reply to the card or to a thread "
     "message; files are attached. \"!text\" or /note is an internal note.\n\n/queue\n/ticket N\n"
-    "/client text\n/stats [YYYY-MM]\n/oncall [@user]\n/note N text",
+    "/client text\n/stats [YYYY-MM]\n/oncall [@user]\n/note N text\n/queue me — my tickets\n"
+    "/assign N @user — assign (- to unassign); 🙋 on a card takes it\n/merge N M — merge N into M\n"
+    "/savereply NAME + text from the next line — a saved reply (variables {client}, {contact}, {ticket}, "
+    "{deadline}, {agent}, {faq_links})\n/replies — saved replies; ✉️ on a card answers with one\n"
+    "/delreply NAME — delete a saved reply",
     "card.title": "Ticket #{n}",
     "card.arrived": "Arrived",
     "card.due": "Due (2.3)",
@@ -476,6 +488,10 @@ EN: dict[str, str] = {
     "stats.sla": "First response in time",
     "stats.no_data": "no data",
     "oncall.now": "On call: before — {before}, now — {after}",
+    "action.assigned": "assigned",
+    "action.unassigned": "unassigned",
+    "action.merged_into": "merged into another",
+    "action.merged_from": "another merged here",
     "action.accepted": "accepted",
     "action.refused": "refused",
     "action.refused_after_acceptance": "refused after acceptance",

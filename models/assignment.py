@@ -14,9 +14,9 @@ from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
-from models.desk import Outcome
 from models.effects import Effects
 from models.metrics_port import events
+from models.outcome import Outcome
 from models.tables import Decision, StaffMember, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,11 +20,14 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail, parse_and_analyse
+from models.assignment import Assignments
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
 from models.effects import Effects
 from models.merge_chain import final_ticket
+from models.merging import Merger
 from models.metrics_port import events
+from models.outcome import Decided, Outcome
 from models.policy import PolicyRequest, Verdict
 from models.ports import BoardPost, ThreadInfo
 from models.raw_store import load_content
@@ -73,33 +75,6 @@ _DECIDED_BY: dict[TicketStatus, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Decided:
-    """Who took a ticket out of the waiting state, and when: what "already accepted by X at HH:MM" names."""
-
-    status: str  # the ticket's status: accepted | refused | answered | closed
-    action: str  # the Decision row's kind
-    staff_name: str
-    at: datetime
-
-
-@dataclass
-class Outcome:
-    """What a staff action did, for the handler to answer the button press."""
-
-    status: str  # done | already | needs_confirmation | not_found | too_late | invalid | not_accepted
-    ticket_id: int | None = None
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    older_waiting: list[int] = field(default_factory=list)
-    email_id: int | None = None
-    detail: str = ""
-    decided: Decided | None = None  # with "already": the decision that got there first
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-
 class _Lost(Exception):
     """Raised inside a decision's transaction to roll back what it wrote when a guarded update lost."""
 
@@ -132,6 +107,8 @@ class Desk:
         # there is one; None from it means "no pool", and the parse runs in a thread.
         self.offload_parse = offload_parse
         self.saved_replies = saved_replies or SavedReplies()
+        self.assignments = Assignments(effects, services.clock)
+        self.merger = Merger(effects, services.clock)
 
     async def reevaluate(self, ticket: Ticket) -> Verdict:
         """Run the policy again on a stored ticket (the world may have changed since it arrived)."""

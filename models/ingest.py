@@ -45,6 +45,7 @@ from models.tables import (
     MessageDirection,
     RawMail,
     RawMailStatus,
+    StaffMember,
     TelegramOutbox,
     Ticket,
     TicketStatus,
@@ -254,7 +255,20 @@ class Ingest:
             await self.effects.queue_post(post, f"followup:{message.id}")
             if reopened:
                 await self.effects.queue_card_update(ticket.id, f"reopen:{message.id}")
+            if kind == "followup" and ticket.assignee_id:
+                await self._tell_assignee(ticket, message.id)
         log.info("%s from UID %s joined ticket #%s", kind, row.uid, ticket.id, extra={"ticket": ticket.id, "uid": row.uid})
+
+    async def _tell_assignee(self, ticket: Ticket, message_id: int) -> None:
+        """The colleague holding the ticket hears at once that the client wrote again: in their private
+        chat when they have started the bot (the follow-up itself is in the staff chat either way)."""
+        holder = await StaffMember.get_or_none(id=ticket.assignee_id)
+        if holder is None or not holder.started_bot:
+            return
+        await self.effects.queue_notice(
+            "client_wrote_assignee", {"ticket_id": ticket.id, "subject": ticket.subject},
+            f"assignee_dm:{message_id}", ticket_id=ticket.id, chat_id=holder.telegram_id,
+        )
 
     async def _ingest_unthreaded_auto_reply(self, row: StoredRow, msg: InboundMessage) -> None:
         # Recorded, never answered, never counted: a closed ticket without a card keeps it visible.
