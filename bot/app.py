@@ -26,6 +26,7 @@ from bot.factory import (
     make_mailer,
     make_parser,
     make_policy,
+    make_saved_replies,
     make_use_case_config,
 )
 from bot.gc_freeze import freeze_startup_objects
@@ -114,7 +115,8 @@ def build_bridge(  # type: ignore[no-untyped-def]
     processor = MailProcessor(
         ingest, parser, ParsePool(executor=executor, parse_stored=parse_stored, analyser=analyser), on_done=effects.wake
     )
-    desk = Desk(config, services, effects, offload_parse=processor.offload_parse)
+    desk = Desk(config, services, effects, offload_parse=processor.offload_parse,
+                saved_replies=make_saved_replies(settings))
     imap_config = ImapConfig.from_settings(settings)
     watcher = MailWatcher(imap_config, on_stored=mail_stored.set, clock=clock)
     notifier = EmailNotifier(effects, board)

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
 from bot.i18n import RU, finding_title, norm_lang, reason_label, t
 from bot.text import cut_utf16, truncate_utf16, utf16_len, visible_len, visible_text
+from models.assignment import OPEN_STATUSES, staff_label
 from models.calendar import BusinessCalendar
 from models.clock import as_utc, utcnow
 from models.desk import REFUSAL_ACTIONS
@@ -60,6 +61,7 @@ STATUS_ICONS = {
     TicketStatus.REFUSED: "⛔",
     TicketStatus.ANSWERED: "📘",
     TicketStatus.CLOSED: "🔒",
+    TicketStatus.MERGED: "🔗",
 }
 SEVERITY_ICONS = {"block": "🚫", "warn": "⚠️", "info": "ℹ️"}
 REASONS: tuple[str, ...] = tuple(r.value for r in Reason)
@@ -397,6 +399,15 @@ class TelegramBoard:
                          detail=short(str(facts.get("detail") or "?"), 500))
             else:
                 line = t("msg.recovered", lang, what=what, minutes=minutes)
+        elif event == "assigned_to_you":
+            line = t("msg.assigned_to_you", lang, by=short(str(facts.get("by") or ""), 80), n=facts.get("ticket_id"),
+                     subject=short(str(facts.get("subject") or ""), 200))
+        elif event == "client_wrote_assignee":
+            line = t("msg.client_wrote_assignee", lang, n=facts.get("ticket_id"),
+                     subject=short(str(facts.get("subject") or ""), 200))
+        elif event == "returned_to_queue":
+            tickets = ", ".join(f"#{n}" for n in list(facts.get("tickets") or [])[:50])
+            line = t("msg.returned_to_queue", lang, who=short(str(facts.get("who") or ""), 80), tickets=tickets)
         elif event == "calendar_beyond_verified":
             line = t("msg.calendar", lang, verified=facts.get("verified_through"), year=facts.get("year"))
         else:
@@ -451,6 +462,10 @@ class TelegramBoard:
         first = (
             await Message.filter(ticket_id=ticket_id, direction=MessageDirection.INBOUND).order_by("id").first()
         )
+        if first is None and ticket.status == TicketStatus.MERGED:
+            # Its messages moved to the ticket it was merged into: the card still shows what it said.
+            first = await Message.filter(direction=MessageDirection.INBOUND,
+                                         id__in=await self._merged_message_ids(ticket_id)).order_by("id").first()
         files = await self.ticket_files(ticket_id)
         client = await Client.get_or_none(id=ticket.client_id) if ticket.client_id else None
         status = TicketStatus(ticket.status)
@@ -532,6 +547,16 @@ class TelegramBoard:
             return short(names.get(d.staff_id or 0, t("system", lang)), 80)
 
         last = {d.action: d for d in decisions}
+        if status == TicketStatus.MERGED and "merged_into" in last:
+            d = last["merged_into"]
+            lines.append("🔗 " + t("card.merged_into", lang, m=(d.details or {}).get("into", ticket.merged_into_id),
+                                   who=who(d), when=self.when(d.created_at)))
+        for d in decisions:
+            if d.action == "merged_from":
+                lines.append("🔗 " + t("card.merged_from", lang, n=(d.details or {}).get("from", "?")))
+        if ticket.assignee_id and status in OPEN_STATUSES:
+            holder = names.get(ticket.assignee_id) or await self._staff_name(ticket.assignee_id)
+            lines.append("🙋 " + t("card.assignee", lang, who=short(holder, 80)))
         if "parse_notes" in last:
             notes = last["parse_notes"].details or {}
             if notes.get("oversize"):
@@ -584,6 +609,14 @@ class TelegramBoard:
             lines.append("❗ " + t("card.delivery_failed", lang, error="bounce"))
         return lines
 
+    async def _merged_message_ids(self, ticket_id: int) -> list[int]:
+        decision = await Decision.filter(ticket_id=ticket_id, action="merged_into").order_by("-id").first()
+        return list((decision.details or {}).get("message_ids") or []) if decision else []
+
+    async def _staff_name(self, staff_id: int) -> str:
+        staff = await StaffMember.get_or_none(id=staff_id)
+        return staff_label(staff) if staff else "?"
+
     async def _undo_possible(self, ticket_id: int) -> bool:
         decision = (
             await Decision.filter(ticket_id=ticket_id, action__in=list(REFUSAL_ACTIONS)).order_by("-id").first()
@@ -634,17 +667,21 @@ class TelegramBoard:
             return button(t(key, lang, **kw), TicketAction(op=op, ticket_id=ticket_id))
 
         more = b("btn.more", Op.MORE)
+        # Every open card: take it, or answer it with a saved reply.
+        tools = [b("btn.take", Op.TAKE), b("btn.template", Op.TEMPLATES)]
         if status == TicketStatus.NEW:
             rows = [[b("btn.accept", Op.ACCEPT), b("btn.refuse", Op.REFUSE)]]
             if has_faq:
                 rows.append([b("btn.faq", Op.FAQ)])
-            rows.append([more])
+            rows += [tools, [more]]
         elif status == TicketStatus.ACCEPTED:
-            rows = [[b("btn.reply_hint", Op.HINT_REPLY)], [b("btn.close", Op.CLOSE), more]]
+            rows = [[b("btn.reply_hint", Op.HINT_REPLY)], tools, [b("btn.close", Op.CLOSE), more]]
         elif status == TicketStatus.ANSWERED:
-            rows = [[b("btn.close", Op.CLOSE), more]]
+            rows = [tools, [b("btn.close", Op.CLOSE), more]]
         elif status == TicketStatus.REFUSED and undo:
             rows = [[b("btn.undo", Op.UNDO)], [more]]
+        elif status == TicketStatus.MERGED:
+            rows = []  # merged: nothing left to do on this card
         else:
             rows = [[more]]
         return keyboard(rows)
@@ -670,6 +707,8 @@ class TelegramBoard:
         rows.append([b("btn.eml", Op.EML)])
         if ticket.status in (TicketStatus.NEW, TicketStatus.ACCEPTED, TicketStatus.ANSWERED):
             rows.append([b("btn.close", Op.CLOSE)])
+        if ticket.status in OPEN_STATUSES:
+            rows.append([b("btn.merge", Op.MERGE)])
         if ticket.status == TicketStatus.ACCEPTED:
             # Refusing an accepted request is its own, confirmed action (never the plain Refuse button).
             rows.append([button(t("btn.withdraw", lang), WithdrawAction(op=WithdrawOp.ASK, ticket_id=ticket_id))])

@@ -53,6 +53,9 @@ class Op(StrEnum):
     EML = "e"
     HINT_REPLY = "h"  # explains that a Telegram reply to the card goes to the client
     OPEN = "o"  # show a ticket (e.g. the oldest waiting one, 2.3)
+    TAKE = "tk"  # assign the ticket to whoever pressed
+    TEMPLATES = "sr"  # list the saved replies to answer this ticket with
+    MERGE = "mg"  # ask which ticket to merge this one into
 
 
 class Reason(StrEnum):
@@ -97,3 +100,28 @@ class WithdrawAction(CallbackData, prefix="wd"):
     op: WithdrawOp
     ticket_id: int
     reason: Reason | None = None  # set from PICK on
+
+
+class ReplyOp(StrEnum):
+    PREVIEW = "v"  # picked from a card's list: show the filled text with Send / Cancel
+    SEND = "s"
+    CANCEL = "x"
+    SHOW = "w"  # /replies: show the reply's text
+    DELETE = "d"  # /replies: delete it
+
+
+class SavedReplyAction(CallbackData, prefix="sr"):
+    """A saved reply by a short hash of its name (a name can be 64 Cyrillic letters: 128 bytes, over the
+    button's 64), on a ticket (0 from /replies, where no ticket is involved)."""
+
+    op: ReplyOp
+    ticket_id: Annotated[int, BeforeValidator(_ascii_digits), Field(ge=0, le=MAX_ID)]
+    name_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{10}$")]
+
+
+class MergeAction(CallbackData, prefix="mg"):
+    """Merge confirmed across clients (or cancelled)."""
+
+    confirm: bool
+    source: TicketId
+    target: TicketId

@@ -50,6 +50,17 @@ async def check_telegram(settings: Settings) -> str:
     return f"bot @{me.username} is {member.status} in the staff chat {title!r}"
 
 
+def check_saved_replies(settings: Settings) -> str:
+    from bot.factory import make_saved_replies
+    from bot.settings import SettingsError
+
+    try:
+        replies = make_saved_replies(settings)
+    except SettingsError as error:
+        raise RuntimeError(error.problems[0]) from None
+    return f"{len(replies.shipped)} saved replies from replies.toml"
+
+
 def check_templates(settings: Settings) -> str:
     from bot.factory import make_renderer
 
@@ -66,6 +77,7 @@ async def run_checks(settings: Settings) -> int:
         ("smtp", lambda: check_smtp_component(settings)),
         ("telegram", lambda: check_telegram(settings)),
         ("templates", lambda: asyncio.to_thread(check_templates, settings)),
+        ("replies", lambda: asyncio.to_thread(check_saved_replies, settings)),
     ]
     failed = 0
     for name, check in checks:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import tomllib
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 from bot.policy_config import make_policy_config
-from bot.settings import CoreSettings, Settings
+from bot.settings import CoreSettings, Settings, SettingsError
 from mail.mailer import TemplateMailer
 from mail.parse import parse_message
 from mail.render import EmailRenderer
@@ -16,6 +17,7 @@ from models.calendar import BusinessCalendar
 from models.deps import UseCaseConfig
 from models.inbound import InboundMessage
 from models.policy import PolicyEngine, TortoisePolicyRepository
+from models.saved_replies import SavedReplies, SavedReplyError, load_file
 
 
 def config_file(settings: CoreSettings, name: str) -> Path | None:
@@ -66,3 +68,18 @@ def make_use_case_config(settings: Settings) -> UseCaseConfig:
         refusal_grace=timedelta(seconds=settings.REFUSAL_GRACE_SECONDS),
         monthly_limit=settings.MONTHLY_LIMIT,
     )
+
+
+SHIPPED_REPLIES = Path(__file__).resolve().parents[1] / "config" / "replies.toml"
+
+
+def make_saved_replies(settings: CoreSettings) -> SavedReplies:
+    """The saved replies shipped in config/replies.toml, or the operator's CONFIG_DIR/replies.toml instead
+    (those in the chat are in the database). A reply the checks refuse is a settings error: one line."""
+    path = config_file(settings, "replies.toml") or SHIPPED_REPLIES
+    try:
+        return SavedReplies(load_file(path))
+    except SavedReplyError as error:
+        raise SettingsError([f"saved replies: {error.code}: {error.detail}"]) from None
+    except (tomllib.TOMLDecodeError, OSError) as error:
+        raise SettingsError([f"saved replies: {path}: {error}"]) from None

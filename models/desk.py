@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,14 +20,20 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.analysed import AnalysedMail, parse_and_analyse
+from models.assignment import Assignments
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
 from models.effects import Effects
+from models.merge_chain import final_ticket
+from models.merging import Merger
 from models.metrics_port import events
+from models.outcome import Decided, Outcome
 from models.policy import PolicyRequest, Verdict
 from models.ports import BoardPost, ThreadInfo
 from models.raw_store import load_content
+from models.saved_replies import SavedReplies, fill
 from models.tables import (
+    Client,
     Decision,
     EmailOutbox,
     Message,
@@ -70,33 +75,6 @@ _DECIDED_BY: dict[TicketStatus, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Decided:
-    """Who took a ticket out of the waiting state, and when: what "already accepted by X at HH:MM" names."""
-
-    status: str  # the ticket's status: accepted | refused | answered | closed
-    action: str  # the Decision row's kind
-    staff_name: str
-    at: datetime
-
-
-@dataclass
-class Outcome:
-    """What a staff action did, for the handler to answer the button press."""
-
-    status: str  # done | already | needs_confirmation | not_found | too_late | invalid | not_accepted
-    ticket_id: int | None = None
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    older_waiting: list[int] = field(default_factory=list)
-    email_id: int | None = None
-    detail: str = ""
-    decided: Decided | None = None  # with "already": the decision that got there first
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-
 class _Lost(Exception):
     """Raised inside a decision's transaction to roll back what it wrote when a guarded update lost."""
 
@@ -117,6 +95,7 @@ class Desk:
         effects: Effects,
         *,
         offload_parse: Callable[[bytes], Awaitable[AnalysedMail] | None] = _no_offload,
+        saved_replies: SavedReplies | None = None,
     ) -> None:
         self.config = config
         self.policy = services.policy
@@ -127,6 +106,9 @@ class Desk:
         # A re-evaluation's parse off the event loop: the mail processor's pool (mail/processor.py) when
         # there is one; None from it means "no pool", and the parse runs in a thread.
         self.offload_parse = offload_parse
+        self.saved_replies = saved_replies or SavedReplies()
+        self.assignments = Assignments(effects, services.clock)
+        self.merger = Merger(effects, services.clock)
 
     async def reevaluate(self, ticket: Ticket) -> Verdict:
         """Run the policy again on a stored ticket (the world may have changed since it arrived)."""
@@ -371,12 +353,16 @@ class Desk:
         *,
         key: str,
         attachments: list[tuple[str, str, bytes]] | None = None,
+        saved_reply: str = "",
     ) -> Outcome:
         """A staff member's reply in Telegram, sent to the client in the same email thread.
-        `key` identifies the Telegram message, so a redelivered update sends nothing twice."""
+        `key` identifies the Telegram message, so a redelivered update sends nothing twice. A reply to
+        the card of a merged ticket goes to the ticket it was merged into."""
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None:
             return Outcome("not_found", ticket_id)
+        ticket = await final_ticket(ticket)
+        ticket_id = ticket.id
         if await EmailOutbox.filter(idempotency_key=f"reply:{key}").exists():
             return Outcome("already", ticket_id)
         if not self.mail_allowed(ticket):
@@ -391,7 +377,8 @@ class Desk:
                         status=TicketStatus.ACCEPTED, first_decided_at=now, assignee_id=staff.id
                     )
                 await Decision.create(
-                    ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000]
+                    ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000],
+                    details={"saved_reply": saved_reply} if saved_reply else {},
                 )
                 email = await self.effects.queue_email(
                     ticket,
@@ -417,9 +404,41 @@ class Desk:
         self.effects.wake()
         return Outcome("done", ticket_id, email_id=email.id)
 
-    async def note(self, ticket_id: int, staff: StaffMember, text: str) -> Outcome:
-        if not await Ticket.exists(id=ticket_id):
+    async def send_saved_reply(self, ticket_id: int, staff: StaffMember, name: str, *, key: str) -> Outcome:
+        """Email a saved reply, its variables filled for this ticket, exactly like a staff reply (same
+        thread, same audit: the Decision names the sender and the reply's name)."""
+        reply = await self.saved_replies.get(name)
+        if reply is None:
+            return Outcome("invalid", ticket_id, detail=f"no_reply:{name}")
+        text = await self.saved_reply_text(ticket_id, staff, reply.text)
+        if text is None:
             return Outcome("not_found", ticket_id)
+        return await self.reply(ticket_id, staff, text, key=f"saved:{key}", saved_reply=reply.name)
+
+    async def saved_reply_text(self, ticket_id: int, staff: StaffMember, text: str) -> str | None:
+        """The saved reply's text as the client will read it (for the preview and the email)."""
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None:
+            return None
+        ticket = await final_ticket(ticket)
+        client = await Client.get_or_none(id=ticket.client_id) if ticket.client_id else None
+        verdict = Verdict.from_json(ticket.verdict) if ticket.verdict else None
+        links = [link for e in (verdict.faq_entries if verdict else []) for link in e.get("links", [])]
+        values = {
+            "client": client.name if client else (ticket.sender_name or ticket.sender_address),
+            "contact": ticket.sender_name or ticket.sender_address,
+            "ticket": str(ticket.id),
+            "deadline": self._local_date(ticket.sla_due_at) if ticket.sla_due_at else "",
+            "agent": staff.name or (f"@{staff.username}" if staff.username else ""),
+            "faq_links": "\n".join(str(link) for link in links),
+        }
+        return fill(text, values)
+
+    async def note(self, ticket_id: int, staff: StaffMember, text: str) -> Outcome:
+        ticket = await Ticket.get_or_none(id=ticket_id)
+        if ticket is None:
+            return Outcome("not_found", ticket_id)
+        ticket_id = (await final_ticket(ticket)).id
         await Message.create(
             ticket_id=ticket_id, direction=MessageDirection.NOTE, kind="note", text=text, staff_id=staff.id
         )

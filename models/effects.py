@@ -128,6 +128,17 @@ class Effects:
         post = await self.board.card_update(ticket_id)
         await self.queue_post(post, f"edit:{key}")
 
+    async def queue_notice(
+        self, event: str, facts: dict[str, Any], key: str, *, ticket_id: int | None = None, chat_id: int | None = None
+    ) -> TelegramOutbox:
+        """A staff notice in the caller's transaction: to the staff chat (as a reply to the ticket's card),
+        or to `chat_id` (a colleague's private chat, where the card does not live)."""
+        post = await self.board.notice(event, facts, ticket_id=ticket_id)
+        if chat_id is not None and chat_id != post.chat_id:
+            payload = {k: v for k, v in post.payload.items() if k != "reply_to"}
+            post = BoardPost(post.kind, chat_id, payload, post.extra)
+        return await self.queue_post(post, key)
+
     async def queue_post(self, post: BoardPost, key: str) -> TelegramOutbox:
         return await queue_post(post, key, not_before=self.clock())
 

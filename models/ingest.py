@@ -27,6 +27,7 @@ from models.deps import Services, UseCaseConfig
 from models.effects import Effects
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind
+from models.merge_chain import final_ticket
 from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict, month_key
 from models.policy.base import FindingCode
@@ -44,6 +45,7 @@ from models.tables import (
     MessageDirection,
     RawMail,
     RawMailStatus,
+    StaffMember,
     TelegramOutbox,
     Ticket,
     TicketStatus,
@@ -177,6 +179,11 @@ class Ingest:
 
     async def _find_thread(self, msg: InboundMessage) -> Ticket | None:
         """A reply to one of our emails (or to the client's own earlier mail) joins that ticket."""
+        ticket = await self._thread_by_headers(msg)
+        # Mail in a merged ticket's thread lands on the ticket it was merged into.
+        return await final_ticket(ticket) if ticket is not None else None
+
+    async def _thread_by_headers(self, msg: InboundMessage) -> Ticket | None:
         ids = [i for i in [msg.in_reply_to, *reversed(msg.references)] if i]
         if ids:
             known = await Message.filter(message_id__in=ids[:50]).order_by("-id").first()
@@ -248,7 +255,20 @@ class Ingest:
             await self.effects.queue_post(post, f"followup:{message.id}")
             if reopened:
                 await self.effects.queue_card_update(ticket.id, f"reopen:{message.id}")
+            if kind == "followup" and ticket.assignee_id:
+                await self._tell_assignee(ticket, message.id)
         log.info("%s from UID %s joined ticket #%s", kind, row.uid, ticket.id, extra={"ticket": ticket.id, "uid": row.uid})
+
+    async def _tell_assignee(self, ticket: Ticket, message_id: int) -> None:
+        """The colleague holding the ticket hears at once that the client wrote again: in their private
+        chat when they have started the bot (the follow-up itself is in the staff chat either way)."""
+        holder = await StaffMember.get_or_none(id=ticket.assignee_id)
+        if holder is None or not holder.started_bot:
+            return
+        await self.effects.queue_notice(
+            "client_wrote_assignee", {"ticket_id": ticket.id, "subject": ticket.subject},
+            f"assignee_dm:{message_id}", ticket_id=ticket.id, chat_id=holder.telegram_id,
+        )
 
     async def _ingest_unthreaded_auto_reply(self, row: StoredRow, msg: InboundMessage) -> None:
         # Recorded, never answered, never counted: a closed ticket without a card keeps it visible.

@@ -165,12 +165,20 @@ class SlaService:
                 "time_left": format_time_left(self.calendar, now, deadline, self.config.language),
                 "mention": target.mention,
             }
-            post = await self.board.notice("sla_alert", facts, ticket_id=ticket.id)
-            payload = dict(post.payload)
-            if target.chat_id != post.chat_id:
-                payload.pop("reply_to", None)  # the card lives in the staff chat, not in this one
-            post = BoardPost(post.kind, target.chat_id, payload, post.extra)
-            await queue_post(post, f"sla:{ticket.id}:{code}", not_before=now, kind="alert")
+            # An assigned ticket's alerts go to its assignee first; a breach goes to on-call as well.
+            targets = [target]
+            holder = await self._holder(ticket)
+            if holder is not None:
+                targets = [holder] + ([target] if code.startswith(BREACH) and target.staff_id != holder.staff_id
+                                      else [])
+            for i, each in enumerate(targets):
+                post = await self.board.notice("sla_alert", {**facts, "mention": each.mention}, ticket_id=ticket.id)
+                payload = dict(post.payload)
+                if each.chat_id != post.chat_id:
+                    payload.pop("reply_to", None)  # the card lives in the staff chat, not in this one
+                post = BoardPost(post.kind, each.chat_id, payload, post.extra)
+                key = f"sla:{ticket.id}:{code}" + (":oncall" if i else "")
+                await queue_post(post, key, not_before=now, kind="alert")
             next_at = self.planner.next_alert_at(arrived, deadline, fired)
             await Ticket.filter(id=ticket.id).update(next_alert_at=next_at)
             if code.startswith(BREACH):
@@ -196,6 +204,18 @@ class SlaService:
             return AlertTarget(agent.telegram_id, "", agent.id)
         mention = f"@{agent.username}" if agent.username else agent.name
         return AlertTarget(group, mention, agent.id)
+
+    async def _holder(self, ticket: Ticket) -> AlertTarget | None:
+        """The assignee as an alert target: by direct message when they started the bot, else a mention."""
+        if not ticket.assignee_id:
+            return None
+        agent = await StaffMember.get_or_none(id=ticket.assignee_id)
+        if agent is None:
+            return None
+        if agent.started_bot:
+            return AlertTarget(agent.telegram_id, "", agent.id)
+        mention = f"@{agent.username}" if agent.username else agent.name
+        return AlertTarget(self.config.staff_chat_id, mention, agent.id)
 
     async def _from_rotation(self, now: datetime) -> StaffMember | None:
         path = self.config.rotation_path

@@ -12,6 +12,7 @@ class TicketStatus(enum.StrEnum):
     REFUSED = "refused"
     ANSWERED = "answered"  # answered from FAQ (2.5)
     CLOSED = "closed"  # resolved
+    MERGED = "merged"  # joined into another ticket (Ticket.merged_into): not a separate request (2.6)
 
 
 class RawMailStatus(enum.StrEnum):

@@ -58,6 +58,21 @@ class StaffMember(Model):
         table = "staff_member"
 
 
+class SavedReply(Model):
+    """A staff reply kept under a name (/savereply), its text with {variables} (models/saved_replies.py)."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=64, unique=True)  # folded to lower case: /delreply Name finds "name"
+    text = fields.TextField()
+    created_by: fields.ForeignKeyNullableRelation[StaffMember] = fields.ForeignKeyField(
+        "models.StaffMember", related_name="saved_replies", null=True, on_delete=fields.SET_NULL
+    )
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "saved_reply"
+
+
 class Ticket(Model):
     """One client request. The primary key is the human ticket number (#123)."""
 
@@ -84,6 +99,9 @@ class Ticket(Model):
     )
     assignee: fields.ForeignKeyNullableRelation[StaffMember] = fields.ForeignKeyField(
         "models.StaffMember", related_name="tickets", null=True, on_delete=fields.SET_NULL
+    )
+    merged_into: fields.ForeignKeyNullableRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="merged", null=True, on_delete=fields.SET_NULL
     )
     card_chat_id = fields.BigIntField(null=True)
     card_message_id = fields.BigIntField(null=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from tortoise.connection import get_connection
-from tortoise.exceptions import OperationalError
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.migrations.api import migrate
 
 from models import db as database
 from models.raw_store import load_content
-from models.tables import Message, RawMail
+from models.tables import Message, RawMail, SavedReply, Ticket, TicketStatus
 
 
 async def _insert(sql: str, values: list[object]) -> None:
@@ -47,7 +47,7 @@ async def test_0002_moves_the_raw_mail_bytes_into_their_own_table_and_keeps_ever
             [],
         )
         await database.close_db()
-        assert await database.apply_migrations(database_url) == ["models.0002_raw_mail_content"]
+        assert (await database.apply_migrations(database_url))[0] == "models.0002_raw_mail_content"
         assert await database.pending_migrations() == []
 
         rows = await RawMail.all().order_by("uid")
@@ -66,5 +66,28 @@ async def test_0002_moves_the_raw_mail_bytes_into_their_own_table_and_keeps_ever
         except Exception as exc:  # noqa: BLE001 - the unique (mailbox, uidvalidity, uid) must still hold
             assert "unique" in str(exc).lower()
         assert await RawMail.all().count() == before
+    finally:
+        await database.close_db()
+
+
+async def test_0003_adds_saved_replies_and_merged_into_and_keeps_the_tickets(database_url: str) -> None:
+    await migrate(config=database.tortoise_config(database_url), target="models.0002_raw_mail_content")
+    try:
+        await _insert(
+            "INSERT INTO ticket (status, arrived_at, arrival_uid, month_key, counts_toward_limit, subject,"
+            " sender_address, sender_name, content_hash, verdict, language, created_at, updated_at)"
+            " VALUES ('accepted', '2026-11-24 09:00:00+00:00', 1, '2026-11', TRUE, 'Старое', 'a@example.com', '',"
+            " 'h', '{}', 'ru', '2026-11-24 09:00:00+00:00', '2026-11-24 09:00:00+00:00')",
+            [],
+        )
+        await database.close_db()
+        assert "models.0003_desk_tools" in await database.apply_migrations(database_url)
+        ticket = await Ticket.get(id=1)
+        assert (ticket.subject, ticket.status, ticket.merged_into_id) == ("Старое", TicketStatus.ACCEPTED, None)
+        await Ticket.filter(id=1).update(status=TicketStatus.MERGED, merged_into_id=1)
+        assert (await Ticket.get(id=1)).status == TicketStatus.MERGED
+        await SavedReply.create(name="hello", text="Здравствуйте, {client}")
+        with pytest.raises(IntegrityError):
+            await SavedReply.create(name="hello", text="again")
     finally:
         await database.close_db()

@@ -59,7 +59,7 @@ async def test_card_shows_client_month_count_queue_position_and_time_left(db):
         assert BODIES[1] in text
         assert "1 из 3 обращений" in first_text and "В очереди: 1-е из 1" in first_text  # as it was when posted
         labels = [b["text"] for b in desk.buttons((await desk.card(first.id))["message_id"])]
-        assert labels == ["✅ Принять", "⛔ Отказать", "…"]
+        assert labels == ["✅ Принять", "⛔ Отказать", "🙋 Взять", "✉️ Шаблон", "…"]
 
 
 async def test_unknown_sender_card_says_client_not_identified_with_the_finding_and_clause(db):
@@ -304,7 +304,8 @@ async def test_more_menu_posts_full_text_attachments_and_the_original_email(db):
         assert "акт.pdf" in card["text"] and "обрезано" in card["text"]
         await desk.answer(desk.press(card["message_id"], desk.ALICE, tk(Op.MORE, ticket.id)))
         labels = [b["text"] for b in desk.buttons(card["message_id"])]
-        assert labels == ["📄 Полный текст", "📎 Вложения (2)", "✉️ Исходное письмо .eml", "🔒 Закрыть", "← Назад"]
+        assert labels == ["📄 Полный текст", "📎 Вложения (2)", "✉️ Исходное письмо .eml", "🔒 Закрыть", "🔗 Объединить с…",
+                          "← Назад"]
         for op in (Op.FULL_TEXT, Op.FILES, Op.EML):
             await desk.answer(desk.press(card["message_id"], desk.ALICE, tk(op, ticket.id)))
         await desk.settled()
@@ -333,7 +334,8 @@ async def test_an_outsider_pressing_a_button_is_refused_and_nothing_changes(db):
         assert (await Ticket.get(id=ticket.id)).status == TicketStatus.NEW
         assert not await desk.emails(ticket.id)
         assert not await StaffMember.filter(telegram_id=desk.MALLORY).exists()
-        assert [b["text"] for b in desk.buttons(card["message_id"])] == ["✅ Принять", "⛔ Отказать", "…"]
+        assert [b["text"] for b in desk.buttons(card["message_id"])] == ["✅ Принять", "⛔ Отказать", "🙋 Взять", "✉️ Шаблон",
+                                                                     "…"]
 
 
 async def test_a_hostile_email_is_rendered_safely_within_telegram_limits(db):
@@ -361,7 +363,8 @@ async def test_commands_queue_ticket_client_stats_oncall_help(db):
     await romashka()
     async with Desk.open() as desk:
         assert [c["command"] for c in desk.fake.commands[('{"type": "default"}', "")]] == [
-            "queue", "ticket", "client", "stats", "oncall", "note", "help"]
+            "queue", "ticket", "client", "stats", "oncall", "note", "assign", "merge", "replies", "savereply",
+            "delreply", "help"]
         a = await desk.deliver(make_email(body=BODIES[0]))
         b = await desk.deliver(make_email(body=BODIES[1], subject="Остатки <склад>"))
         card_a = await desk.card(a.id)
@@ -426,7 +429,8 @@ async def test_english_ui(db):
         card = await desk.card(ticket.id)
         assert f"Ticket #{ticket.id}" in card["text"] and "1 of 3 requests this month" in card["text"]
         assert "Queue position: 1 of 1" in card["text"] and "business day" in card["text"]
-        assert [b["text"] for b in desk.buttons(card["message_id"])] == ["✅ Accept", "⛔ Refuse", "…"]
+        assert [b["text"] for b in desk.buttons(card["message_id"])] == ["✅ Accept", "⛔ Refuse", "🙋 Take", "✉️ Template",
+                                                                     "…"]
         answer = await desk.answer(desk.press(card["message_id"], desk.MALLORY, tk(Op.ACCEPT, ticket.id),
                                               check_markup=False))
         assert answer["text"].startswith("Not allowed")

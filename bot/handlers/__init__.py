@@ -21,6 +21,7 @@ from bot.handlers.access import InjectDirectory, StaffDirectory, StaffOnly
 from bot.handlers.commands import build_commands_router, set_commands
 from bot.handlers.content import build_content_router
 from bot.handlers.decisions import build_decisions_router
+from bot.handlers.desk_tools import build_desk_tools_router
 from bot.handlers.membership import build_membership_router
 from bot.handlers.replies import build_replies_router
 from bot.i18n import t
@@ -64,6 +65,7 @@ def build_router(settings: Any = None, *, directory: StaffDirectory | None = Non
     staff_chat.include_routers(
         build_decisions_router(),
         build_content_router(),
+        build_desk_tools_router(),  # before replies: "/assign @user" and "/merge" as replies are commands
         build_commands_router(),  # before replies: "/note text" as a reply is a command
         build_replies_router(),
         build_stale_router(),  # last: only presses no other handler took

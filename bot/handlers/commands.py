@@ -21,7 +21,8 @@ from models.desk import Desk
 from models.policy import month_key
 from models.tables import StaffMember, Ticket
 
-COMMANDS = ("queue", "ticket", "client", "stats", "oncall", "note", "help")
+COMMANDS = ("queue", "ticket", "client", "stats", "oncall", "note", "assign", "merge", "replies", "savereply",
+            "delreply", "help")
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -47,8 +48,9 @@ def build_commands_router() -> Router:
         await message.answer(text, parse_mode="HTML", link_preview_options=NO_PREVIEW)
 
     @router.message(Command("queue"))
-    async def queue(message: TgMessage, board: TelegramBoard) -> None:
-        await answer(message, await queue_view(board))
+    async def queue(message: TgMessage, command: CommandObject, board: TelegramBoard, staff: StaffMember) -> None:
+        mine = staff if (command.args or "").strip().lower() in ("me", "я", "мои") else None
+        await answer(message, await queue_view(board, mine))
 
     @router.message(Command("ticket"))
     async def ticket(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:

@@ -14,6 +14,7 @@ from aiogram.types import Message as TgMessage
 
 from bot.handlers.access import StaffDirectory, counts_as_staff
 from bot.i18n import t
+from models.desk import Desk
 from models.tables import StaffMember
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def build_membership_router() -> Router:
             log.warning("could not leave chat %s: %s", chat.id, error)
 
     @router.chat_member()
-    async def member_changed(event: ChatMemberUpdated, staff_directory: StaffDirectory) -> None:
+    async def member_changed(event: ChatMemberUpdated, staff_directory: StaffDirectory, desk: Desk) -> None:
         """A colleague joined, left, was removed or restricted: grant or revoke now, not when the cache
         expires. Telegram sends these only to an administrator that asked for them (allowed_updates)."""
         if event.chat.id != staff_directory.staff_chat_id:
@@ -58,16 +59,20 @@ def build_membership_router() -> Router:
         member = event.new_chat_member
         if member.user.is_bot:
             return
-        await staff_directory.record(member.user.id, counts_as_staff(member), member.status)
+        allowed = counts_as_staff(member)
+        await staff_directory.record(member.user.id, allowed, member.status)
+        if not allowed:
+            await give_back_tickets(desk, member.user.id)
 
     @router.message(F.left_chat_member)
-    async def member_left_message(message: TgMessage, staff_directory: StaffDirectory) -> None:
+    async def member_left_message(message: TgMessage, staff_directory: StaffDirectory, desk: Desk) -> None:
         """The service message is a second signal (it arrives with plain `message` updates): a leaver is
         revoked even if the chat_member update was lost or not yet delivered."""
         user = message.left_chat_member
         if message.chat.id != staff_directory.staff_chat_id or user is None or user.is_bot:
             return
         await staff_directory.record(user.id, False, "left")
+        await give_back_tickets(desk, user.id)
 
     @router.message(F.new_chat_members)
     async def members_joined_message(message: TgMessage, bot: Bot, staff_directory: StaffDirectory) -> None:
@@ -91,3 +96,11 @@ def build_membership_router() -> Router:
         """Anything else in private: ignored (the bot works in the staff chat)."""
 
     return router
+
+
+async def give_back_tickets(desk: Desk, telegram_id: int) -> None:
+    """A colleague who left keeps no tickets: they return to the queue, with a notice (idempotent: the
+    second signal of the same leave finds nothing left to give back)."""
+    staff = await StaffMember.get_or_none(telegram_id=telegram_id)
+    if staff is not None:
+        await desk.assignments.release_member(staff)

@@ -23,6 +23,13 @@ from models.tables import KeyValue, Message, StaffMember, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
 
+MERGE_PROMPT_KEY = "merge_prompt:{chat_id}:{message_id}"
+
+
+def merge_prompt_key(chat_id: int, message_id: int) -> str:
+    """The KeyValue of a "merge into…" prompt (bot/handlers/desk_tools.py): a reply to it names the target."""
+    return MERGE_PROMPT_KEY.format(chat_id=chat_id, message_id=message_id)
+
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API serves files up to 20 MB
 
 
@@ -93,6 +100,12 @@ def build_replies_router() -> Router:
         pending = await KeyValue.get_or_none(key=prompt_key(chat_id, target.message_id))
         if pending is not None:
             await _refuse_with_comment(message, bot, desk, board, staff, pending, text)
+            return
+        merging = await KeyValue.get_or_none(key=merge_prompt_key(chat_id, target.message_id))
+        if merging is not None:
+            from bot.handlers.desk_tools import merge_from_prompt  # the tools import this module
+
+            await merge_from_prompt(message, desk, board, staff, merging)
             return
 
         ticket_id = await ticket_for_message(chat_id, target.message_id)

@@ -11,6 +11,7 @@ from tortoise.expressions import Q
 from bot.board import SAFE_LIMIT, TelegramBoard, short
 from bot.i18n import RU, reason_label, t
 from bot.text import visible_len
+from models.assignment import OPEN_STATUSES, staff_label
 from models.clock import as_utc
 from models.policy import month_key
 from models.sla_rules import format_time_left
@@ -27,25 +28,38 @@ from models.tables import (
 OPEN = (TicketStatus.NEW, TicketStatus.ACCEPTED)
 
 
-async def queue_view(board: TelegramBoard) -> str:
+async def queue_view(board: TelegramBoard, mine: StaffMember | None = None) -> str:
+    """The waiting requests in order of arrival (2.3), the unassigned ones first and the rest marked with
+    their assignee; with `mine`, that colleague's open tickets instead."""
     lang = board.lang
     now = board.clock()
-    tickets = await Ticket.filter(status=TicketStatus.NEW).order_by("arrived_at", "arrival_uid", "id").limit(200)
-    total = await Ticket.filter(status=TicketStatus.NEW).count()
+    if mine is not None:
+        query = Ticket.filter(assignee_id=mine.id, status__in=OPEN_STATUSES)
+    else:
+        query = Ticket.filter(status=TicketStatus.NEW)
+    tickets = await query.order_by("arrived_at", "arrival_uid", "id").limit(200)
+    total = await query.count()
     if not tickets:
-        return board.views.render("notice", lang, text=t("cmd.queue_empty", lang))
+        empty = "queue.mine_empty" if mine is not None else "cmd.queue_empty"
+        return board.views.render("notice", lang, text=t(empty, lang))
+    tickets.sort(key=lambda x: x.assignee_id is not None)  # stable: arrival order within each part
     clients = {c.id: c.name for c in await Client.filter(id__in={x.client_id for x in tickets if x.client_id})}
+    holders = {s.id: staff_label(s) for s in await StaffMember.filter(id__in={x.assignee_id for x in tickets
+                                                                               if x.assignee_id})}
     items = [
         {
             "n": x.id,
             "arrived": board.when(x.arrived_at),
             "client": short(clients.get(x.client_id or 0) or x.sender_address, 60),
             "subject": short(x.subject, 80) or t("card.no_subject", lang),
-            "left": format_time_left(board.calendar, now, as_utc(x.sla_due_at), lang) if x.sla_due_at else "",
+            "left": format_time_left(board.calendar, now, as_utc(x.sla_due_at), lang)
+            if x.sla_due_at and x.status == TicketStatus.NEW else t(f"status.{x.status}", lang),
+            "holder": t("queue.assigned", lang, who=short(holders.get(x.assignee_id, "?"), 60))
+            if x.assignee_id and mine is None else "",
         }
         for x in tickets
     ]
-    return board.views.render_list("queue", lang, items, total=total)
+    return board.views.render_list("queue", lang, items, total=total, mine=mine is not None)
 
 
 async def ticket_view(board: TelegramBoard, ticket_id: int) -> str:
