@@ -173,7 +173,7 @@ class Desk:
             # makes this update change nothing, and nothing below is written.
             changed = await Ticket.filter(id=ticket_id, status=TicketStatus.NEW).update(
                 status=TicketStatus.ACCEPTED,
-                assignee_id=staff.id,
+                assignee_id=ticket.assignee_id or staff.id,  # whoever took it keeps it
                 first_decided_at=now,
                 verdict=verdict.to_json(),
                 client_id=verdict.client.client_id if verdict.client else ticket.client_id,
@@ -374,7 +374,7 @@ class Desk:
                 # A reply is a first processing too (2.3) when nobody decided yet.
                 if ticket.status == TicketStatus.NEW:
                     await Ticket.filter(id=ticket_id, status=TicketStatus.NEW).update(
-                        status=TicketStatus.ACCEPTED, first_decided_at=now, assignee_id=staff.id
+                        status=TicketStatus.ACCEPTED, first_decided_at=now, assignee_id=ticket.assignee_id or staff.id
                     )
                 await Decision.create(
                     ticket_id=ticket_id, staff_id=staff.id, action="replied", comment=text[:4000],

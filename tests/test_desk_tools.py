@@ -191,3 +191,16 @@ async def test_merge_refuses_itself_a_merged_target_and_asks_before_crossing_cli
         assert asked.status == "needs_confirmation" and asked.detail == "other_client"
         assert (await Ticket.get(id=other.id)).status == TicketStatus.NEW
         assert (await merger.merge(other.id, a.id, alice, confirmed=True)).ok
+
+
+async def test_accepting_keeps_the_holder_and_assigns_the_presser_only_when_nobody_holds_it(db: str) -> None:
+    async with Desk.open() as desk:
+        held = await desk.deliver(make_email(subject="Взято Борисом"))
+        free = await desk.deliver(make_email(subject="Ничьё", sender="olga@vesna.ru"))
+        alice = await member(Desk.ALICE, "Алиса", "alice")
+        bob = await member(Desk.BOB, "Борис", "bob")
+        await desk.desk.assignments.take(held.id, bob)
+        assert (await desk.desk.accept(held.id, alice, confirmed=True)).ok
+        assert (await desk.desk.accept(free.id, alice, confirmed=True)).ok
+        assert (await Ticket.get(id=held.id)).assignee_id == bob.id
+        assert (await Ticket.get(id=free.id)).assignee_id == alice.id
