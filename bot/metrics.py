@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from models.clock import as_utc, utcnow
 from models.sql import datetime_from_db, for_dialect
-from models.tables import EmailOutbox, OutboxStatus, RawMail, RawMailStatus
+from models.tables import EmailOutbox, OutboxStatus, RawMail, RawMailStatus, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,22 @@ class DomainCounters:
         self.findings_total = Counter("storeolis_findings", "Policy findings on registered requests, by code.",
                                       ["code"], registry=registry)
 
+        self.sla_alerts = Counter("storeolis_sla_alerts", "SLA alerts queued, by threshold (breach repeats as breach).",
+                                  ["threshold"], registry=registry)
+        self.smtp_failures = Counter("storeolis_smtp_failures", "Failed SMTP attempts, by class and what followed.",
+                                     ["kind", "outcome"], registry=registry)
+        self.imap_reconnects = Counter("storeolis_imap_reconnects", "New IMAP sessions after a lost one.",
+                                       registry=registry)
+
+    def sla_alert(self, threshold: str) -> None:
+        self.sla_alerts.labels(threshold=threshold.split(":", 1)[0]).inc()
+
+    def smtp_failure(self, kind: str, outcome: str) -> None:
+        self.smtp_failures.labels(kind=kind, outcome=outcome).inc()
+
+    def imap_reconnect(self) -> None:
+        self.imap_reconnects.inc()
+
     def requests_registered(self, count: int) -> None:
         if count:
             self.requests.inc(count)
@@ -69,6 +85,7 @@ class DatabaseGauges(Collector):
         self.last_sync = last_sync
         self.outbox: dict[str, tuple[int, float | None]] = {}
         self.quarantined: int | None = None
+        self.breached: int | None = None
         self.sync_age: float | None = None
 
     async def refresh(self) -> None:
@@ -86,6 +103,8 @@ class DatabaseGauges(Collector):
         _, rows = await db.execute_query(
             for_dialect("SELECT COUNT(*) FROM raw_mail WHERE status = ?", db), [str(RawMailStatus.QUARANTINED)]
         )
+        # Indexed (status, sla_due_at): a count over the waiting requests only.
+        self.breached = await Ticket.filter(status=TicketStatus.NEW, sla_due_at__lt=now).count()
         self.outbox, self.quarantined = outbox, int(rows[0][0])
         synced = self.last_sync()
         self.sync_age = max((now - as_utc(synced)).total_seconds(), 0.0) if synced else None
@@ -104,6 +123,10 @@ class DatabaseGauges(Collector):
         if self.quarantined is not None:
             yield GaugeMetricFamily("storeolis_quarantined_mail", "Mails quarantined (kept, not turned into tickets).",
                                     value=self.quarantined)
+        if self.breached is not None:
+            yield GaugeMetricFamily("storeolis_sla_breached_open",
+                                    "Requests still waiting for a first decision past their deadline (2.3).",
+                                    value=self.breached)
         if self.sync_age is not None:  # no sample before the first sync: absent() alerts on it
             yield GaugeMetricFamily("storeolis_mailbox_sync_age_seconds",
                                     "Seconds since the mail watcher last synced the mailbox.", value=self.sync_age)
@@ -126,7 +149,7 @@ class BridgeMetrics:
                 await self.gauges.refresh()
         except Exception as exc:  # noqa: BLE001 - a scrape answers even while the database is down
             log.warning("metrics: database gauges unavailable: %s: %s", exc.__class__.__name__, exc)
-            self.gauges.outbox, self.gauges.quarantined = {}, None
+            self.gauges.outbox, self.gauges.quarantined, self.gauges.breached = {}, None, None
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

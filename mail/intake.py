@@ -29,6 +29,7 @@ from models.aio import raise_if_cancelling
 from models.backoff import capped_delay
 from models.clock import utcnow
 from models.fast_rows import RowInserter
+from models.metrics_port import events
 from models.raw_store import store_contents
 from models.tables import MailCursor, RawMail, RawMailStatus
 
@@ -86,6 +87,7 @@ class MailWatcher:
         self.mailbox = f"{config.user}/{config.folder}"[:200]
         self.state = WatcherState(mode="idle" if config.use_idle else "poll")
         self._session: ImapSession | None = None
+        self._had_session = False  # a session after the first one is a reconnect (metrics)
         self._uidvalidity = 0
         self._last_uid = 0
 
@@ -166,6 +168,9 @@ class MailWatcher:
         except BaseException:
             session.close()
             raise
+        if self._had_session:
+            events().imap_reconnect()
+        self._had_session = True
         self._session = session
         self.state.connected = True
         log.info(

@@ -46,6 +46,7 @@ from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
 from models.claims import claim_row
 from models.clock import utcnow
+from models.metrics_port import events
 from models.tables import EmailOutbox, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -491,6 +492,12 @@ class EmailSender:
         raise AssertionError("unreachable")
 
     def _classify(self, exc: Exception, smtp_box: list[_TrackingSMTP]) -> _Result:
+        kind, result = self._result_of(exc, smtp_box)
+        events().smtp_failure(kind, result.outcome)
+        return result
+
+    def _result_of(self, exc: Exception, smtp_box: list[_TrackingSMTP]) -> tuple[str, _Result]:
+        """(the failure's class for monitoring, what the outbox does about it)."""
         message = _scrub(_describe(exc), self._config.password)
         smtp = smtp_box[-1] if smtp_box else None
         if isinstance(exc, _ConnectFailed) or _server_wide(exc):
@@ -498,19 +505,19 @@ class EmailSender:
                 self._drop_smtp()  # 421 closes the connection; after a refused sender start afresh
             self._note_server_failure(message)
             # Not ambiguous: either nothing of the message was sent, or the server answered (421).
-            return _Result("retrying", message, server=True)
+            return ("connect" if isinstance(exc, _ConnectFailed) else "server"), _Result("retrying", message, server=True)
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
             permanent = all(r.code >= 500 for r in exc.recipients)
-            return _Result("failed" if permanent else "retrying", message)
+            return "recipient", _Result("failed" if permanent else "retrying", message)
         if isinstance(exc, aiosmtplib.SMTPResponseException):
             # The server answered: the connection is usable (aiosmtplib sent RSET), no ambiguity.
-            return _Result("failed" if 500 <= exc.code < 600 else "retrying", message)
+            return "rejected", _Result("failed" if 500 <= exc.code < 600 else "retrying", message)
         if isinstance(exc, ValueError | aiosmtplib.SMTPNotSupported):
-            return _Result("failed", message)  # an address aiosmtplib refuses to send, SMTPUTF8...
+            return "invalid", _Result("failed", message)  # an address aiosmtplib refuses to send, SMTPUTF8...
         # Network error, timeout, disconnect: the connection state is unknown, drop it.
         self._drop_smtp()
         ambiguous = bool(smtp is not None and smtp.data_started)
-        return _Result("retrying", message, ambiguous)
+        return "network", _Result("retrying", message, ambiguous)
 
     async def _record(self, row: EmailOutbox, result: _Result, *, backoff: bool = True) -> _Result:
         """The one write that records the server's answer (guarded by status=SENDING); returns the

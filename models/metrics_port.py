@@ -1,4 +1,4 @@
-"""Where the domain tells monitoring what happened: a tiny port the adapter (bot/metrics.py) fills.
+"""Where the domain (and the mail adapters) tell monitoring what happened: a tiny port bot/metrics.py fills.
 
 models/ knows nothing of Prometheus: it calls `events()` after a commit, and the default sink does
 nothing (the CLI, tests of the domain, a process without /metrics). The calls are on hot paths (one per
@@ -21,6 +21,16 @@ class DomainEvents(Protocol):
     def decided(self, action: str) -> None:
         """A staff decision was committed (the Decision row's action: accepted, refused, ...)."""
 
+    def sla_alert(self, threshold: str) -> None:
+        """An SLA alert was queued (the threshold's code: "50", "breach", "breach:2" ...)."""
+
+    def smtp_failure(self, kind: str, outcome: str) -> None:
+        """An SMTP attempt failed: `kind` its class (connect, server, recipient, rejected, invalid,
+        network), `outcome` what the outbox does (retrying or failed)."""
+
+    def imap_reconnect(self) -> None:
+        """The mail watcher opened a new IMAP session after losing one."""
+
 
 class _Nothing:
     def requests_registered(self, count: int) -> None:
@@ -30,6 +40,15 @@ class _Nothing:
         pass
 
     def decided(self, action: str) -> None:
+        pass
+
+    def sla_alert(self, threshold: str) -> None:
+        pass
+
+    def smtp_failure(self, kind: str, outcome: str) -> None:
+        pass
+
+    def imap_reconnect(self) -> None:
         pass
 
 

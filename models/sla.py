@@ -22,6 +22,7 @@ from tortoise.transactions import in_transaction
 
 from models.calendar import BusinessCalendar
 from models.clock import as_utc
+from models.metrics_port import events
 from models.ports import BoardPost, StaffBoard
 from models.post_queue import queue_post
 from models.sla_rules import Threshold, format_time_left, threshold_fire_time
@@ -185,6 +186,7 @@ class SlaService:
                 post = await self.board.card_update(ticket.id)
                 await queue_post(post, f"edit:sla:{ticket.id}:{code}", not_before=now)
         log.info("SLA alert %s for ticket #%s to chat %s", code, ticket.id, target.chat_id)
+        events().sla_alert(code)
         return 1
 
     async def _fired(self, ticket_id: int) -> dict[str, datetime]:

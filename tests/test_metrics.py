@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -107,6 +107,55 @@ async def test_metrics_move_with_a_mail_registered_and_accepted(
             port, lambda s: value(s, "storeolis_requests_registered_total") == 2, "two requests registered", process)
         assert findings(after) > findings(accepted)
         assert value(after, "storeolis_decisions_total", outcome="accepted") == 1
+    finally:
+        code = await process.stop()
+    assert code == 0, process.output()[-3000:]
+    assert "Traceback" not in process.output()
+
+
+async def test_sla_alerts_breaches_smtp_failures_and_imap_reconnects_are_counted(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    port = free_port()
+    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram,
+                     HEALTH_PORT=str(port), SLA_TICK_SECONDS="1", OUTBOX_MAX_BACKOFF_SECONDS="1")
+    await prepared(tmp_path, env, telegram)
+    process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
+    process.start()
+    try:
+        before = await scrape_until(
+            port, lambda s: ("storeolis_mailbox_sync_age_seconds", ()) in s, "a mailbox sync", process)
+        assert value(before, "storeolis_sla_breached_open") == 0
+        assert value(before, "storeolis_imap_reconnects_total") == 0
+
+        # A request that has waited 14 days: past its deadline, an alert fires and the gauge counts it.
+        old = datetime.now(UTC) - timedelta(days=14)
+        subject = "Старый запрос про кассу"
+        await asyncio.to_thread(mailbox.append, request_mail(subject, "Касса не печатает чеки. ООО Ромашка."),
+                                internal_date=old)
+        card = await telegram.wait_for(lambda: card_of(telegram, subject), timeout=60)
+        breached = await scrape_until(
+            port, lambda s: value(s, "storeolis_sla_alerts_total", threshold="breach") >= 1
+            and value(s, "storeolis_sla_breached_open") == 1, "a breach alert and one breached request", process)
+        assert value(breached, "storeolis_smtp_failures_total", kind="rejected", outcome="retrying") == 0
+
+        # The SMTP server refuses for a while: the acceptance email is retried, each refusal counted.
+        smtp_server.set_mode("tempfail")
+        accept = telegram.press_button(STAFF_CHAT_ID, card["message_id"], STAFF_USER_ID, button_data(card, "Принять"))
+        await answered(telegram, accept)
+        await scrape_until(
+            port, lambda s: value(s, "storeolis_smtp_failures_total", kind="recipient", outcome="retrying") >= 1,
+            "a refused SMTP attempt", process)
+        smtp_server.set_mode(None)
+        await smtp_server.wait_for_count(1, timeout=60)
+        decided = await scrape_until(port, lambda s: value(s, "storeolis_sla_breached_open") == 0,
+                                     "no breached request left once it is decided", process)
+        assert value(decided, "storeolis_imap_reconnects_total") == 0
+
+        # The IMAP server restarts: the watcher's new session is a reconnect.
+        await asyncio.to_thread(mailbox.restart)
+        await scrape_until(port, lambda s: value(s, "storeolis_imap_reconnects_total") >= 1, "an IMAP reconnect",
+                           process)
     finally:
         code = await process.stop()
     assert code == 0, process.output()[-3000:]
