@@ -28,6 +28,7 @@ from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict
 from models.ports import BoardPost, ThreadInfo
 from models.raw_store import load_content
+from models.search import SearchDoc, index_messages
 from models.tables import (
     Decision,
     EmailOutbox,
@@ -398,6 +399,7 @@ class Desk:
                     "staff_reply",
                     {"reply_text": text},
                     f"reply:{key}",
+                    search_text=text,
                     staff=staff,
                     auto_submitted=False,
                     attachments=attachments,
@@ -420,10 +422,12 @@ class Desk:
     async def note(self, ticket_id: int, staff: StaffMember, text: str) -> Outcome:
         if not await Ticket.exists(id=ticket_id):
             return Outcome("not_found", ticket_id)
-        await Message.create(
-            ticket_id=ticket_id, direction=MessageDirection.NOTE, kind="note", text=text, staff_id=staff.id
-        )
-        await Decision.create(ticket_id=ticket_id, staff_id=staff.id, action="note", comment=text[:4000])
+        async with in_transaction():  # the note and its search index row together
+            message = await Message.create(
+                ticket_id=ticket_id, direction=MessageDirection.NOTE, kind="note", text=text, staff_id=staff.id
+            )
+            await index_messages([SearchDoc(message.id, ticket_id, (text,))])
+            await Decision.create(ticket_id=ticket_id, staff_id=staff.id, action="note", comment=text[:4000])
         return Outcome("done", ticket_id)
 
     async def close(self, ticket_id: int, staff: StaffMember) -> Outcome:
