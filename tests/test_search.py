@@ -158,7 +158,7 @@ async def test_migration_0003_indexes_the_messages_already_there(database_url: s
                 f" 'a@example.com', '', '', '', 'Пароль', '{text}', '{text}', 0, '[]', '2026-11-24 09:00:00+00:00', 1)"
             )
         await database.close_db()
-        assert await database.apply_migrations(database_url) == ["models.0003_search"]
+        assert (await database.apply_migrations(database_url))[0] == "models.0003_search"
         assert await found("пароля") == [1]
         assert await found("e512") == [1]
         assert await found("звонил") == [1]
