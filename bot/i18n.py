@@ -140,6 +140,13 @@ RU: dict[str, str] = {
     "cmd.oncall": "Взять дежурство или передать: /oncall @user",
     "cmd.note": "Заметка: /note N текст",
     "cmd.help": "Справка",
+    "cmd.search": "Поиск обращений: /search текст",
+    "cmd.usage_search": "Использование: /search текст (или /найти текст) — ищет в теме, тексте писем, "
+    "ответах и заметках, по имени клиента, адресу, ИНН и договору, с учётом форм слов. Уточнения: "
+    "client:название, status:open|closed|refused, месяц ГГГГ-ММ. Пример: /search письмо покупателю "
+    "status:open 2026-11",
+    "search.nothing": "Ничего не найдено по запросу «{query}»",
+    "search.newest": "Показаны {n} самых новых; уточните запрос, чтобы увидеть остальные",
     "cmd.usage_ticket": "Использование: /ticket N",
     "cmd.usage_client": "Использование: /client название, ИНН, договор или адрес",
     "cmd.usage_note": "Использование: /note N текст (или reply на карточку: /note текст)",
@@ -152,7 +159,7 @@ RU: dict[str, str] = {
     "текст, вложения, исходное письмо, закрыть.\nОтвет клиенту: reply на карточку или на письмо "
     "в ветке; файлы прикладываются к письму. «!текст» или /note — внутренняя заметка.\n\n"
     "/queue — очередь\n/ticket N — обращение\n/client текст — клиент\n/stats [ГГГГ-ММ] — статистика\n"
-    "/oncall [@user] — дежурство\n/note N текст — заметка\n"
+    "/oncall [@user] — дежурство\n/note N текст — заметка\n/search текст — поиск обращений\n"
     "/queue me — мои обращения\n/assign N @user — назначить (- снять); 🙋 на карточке — взять себе\n"
     "/merge N M — присоединить N к M\n/savereply ИМЯ + текст со следующей строки — шаблон ответа "
     "(переменные {client}, {contact}, {ticket}, {deadline}, {agent}, {faq_links})\n/replies — шаблоны; "
@@ -413,6 +420,12 @@ EN: dict[str, str] = {
     "cmd.oncall": "Take the on-call duty or hand it: /oncall @user",
     "cmd.note": "Note: /note N text",
     "cmd.help": "Help",
+    "cmd.search": "Search tickets: /search text",
+    "cmd.usage_search": "Usage: /search text — searches subjects, email texts, replies and notes, client "
+    "names, addresses, INNs and contracts, in any word form. Filters: client:name, "
+    "status:open|closed|refused, a month YYYY-MM. Example: /search password reset status:open 2026-11",
+    "search.nothing": "Nothing found for \"{query}\"",
+    "search.newest": "The {n} newest are shown; narrow the query to see the others",
     "cmd.usage_ticket": "Usage: /ticket N",
     "cmd.usage_client": "Usage: /client name, INN, contract or address",
     "cmd.usage_note": "Usage: /note N text (or reply to a card: /note text)",
@@ -424,7 +437,7 @@ EN: dict[str, str] = {
     "cmd.help_text": "Card buttons: accept, refuse (with a reason), answer from FAQ, \"…\" for full text, "
     "attachments, original email, close.\nTo answer the client reply to the card or to a thread "
     "message; files are attached. \"!text\" or /note is an internal note.\n\n/queue\n/ticket N\n"
-    "/client text\n/stats [YYYY-MM]\n/oncall [@user]\n/note N text\n/queue me — my tickets\n"
+    "/client text\n/stats [YYYY-MM]\n/oncall [@user]\n/note N text\n/search text\n/queue me — my tickets\n"
     "/assign N @user — assign (- to unassign); 🙋 on a card takes it\n/merge N M — merge N into M\n"
     "/savereply NAME + text from the next line — a saved reply (variables {client}, {contact}, {ticket}, "
     "{deadline}, {agent}, {faq_links})\n/replies — saved replies; ✉️ on a card answers with one\n"

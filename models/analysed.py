@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from models.inbound import InboundMessage, without_nul
+from models.search_terms import index_terms
 
 
 class AnalysedMail(NamedTuple):
@@ -13,6 +14,12 @@ class AnalysedMail(NamedTuple):
 
     message: InboundMessage
     analyses: dict[str, Any] | None = None
+    search: str | None = None  # the index terms of the search (models/search_terms.py), None: not made
+
+
+def message_terms(message: InboundMessage) -> str:
+    """The search index terms of an inbound message: its subject, new text and sender."""
+    return index_terms((message.subject, message.new_text, message.from_name, message.from_address))
 
 
 def parse_and_analyse(
@@ -22,6 +29,10 @@ def parse_and_analyse(
     analyser: Callable[[InboundMessage], dict[str, Any]] | None = None,
 ) -> AnalysedMail:
     """The work of a parse worker on one mail: parse, then the policy's text work on the result.
-    NUL characters are dropped first, so the analyses see exactly the message the ticket will store."""
+    NUL characters are dropped first, so the analyses see exactly the message the ticket will store.
+    With the analysis come the search terms: the analysis has just lemmatised the same texts, so they cost
+    little more here, and nothing on the event loop."""
     message = without_nul(parser(raw))
-    return AnalysedMail(message, analyser(message) if analyser is not None else None)
+    if analyser is None:
+        return AnalysedMail(message)
+    return AnalysedMail(message, analyser(message), message_terms(message))

@@ -32,6 +32,7 @@ from models.policy import PolicyRequest, Verdict
 from models.ports import BoardPost, ThreadInfo
 from models.raw_store import load_content
 from models.saved_replies import SavedReplies, fill
+from models.search import SearchDoc, index_messages
 from models.tables import (
     Client,
     Decision,
@@ -385,6 +386,7 @@ class Desk:
                     "staff_reply",
                     {"reply_text": text},
                     f"reply:{key}",
+                    search_text=text,
                     staff=staff,
                     auto_submitted=False,
                     attachments=attachments,
@@ -439,10 +441,12 @@ class Desk:
         if ticket is None:
             return Outcome("not_found", ticket_id)
         ticket_id = (await final_ticket(ticket)).id
-        await Message.create(
-            ticket_id=ticket_id, direction=MessageDirection.NOTE, kind="note", text=text, staff_id=staff.id
-        )
-        await Decision.create(ticket_id=ticket_id, staff_id=staff.id, action="note", comment=text[:4000])
+        async with in_transaction():  # the note and its search index row together
+            message = await Message.create(
+                ticket_id=ticket_id, direction=MessageDirection.NOTE, kind="note", text=text, staff_id=staff.id
+            )
+            await index_messages([SearchDoc(message.id, ticket_id, (text,))])
+            await Decision.create(ticket_id=ticket_id, staff_id=staff.id, action="note", comment=text[:4000])
         return Outcome("done", ticket_id)
 
     async def close(self, ticket_id: int, staff: StaffMember) -> Outcome:

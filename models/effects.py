@@ -12,6 +12,7 @@ from models.clock import utcnow
 from models.deps import UseCaseConfig
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.post_queue import queue_post
+from models.search import SearchDoc, index_messages
 from models.tables import (
     Client,
     Decision,
@@ -84,7 +85,10 @@ class Effects:
         not_before: datetime | None = None,
         auto_submitted: bool = True,
         attachments: list[tuple[str, str, bytes]] | None = None,
+        search_text: str | None = None,
     ) -> EmailOutbox | None:
+        """The email of `event` as an outbox row and its Message; `search_text`: what the search finds the
+        message by (a staff reply: the staff's own words, not the template around them)."""
         if not self.mail_allowed(ticket):
             await Decision.create(ticket_id=ticket.id, action="email_skipped", details={"event": event})
             return None
@@ -106,7 +110,7 @@ class Effects:
             content=composed.content,
             not_before=not_before or self.clock(),
         )
-        await Message.create(
+        message = await Message.create(
             ticket_id=ticket.id,
             direction=MessageDirection.OUTBOUND,
             kind=event,
@@ -122,6 +126,8 @@ class Effects:
             attachments=[{"filename": a[0], "content_type": a[1], "size": len(a[2])} for a in attachments or []],
             staff_id=staff.id if staff else None,
         )
+        if search_text is not None:
+            await index_messages([SearchDoc(message.id, ticket.id, (search_text,))])
         return row
 
     async def queue_card_update(self, ticket_id: int, key: str) -> None:

@@ -36,6 +36,7 @@ from models.policy.records import KnownTicket, PriorTicket
 from models.policy.repository import TortoisePolicyRepository
 from models.policy.rules.duplicates import request_content_hash
 from models.raw_store import load_content
+from models.search import inbound_doc, index_messages, indexed
 from models.sql import datetime_from_db, for_dialect, marks, reserve_ids
 from models.tables import (
     Client,
@@ -97,9 +98,9 @@ class Ingest:
             await self._ingest_bounce(row, msg)
             return
         if thread is not None:
-            await self._ingest_followup(row, msg, thread)
+            await self._ingest_followup(row, msg, thread, parsed.search)
         elif msg.kind is MessageKind.AUTO_REPLY:
-            await self._ingest_unthreaded_auto_reply(row, msg)
+            await self._ingest_unthreaded_auto_reply(row, msg, parsed.search)
         else:
             await self._ingest_new_requests([(row, parsed)])
 
@@ -236,12 +237,12 @@ class Ingest:
             )
             await self.effects.queue_post(post, f"followup:{message.id}")
 
-    async def _ingest_followup(self, row: StoredRow, msg: InboundMessage, ticket: Ticket) -> None:
+    async def _ingest_followup(self, row: StoredRow, msg: InboundMessage, ticket: Ticket, terms: str | None) -> None:
         kind = "auto_reply" if msg.kind is MessageKind.AUTO_REPLY else "followup"
         async with in_transaction():
             if not await self._claim_raw(row):
                 return
-            message = await self._store_message(ticket.id, row, msg, kind=kind)
+            message = await self._store_message(ticket.id, row, msg, kind=kind, terms=terms)
             reopened = False
             if kind == "followup" and ticket.status == TicketStatus.CLOSED:
                 reopened = bool(
@@ -270,13 +271,13 @@ class Ingest:
             f"assignee_dm:{message_id}", ticket_id=ticket.id, chat_id=holder.telegram_id,
         )
 
-    async def _ingest_unthreaded_auto_reply(self, row: StoredRow, msg: InboundMessage) -> None:
+    async def _ingest_unthreaded_auto_reply(self, row: StoredRow, msg: InboundMessage, terms: str | None) -> None:
         # Recorded, never answered, never counted: a closed ticket without a card keeps it visible.
         async with in_transaction():
             if not await self._claim_raw(row):
                 return
             ticket = await Ticket.create(**self._ticket_fields(row, msg, verdict=None, status=TicketStatus.CLOSED))
-            await self._store_message(ticket.id, row, msg, kind="auto_reply")
+            await self._store_message(ticket.id, row, msg, kind="auto_reply", terms=terms)
             await Decision.create(ticket_id=ticket.id, action="auto_reply_recorded", comment=msg.kind_reason)
 
     async def _ingest_new_requests(self, group: Sequence[tuple[StoredRow, AnalysedMail]]) -> None:
@@ -306,6 +307,7 @@ class Ingest:
                 await lookups.prefetch(requests, self.policy.data)
                 reserved = await reserve_ids(conn, "ticket", len(requests))  # the claim holds the write lock
             created: list[tuple[StoredRow, InboundMessage, int]] = []
+            terms: list[str | None] = []  # the search terms the parse workers made (None: made here)
             codes: list[str] = []  # the findings of the group, counted for monitoring after the commit
             for index, ((row, parsed), request) in enumerate(zip(mine, requests, strict=True)):
                 msg = parsed.message
@@ -320,12 +322,23 @@ class Ingest:
                     pending.append({"id": ticket_id, **fields})
                     lookups.add_created(_known_ticket(ticket_id, fields, msg))
                 created.append((row, msg, ticket_id))
+                terms.append(parsed.search)
             await flush()
             if not created:
                 return
             # The rows need no NUL guard (no signals fire here): an AnalysedMail's message is NUL-free.
-            await _MESSAGES.insert_many(
-                conn, [_message_fields(ticket_id, row, msg, kind="request") for row, msg, ticket_id in created])
+            # Their ids are the search index's keys: reserved for a group, returned for a mail alone.
+            messages = [_message_fields(ticket_id, row, msg, kind="request") for row, msg, ticket_id in created]
+            if len(messages) == 1:
+                message_ids = [await _MESSAGES.insert(conn, messages[0])]
+            else:
+                message_ids = await reserve_ids(conn, "message", len(messages))
+                await _MESSAGES.insert_many(conn, [{"id": message_id, **fields} for message_id, fields
+                                                   in zip(message_ids, messages, strict=True)], with_keys=True)
+            await index_messages([
+                inbound_doc(message_id, ticket_id, msg.subject, msg.new_text, msg.from_name, msg.from_address, made)
+                for message_id, (_, msg, ticket_id), made in zip(message_ids, created, terms, strict=True)
+            ], conn)
             notes = [note for _, msg, ticket_id in created if (note := _parse_notes(ticket_id, msg)) is not None]
             if notes:
                 await Decision.bulk_create(notes, using_db=conn)
@@ -415,12 +428,19 @@ class Ingest:
             language=self.config.language,
         )
 
-    async def _store_message(self, ticket_id: int, row: StoredRow, msg: InboundMessage, *, kind: str) -> Message:
+    async def _store_message(
+        self, ticket_id: int, row: StoredRow, msg: InboundMessage, *, kind: str, terms: str | None = None
+    ) -> Message:
+        """The inbound message, its parse notes, and (a mail of the client's, not a report) its search
+        index row, in the caller's transaction."""
         note = _parse_notes(ticket_id, msg)
         if note is not None:
             await note.save()
         message = self._message_row(ticket_id, row, msg, kind=kind)
         await message.save()
+        if indexed(MessageDirection.INBOUND, kind):
+            await index_messages([inbound_doc(message.id, ticket_id, msg.subject, msg.new_text, msg.from_name,
+                                              msg.from_address, terms)])
         return message
 
     @staticmethod

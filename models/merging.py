@@ -19,6 +19,7 @@ from models.effects import Effects
 from models.merge_chain import same_client
 from models.metrics_port import events
 from models.outcome import Outcome
+from models.search import move_messages
 from models.tables import Decision, Message, StaffMember, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Merger:
                 if changed:
                     ids = list(await Message.filter(ticket_id=source_id).order_by("id").values_list("id", flat=True))
                     await Message.filter(id__in=ids).update(ticket_id=target_id)
+                    await move_messages(source_id, target_id)
                     # The moved ids let N's card still show what N said (bot/board.py).
                     details = {"into": target_id, "from": source_id, "message_ids": ids[:1000],
                                "previous_status": str(source.status)}

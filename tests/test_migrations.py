@@ -47,7 +47,7 @@ async def test_0002_moves_the_raw_mail_bytes_into_their_own_table_and_keeps_ever
             [],
         )
         await database.close_db()
-        assert (await database.apply_migrations(database_url))[0] == "models.0002_raw_mail_content"
+        assert (await database.apply_migrations(database_url))[0] == "models.0002_raw_mail_content"  # and later ones
         assert await database.pending_migrations() == []
 
         rows = await RawMail.all().order_by("uid")
@@ -70,8 +70,8 @@ async def test_0002_moves_the_raw_mail_bytes_into_their_own_table_and_keeps_ever
         await database.close_db()
 
 
-async def test_0003_adds_saved_replies_and_merged_into_and_keeps_the_tickets(database_url: str) -> None:
-    await migrate(config=database.tortoise_config(database_url), target="models.0002_raw_mail_content")
+async def test_0004_adds_saved_replies_and_merged_into_and_keeps_the_tickets(database_url: str) -> None:
+    await migrate(config=database.tortoise_config(database_url), target="models.0003_search")
     try:
         await _insert(
             "INSERT INTO ticket (status, arrived_at, arrival_uid, month_key, counts_toward_limit, subject,"
@@ -81,7 +81,7 @@ async def test_0003_adds_saved_replies_and_merged_into_and_keeps_the_tickets(dat
             [],
         )
         await database.close_db()
-        assert "models.0003_desk_tools" in await database.apply_migrations(database_url)
+        assert "models.0004_desk_tools" in await database.apply_migrations(database_url)
         ticket = await Ticket.get(id=1)
         assert (ticket.subject, ticket.status, ticket.merged_into_id) == ("Старое", TicketStatus.ACCEPTED, None)
         await Ticket.filter(id=1).update(status=TicketStatus.MERGED, merged_into_id=1)

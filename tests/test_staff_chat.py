@@ -363,8 +363,8 @@ async def test_commands_queue_ticket_client_stats_oncall_help(db):
     await romashka()
     async with Desk.open() as desk:
         assert [c["command"] for c in desk.fake.commands[('{"type": "default"}', "")]] == [
-            "queue", "ticket", "client", "stats", "oncall", "note", "assign", "merge", "replies", "savereply",
-            "delreply", "help"]
+            "queue", "ticket", "client", "search", "stats", "oncall", "note", "assign", "merge", "replies",
+            "savereply", "delreply", "help"]
         a = await desk.deliver(make_email(body=BODIES[0]))
         b = await desk.deliver(make_email(body=BODIES[1], subject="Остатки <склад>"))
         card_a = await desk.card(a.id)

@@ -1,9 +1,11 @@
-"""Staff-chat commands: /queue, /ticket N, /client TEXT, /stats [YYYY-MM], /oncall [@user], /note, /help.
+"""Staff-chat commands: /queue, /ticket N, /client TEXT, /stats [YYYY-MM], /oncall [@user], /note, /help,
+/search TEXT (also "/найти TEXT": Telegram command names are Latin, but the filter reads the text).
 Registered with setMyCommands (the UI language by default, plus the other one for its users)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
@@ -13,16 +15,17 @@ from tortoise.transactions import in_transaction
 
 from bot.board import TelegramBoard, short
 from bot.callbacks import parse_ticket_id
-from bot.handlers.common import NO_PREVIEW
+from bot.handlers.common import NO_PREVIEW, markup
 from bot.handlers.replies import ticket_for_message
-from bot.handlers.views import client_view, queue_view, stats_view, ticket_view
+from bot.handlers.views import client_view, queue_view, search_view, stats_view, ticket_view
 from bot.i18n import t
 from models.desk import Desk
 from models.policy import month_key
+from models.search import search_tickets
 from models.tables import StaffMember, Ticket
 
-COMMANDS = ("queue", "ticket", "client", "stats", "oncall", "note", "assign", "merge", "replies", "savereply",
-            "delreply", "help")
+COMMANDS = ("queue", "ticket", "client", "search", "stats", "oncall", "note", "assign", "merge", "replies",
+            "savereply", "delreply", "help")
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -44,8 +47,8 @@ def _name(staff: StaffMember | None, lang: str) -> str:
 def build_commands_router() -> Router:
     router = Router(name="commands")
 
-    async def answer(message: TgMessage, text: str) -> None:
-        await message.answer(text, parse_mode="HTML", link_preview_options=NO_PREVIEW)
+    async def answer(message: TgMessage, text: str, reply_markup: dict[str, Any] | None = None) -> None:
+        await message.answer(text, parse_mode="HTML", link_preview_options=NO_PREVIEW, reply_markup=markup(reply_markup))
 
     @router.message(Command("queue"))
     async def queue(message: TgMessage, command: CommandObject, board: TelegramBoard, staff: StaffMember) -> None:
@@ -69,6 +72,11 @@ def build_commands_router() -> Router:
             await answer(message, board.views.render("notice", board.lang, text=t("cmd.usage_client", board.lang)))
             return
         await answer(message, await client_view(board, query))
+
+    @router.message(Command("search", "найти"))
+    async def search(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:
+        query = (command.args or "").strip()
+        await answer(message, *search_view(board, query, await search_tickets(query)))
 
     @router.message(Command("stats"))
     async def stats(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:

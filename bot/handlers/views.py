@@ -1,19 +1,23 @@
-"""The command views (/queue, /ticket, /client, /stats): database in, Telegram HTML out, always within
+"""The command views (/queue, /ticket, /client, /stats, /search): database in, Telegram HTML out, always within
 Telegram's limits (`TelegramViews.render_list` drops items from the end until the text fits)."""
 
 from __future__ import annotations
 
+import html
 from collections import Counter
+from typing import Any
 
 from markupsafe import Markup
 from tortoise.expressions import Q
 
-from bot.board import SAFE_LIMIT, TelegramBoard, short
+from bot.board import SAFE_LIMIT, TelegramBoard, button, keyboard, short, strip_invisible
+from bot.callbacks import Op, TicketAction
 from bot.i18n import RU, reason_label, t
 from bot.text import visible_len
 from models.assignment import OPEN_STATUSES, staff_label
 from models.clock import as_utc
 from models.policy import month_key
+from models.search import SearchResult
 from models.sla_rules import format_time_left
 from models.tables import (
     Client,
@@ -153,3 +157,37 @@ async def stats_view(board: TelegramBoard, month: str) -> str:
     )
 
 
+
+
+def search_view(board: TelegramBoard, query: str, result: SearchResult) -> tuple[str, dict[str, Any] | None]:
+    """The answer to /search: the usage, "nothing found", or the hits (newest first) with a button to
+    open each ticket (the /ticket view)."""
+    lang = board.lang
+    if result.query.empty:
+        return board.views.render("notice", lang, text=t("cmd.usage_search", lang)), None
+    if not result.hits:
+        return board.views.render("notice", lang, text=t("search.nothing", lang, query=short(query, 100))), None
+    items = [
+        {
+            "n": hit.ticket_id,
+            "status": t(f"status.{hit.status.value}", lang),
+            "date": board.when(hit.arrived_at),
+            "client": short(hit.client, 60),
+            "snippet": _snippet_html(hit.snippet),
+        }
+        for hit in result.hits
+    ]
+    newest = t("search.newest", lang, n=len(items)) if result.more else ""
+    text = board.views.render_list("search", lang, items, query=short(query, 100), newest=newest)
+    buttons = [button(t("btn.open", lang, n=hit.ticket_id), TicketAction(op=Op.OPEN, ticket_id=hit.ticket_id))
+               for hit in result.hits]
+    return text, keyboard([buttons[i:i + 2] for i in range(0, len(buttons), 2)])
+
+
+def _snippet_html(pieces: tuple[tuple[str, bool], ...]) -> Markup:
+    """A snippet in Telegram HTML: the client's words escaped, the hits in bold."""
+    return Markup("".join(f"<b>{_escape(piece)}</b>" if hit else _escape(piece) for piece, hit in pieces))
+
+
+def _escape(text: str) -> str:
+    return html.escape(strip_invisible(text), quote=False)

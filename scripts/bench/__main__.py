@@ -32,7 +32,7 @@ from typing import Any
 
 from scripts.bench.common import Options
 
-MEASUREMENTS = ("latency", "backlog", "telegram", "policy", "outbox", "recovery", "text-rules")
+MEASUREMENTS = ("latency", "backlog", "telegram", "policy", "outbox", "recovery", "text-rules", "search")
 # Run only when named with --only: quality figures, not machine figures (mail-reading needs ../shared).
 ON_REQUEST = ("policy-quality", "mail-reading")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"

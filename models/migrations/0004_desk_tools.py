@@ -20,7 +20,7 @@ class DescribeStatus(ops.AlterField):
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0002_raw_mail_content')]
+    dependencies = [('models', '0003_search')]
 
     initial = False
 

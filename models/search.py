@@ -1,0 +1,338 @@
+"""Ticket search (`/search` in the staff chat): the index of message texts and the search over it.
+
+One index row per message worth finding (an inbound mail other than a delivery report, a staff reply, a
+note), written in the transaction that writes the message (models/ingest.py, models/desk.py,
+models/effects.py); existing messages were indexed by migration 0003. Two implementations of one
+`SearchIndex` protocol, chosen by the connection's dialect:
+
+- SQLite: an FTS5 table (`search_fts`, contentless: the rowid is the message id) over the lemmatised
+  terms of models/search_terms.py, which the parse workers make beside the policy's analysis (the main
+  process lemmatises only what it writes itself, staff replies and notes, and the query);
+- PostgreSQL: `search_doc` (message id, ticket id, `tsvector`) with a GIN index, the text parsed by the
+  `russian` configuration (its stemmer for words; its parser keeps numbers, codes such as "полярный-7"
+  and addresses as exact tokens).
+
+A ticket matches when every term of the query is in one of its messages or names its client (a client
+name, INN or contract: read from the registry at query time, so a renamed client is found by its new
+name). The filters `client:NAME`, `status:open|closed|refused` and a month `2026-11` narrow the tickets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from models.search_terms import INDEX_CHARS, Term, hit_count, index_terms, query_terms, snippet
+from models.sql import for_dialect, marks
+from models.statuses import MessageDirection, TicketStatus
+from models.tables import Client, Message, Ticket
+
+LIMIT = 10
+STAFF_REPLY = "staff_reply"  # the event (and message kind) of a staff member's reply email
+STATUS_FILTERS: dict[str, tuple[TicketStatus, ...]] = {
+    "open": (TicketStatus.NEW, TicketStatus.ACCEPTED),
+    "closed": (TicketStatus.CLOSED, TicketStatus.ANSWERED),
+    "refused": (TicketStatus.REFUSED,),
+}
+_OPTION = re.compile(r'(?i)\b(client|status):(?:"([^"]*)"|(\S+))')
+_MONTH = re.compile(r"(?<![\w-])(\d{4})-(0[1-9]|1[0-2])(?![\w-])")
+# Inbound messages that are not the client's words (reports about our own emails) are not indexed.
+_NOT_INDEXED_KINDS = ("bounce", "feedback_report")
+
+
+class BadQuery(ValueError):
+    """A filter the search does not know (the staff see the usage)."""
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    terms: tuple[Term, ...] = ()
+    client: str | None = None
+    statuses: tuple[TicketStatus, ...] = ()
+    month: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.terms or self.client or self.statuses or self.month)
+
+
+def parse_query(text: str) -> SearchQuery:
+    """`text` of `/search`: words and tokens, `client:NAME` (or `client:"two words"`), `status:...`
+    and a month YYYY-MM. Raises BadQuery for an unknown status."""
+    client: str | None = None
+    statuses: tuple[TicketStatus, ...] = ()
+    for match in _OPTION.finditer(text):
+        name, value = match.group(1).lower(), (match.group(2) if match.group(2) is not None else match.group(3))
+        if name == "client":
+            client = value.strip() or None
+        elif value.lower() in STATUS_FILTERS:
+            statuses = STATUS_FILTERS[value.lower()]
+        else:
+            raise BadQuery(value)
+    rest = _OPTION.sub(" ", text)
+    month = None
+    found = _MONTH.search(rest)
+    if found:
+        month = found.group(0)
+        rest = rest[: found.start()] + " " + rest[found.end():]
+    return SearchQuery(query_terms(rest), client, statuses, month)
+
+
+@dataclass(frozen=True)
+class SearchDoc:
+    """One message to index. `terms`: its index terms when a parse worker made them already."""
+
+    message_id: int
+    ticket_id: int
+    texts: tuple[str, ...]
+    terms: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    ticket_id: int
+    status: TicketStatus
+    arrived_at: datetime
+    client: str  # the client's name, or the sender when the client is not identified
+    subject: str
+    snippet: tuple[tuple[str, bool], ...]  # (piece, is a hit) pieces of plain text
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: SearchQuery
+    hits: list[SearchHit]
+    more: bool  # more tickets matched than are shown
+
+
+TermSql = tuple[Term, str, list[Any]]
+
+
+class SearchIndex(Protocol):
+    async def add(self, conn: BaseDBAsyncClient, docs: Sequence[SearchDoc]) -> None:
+        """Index `docs` on `conn` (the transaction writing their messages)."""
+
+    async def term_ticket_sql(self, conn: BaseDBAsyncClient, terms: Sequence[Term]) -> list[TermSql]:
+        """Per term, a statement selecting the ids of the tickets with a message saying it (a term the
+        database ignores, such as a stop word it knows, is left out)."""
+
+
+class SqliteSearchIndex:
+    async def add(self, conn: BaseDBAsyncClient, docs: Sequence[SearchDoc]) -> None:
+        rows = [[d.message_id, d.terms if d.terms is not None else index_terms(d.texts)] for d in docs]
+        if rows:
+            await conn.execute_many("INSERT INTO search_fts (rowid, terms) VALUES (?, ?)", rows)
+
+    async def term_ticket_sql(self, conn: BaseDBAsyncClient, terms: Sequence[Term]) -> list[TermSql]:
+        # A quoted FTS5 string: its characters are one token by the table's tokenizer (TOKEN_CHARS).
+        sql = "SELECT ticket_id FROM message WHERE id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)"
+        return [(term, sql, ['"' + term.key.replace('"', '""') + '"']) for term in terms]
+
+
+class PostgresSearchIndex:
+    async def add(self, conn: BaseDBAsyncClient, docs: Sequence[SearchDoc]) -> None:
+        rows = [[d.message_id, d.ticket_id, pg_text(d.texts)] for d in docs]
+        if rows:
+            await conn.execute_many(
+                "INSERT INTO search_doc (message_id, ticket_id, tsv) VALUES ($1, $2, to_tsvector('russian', $3))"
+                " ON CONFLICT (message_id) DO NOTHING",
+                rows,
+            )
+
+    async def term_ticket_sql(self, conn: BaseDBAsyncClient, terms: Sequence[Term]) -> list[TermSql]:
+        # A term the configuration drops (a stop word it knows) would match nothing: it asks nothing.
+        _, rows = await conn.execute_query(
+            "SELECT numnode(plainto_tsquery('russian', x)) FROM unnest($1::text[]) WITH ORDINALITY AS u(x, n)"
+            " ORDER BY n",
+            [[term.typed for term in terms]],
+        )
+        sql = "SELECT ticket_id FROM search_doc WHERE tsv @@ plainto_tsquery('russian', ?)"
+        return [(term, sql, [term.typed]) for term, row in zip(terms, rows, strict=True) if int(row[0]) > 0]
+
+
+# PostgreSQL's parser reads "<...>" as an HTML tag and drops it, with the text of a <script> or <style>
+# element: a client's "<script>покупателю</script>" is still words to find.
+_NO_TAGS = str.maketrans("<>", "  ")
+
+
+def pg_text(texts: Sequence[str]) -> str:
+    """The text PostgreSQL indexes for one message; an address also under its domain ("romashka.ru")."""
+    parts = [t[:INDEX_CHARS].translate(_NO_TAGS) for t in texts if t]
+    parts.extend(t.rsplit("@", 1)[1] for t in texts if "@" in t and " " not in t.strip())
+    return "\n".join(parts)
+
+
+def search_index(conn: BaseDBAsyncClient) -> SearchIndex:
+    return PostgresSearchIndex() if conn.capabilities.dialect == "postgres" else SqliteSearchIndex()
+
+
+def current_connection() -> BaseDBAsyncClient:
+    """The connection an ORM write would use now: inside `in_transaction()`, that transaction's."""
+    return Message._meta.db
+
+
+async def move_messages(source_ticket: int, target_ticket: int, conn: BaseDBAsyncClient | None = None) -> None:
+    """A merge moved a ticket's messages to another: their index rows follow (models/merging.py), in the
+    merge's transaction. SQLite's index finds the ticket through `message.ticket_id`: nothing to do."""
+    conn = conn or current_connection()
+    if conn.capabilities.dialect == "postgres":
+        await conn.execute_query("UPDATE search_doc SET ticket_id = $1 WHERE ticket_id = $2",
+                                 [target_ticket, source_ticket])
+
+
+async def index_messages(docs: Sequence[SearchDoc], conn: BaseDBAsyncClient | None = None) -> None:
+    """Index messages in the transaction that writes them (`conn`, or the current one)."""
+    conn = conn or current_connection()
+    await search_index(conn).add(conn, docs)
+
+
+def inbound_doc(message_id: int, ticket_id: int, subject: str, new_text: str, name: str, address: str,
+                terms: str | None = None) -> SearchDoc:
+    return SearchDoc(message_id, ticket_id, (subject, new_text, name, address), terms)
+
+
+def indexed(direction: MessageDirection | str, kind: str) -> bool:
+    """Whether a message of this direction and kind is searchable: the client's mail (not a report about
+    our own), the staff's replies and notes; not the template emails (accepted, refused...)."""
+    direction = MessageDirection(direction)
+    if direction is MessageDirection.INBOUND:
+        return kind not in _NOT_INDEXED_KINDS
+    return direction is MessageDirection.NOTE or kind == STAFF_REPLY
+
+
+# ------------------------------------------------------------------------------------------------
+# The search
+# ------------------------------------------------------------------------------------------------
+
+
+def _like(value: str) -> str:
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _client_sql(conn: BaseDBAsyncClient, text: str) -> tuple[str, list[Any]]:
+    """Client ids whose name contains `text` (any case: SQLite's LIKE folds ASCII only, so the usual
+    spellings), or whose INN or contract is `text`."""
+    if conn.capabilities.dialect == "postgres":
+        return ("SELECT id FROM client WHERE name ILIKE ? ESCAPE '\\' OR inn = ? OR lower(contract) = lower(?)",
+                [_like(text), text, text])
+    variants = list(dict.fromkeys((text, text.lower(), text.upper(), text.capitalize(), text.title())))
+    names = " OR ".join("name LIKE ? ESCAPE '\\'" for _ in variants)
+    return (f"SELECT id FROM client WHERE {names} OR inn = ? OR lower(contract) = lower(?)",
+            [*map(_like, variants), text, text])
+
+
+async def matching_ticket_ids(query: SearchQuery, limit: int, conn: BaseDBAsyncClient | None = None) -> list[int]:
+    """The ids of the tickets matching `query`, newest first (arrival), at most `limit`."""
+    conn = conn or Ticket._meta.db
+    where: list[str] = []
+    params: list[Any] = []
+    if query.terms:
+        per_term = await search_index(conn).term_ticket_sql(conn, query.terms)
+        parts = []
+        for n, (term, sql, args) in enumerate(per_term):
+            client_sql, client_args = _client_sql(conn, term.typed)
+            parts.append(f"SELECT ticket_id FROM ({sql} UNION SELECT id FROM ticket WHERE client_id IN"
+                         f" ({client_sql})) AS term{n}")
+            params.extend([*args, *client_args])
+        if not parts:  # every term was a stop word: nothing to find by text
+            return []
+        where.append("t.id IN (" + " INTERSECT ".join(parts) + ")")
+    if query.client:
+        client_sql, client_args = _client_sql(conn, query.client)
+        where.append(f"(t.client_id IN ({client_sql}) OR lower(t.sender_address) LIKE ? ESCAPE '\\')")
+        params.extend([*client_args, _like(query.client.lower())])
+    if query.statuses:
+        where.append(f"t.status IN ({marks(len(query.statuses))})")
+        params.extend(str(s) for s in query.statuses)
+    if query.month:
+        where.append("t.month_key = ?")
+        params.append(query.month)
+    sql = (f"SELECT t.id FROM ticket t WHERE {' AND '.join(where) or 'TRUE'}"
+           f" ORDER BY t.arrived_at DESC, t.id DESC LIMIT {int(limit)}")
+    _, rows = await conn.execute_query(for_dialect(sql, conn), params)
+    return [int(r[0]) for r in rows]
+
+
+async def search_tickets(text: str, limit: int = LIMIT) -> SearchResult:
+    """The staff's `/search TEXT`: the newest `limit` matching tickets with a snippet of each. An empty
+    query, or one with an unknown filter, comes back `empty` (the caller shows the usage)."""
+    try:
+        query = parse_query(text)
+    except BadQuery:
+        query = SearchQuery()
+    if query.empty:
+        return SearchResult(query, [], False)
+    ids = await matching_ticket_ids(query, limit + 1)
+    more, ids = len(ids) > limit, ids[:limit]
+    if not ids:
+        return SearchResult(query, [], False)
+    tickets = {t.id: t for t in await Ticket.filter(id__in=ids)}
+    clients = {c.id: c.name for c in await Client.filter(id__in={t.client_id for t in tickets.values() if t.client_id})}
+    snippets = await _snippets(ids, query.terms)
+    hits = [
+        SearchHit(
+            ticket_id=tid, status=TicketStatus(tickets[tid].status), arrived_at=tickets[tid].arrived_at,
+            client=clients.get(tickets[tid].client_id or 0) or tickets[tid].sender_name or tickets[tid].sender_address,
+            subject=tickets[tid].subject, snippet=snippets.get(tid, ()),
+        )
+        for tid in ids if tid in tickets
+    ]
+    return SearchResult(query, hits, more)
+
+
+async def _snippets(ticket_ids: Sequence[int], terms: Sequence[Term]) -> dict[int, tuple[tuple[str, bool], ...]]:
+    """Per ticket, a snippet of the indexed message saying the most terms (the newest of equals); the
+    ticket's first message when none says any (it matched by its client)."""
+    conn = Ticket._meta.db
+    _, rows = await conn.execute_query(
+        for_dialect(
+            f"SELECT ticket_id, direction, kind, subject, substr(new_text, 1, 8000), substr(text, 1, 8000)"
+            f" FROM message WHERE ticket_id IN ({marks(len(ticket_ids))}) ORDER BY id",
+            conn,
+        ),
+        list(ticket_ids),
+    )
+    best: dict[int, tuple[int, str]] = {}
+    for ticket_id, direction, kind, subject, new_text, text in rows:
+        if not indexed(direction, kind):
+            continue
+        body = "\n".join(x for x in (subject if direction == MessageDirection.INBOUND else "", new_text or text) if x)
+        score = hit_count(body, terms) if terms else 0
+        if ticket_id not in best or score >= best[ticket_id][0] and score > 0:
+            best[ticket_id] = (score, body)
+    return {tid: snippet(body, terms) for tid, (_, body) in best.items()}
+
+
+async def rebuild_index(conn: BaseDBAsyncClient, batch: int = 500) -> int:
+    """Index every searchable message not indexed yet (migration 0003, benchmarks); returns the count."""
+    index = search_index(conn)
+    table = "search_doc" if conn.capabilities.dialect == "postgres" else "search_fts"
+    key = "message_id" if table == "search_doc" else "rowid"
+    done, last = 0, 0
+    while True:
+        _, rows = await conn.execute_query(
+            for_dialect(
+                "SELECT id, ticket_id, direction, kind, subject, new_text, text, from_name, from_address FROM message"
+                f" WHERE id > ? AND id NOT IN (SELECT {key} FROM {table} WHERE {key} > ?) ORDER BY id LIMIT ?",
+                conn,
+            ),
+            [last, last, batch],
+        )
+        if not rows:
+            return done
+        docs = []
+        for mid, tid, direction, kind, subject, new_text, text, name, address in rows:
+            last = int(mid)
+            if not indexed(direction, kind):
+                continue
+            if direction == MessageDirection.INBOUND:
+                docs.append(inbound_doc(int(mid), int(tid), subject, new_text, name, address))
+            else:
+                docs.append(SearchDoc(int(mid), int(tid), (new_text or text,)))
+        await index.add(conn, docs)
+        done += len(docs)
