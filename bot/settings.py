@@ -12,6 +12,7 @@ import re
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
@@ -24,6 +25,7 @@ DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 EXAMPLES: dict[str, str] = {
     "TELEGRAM_BOT_TOKEN": "123456789:AAE-your-token-from-BotFather",
     "TELEGRAM_API_URL": "https://api.telegram.org",
+    "TELEGRAM_PROXY": "http://user:password@proxy.example.ru:3128",
     "STAFF_CHAT_ID": "-1001234567890",
     "IMAP_HOST": "imap.yandex.ru",
     "IMAP_PORT": "993",
@@ -120,6 +122,49 @@ def _refuse_placeholder(name: str, value: object) -> object:
     if isinstance(raw, str | int) and str(raw).strip() == placeholder:
         raise PydanticCustomError("placeholder", hint)
     return value
+
+
+PROXY_SCHEMES = ("http", "https", "socks5")
+# The range aiogram 3.31's `proxy` extra asks for; aiogram needs the package for SOCKS proxies.
+AIOHTTP_SOCKS_PIN = "aiohttp-socks>=0.10.1,<0.13"
+
+
+def redact_url(url: str) -> str:
+    """`scheme://user:password@host:port` -> `scheme://user:***@host:port`: fit for a log line."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostport = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostport}" if ":" in userinfo else f"{scheme}://{user}@{hostport}"
+
+
+def _socks_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("aiohttp_socks") is not None
+
+
+def check_proxy_url(value: str) -> str:
+    """A proxy URL `scheme://[user:password@]host:port`; raises ValueError saying what is wrong
+    without repeating the URL (it may hold a password)."""
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme not in PROXY_SCHEMES:
+        raise ValueError("must start with http://, https:// or socks5://")
+    try:
+        port = parts.port
+    except ValueError:  # not a number or out of range
+        port = None
+    if not parts.hostname or port is None or port == 0:
+        raise ValueError(f"must be {scheme}://[user:password@]host:port, with the host and the port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"must be {scheme}://[user:password@]host:port, with nothing after the port")
+    if scheme == "socks5" and not _socks_available():
+        # aiogram speaks SOCKS through aiohttp-socks only; aiohttp itself speaks HTTP proxies.
+        raise ValueError(f"a socks5:// proxy needs the {AIOHTTP_SOCKS_PIN!r} package, which is not installed "
+                         "(install it, or use an http:// proxy)")
+    return f"{scheme}://{parts.netloc}"
 
 
 def _optional_path(value: object) -> object:
@@ -246,6 +291,8 @@ class Settings(CoreSettings):
     # Telegram
     TELEGRAM_BOT_TOKEN: SecretStr
     TELEGRAM_API_URL: str = DEFAULT_TELEGRAM_API_URL
+    # Every Bot API call through this proxy (networks that cannot reach Telegram); empty: direct.
+    TELEGRAM_PROXY: SecretStr = SecretStr("")
     STAFF_CHAT_ID: int
     ONCALL_CHAT_ID: int | None = None
     TELEGRAM_GROUP_PER_MINUTE: int = Field(default=20, ge=1)  # Telegram's limit for one group
@@ -336,6 +383,12 @@ class Settings(CoreSettings):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
 
+    @field_validator("TELEGRAM_PROXY")
+    @classmethod
+    def _proxy_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value().strip()
+        return SecretStr(check_proxy_url(raw) if raw else "")
+
     @model_validator(mode="after")
     def _plain_only_on_loopback(self) -> Settings:
         # Plain-text IMAP/SMTP would send the mailbox password in the clear: allow it for loopback only.
@@ -348,6 +401,11 @@ class Settings(CoreSettings):
             ):
                 raise ValueError(f"{prefix}_SECURITY=none is allowed only for 127.0.0.1/localhost")
         return self
+
+    @property
+    def telegram_proxy(self) -> str | None:
+        """The proxy URL with its credentials (for the HTTP client only), or None: direct."""
+        return self.TELEGRAM_PROXY.get_secret_value() or None
 
     @property
     def support_name(self) -> str:

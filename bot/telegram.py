@@ -1,14 +1,69 @@
-"""Building the aiogram Bot: every call goes to TELEGRAM_API_URL (Telegram, or a fake one in tests)."""
+"""Building the aiogram Bot: every call goes to TELEGRAM_API_URL (Telegram, or a fake one in tests),
+directly or through TELEGRAM_PROXY."""
 
 from __future__ import annotations
 
+import logging
+import ssl
+
+import certifi
 from aiogram import Bot
+from aiogram import __version__ as aiogram_version
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import ClientSession, TCPConnector
+from aiohttp.hdrs import USER_AGENT
+from aiohttp.http import SERVER_SOFTWARE
 
-from bot.settings import Settings
+from bot.settings import Settings, redact_url
+
+log = logging.getLogger(__name__)
+
+
+class HttpProxySession(AiohttpSession):
+    """aiogram's session with every request sent through an HTTP(S) proxy by aiohttp itself.
+
+    aiogram's own `proxy=` goes through the aiohttp-socks package for every scheme; aiohttp speaks
+    HTTP proxies natively (an absolute-URI request for an http:// Bot API, CONNECT for https://,
+    Proxy-Authorization from the URL's user:password), so an HTTP proxy needs no extra package.
+    Only `create_session` and `close`, the methods aiogram's requests go through, are replaced.
+    """
+
+    def __init__(self, proxy: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._proxy_url = proxy
+        self._proxied: ClientSession | None = None
+
+    async def create_session(self) -> ClientSession:
+        if self._proxied is None or self._proxied.closed:
+            # The connector as aiogram builds it: certifi's CAs, 100 connections, DNS cached an hour.
+            connector = TCPConnector(
+                ssl=ssl.create_default_context(cafile=certifi.where()), limit=100, ttl_dns_cache=3600
+            )
+            self._proxied = ClientSession(
+                connector=connector,
+                headers={USER_AGENT: f"{SERVER_SOFTWARE} aiogram/{aiogram_version}"},
+                proxy=self._proxy_url,
+            )
+        return self._proxied
+
+    async def close(self) -> None:
+        await super().close()
+        if self._proxied is not None and not self._proxied.closed:
+            await self._proxied.close()
+
+
+def make_session(settings: Settings, *, timeout: float = 60.0) -> AiohttpSession:
+    api = TelegramAPIServer.from_base(settings.TELEGRAM_API_URL)
+    proxy = settings.telegram_proxy
+    if proxy is None:
+        return AiohttpSession(api=api, timeout=timeout)
+    log.info("telegram: Bot API calls go through the proxy %s", redact_url(proxy))
+    if proxy.startswith("socks5://"):
+        # Settings let a socks5:// URL through only when aiohttp-socks is installed, which aiogram uses.
+        return AiohttpSession(api=api, timeout=timeout, proxy=proxy)
+    return HttpProxySession(proxy, api=api, timeout=timeout)
 
 
 def make_bot(settings: Settings, *, timeout: float = 60.0) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.TELEGRAM_API_URL), timeout=timeout)
-    return Bot(settings.TELEGRAM_BOT_TOKEN.get_secret_value(), session=session)
+    return Bot(settings.TELEGRAM_BOT_TOKEN.get_secret_value(), session=make_session(settings, timeout=timeout))

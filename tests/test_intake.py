@@ -35,6 +35,7 @@ from mail.imap import (
 from mail.intake import MailWatcher, split_by_bytes
 from models.raw_store import load_content, load_contents
 from models.tables import MailCursor, RawMail, RawMailStatus
+from tests.helpers.process import reap
 from tests.rig.dovecot import DovecotServer
 from tests.rig.net import free_port
 
@@ -460,7 +461,7 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(db: str, mailb
             await asyncio.sleep(rnd.uniform(0, 0.05))
         finally:
             proc.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(proc.wait, 30)
+            await asyncio.to_thread(reap, proc, 30)
         print(f"killed after row {target}: {await rows_count()} rows stored")
 
     proc = _start_watcher(mailbox, db)
@@ -477,7 +478,7 @@ async def test_kill_9_at_random_moments_loses_and_doubles_nothing(db: str, mailb
         await eventually(done, "the restarted watcher to catch up", limit=120)
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(proc.wait, 30) == 0
+        assert await asyncio.to_thread(reap, proc, 30) == 0
 
     stored = await RawMail.all().values_list("sha256", "id", "uid")
     contents = await load_contents(i for _, i, _ in stored)

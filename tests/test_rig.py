@@ -46,7 +46,13 @@ async def imap_client(server: DovecotServer, folder: str = "INBOX") -> AsyncIter
     try:
         yield client
     finally:
-        await asyncio.wait_for(client.logout(), IMAP_TIMEOUT)
+        try:
+            await asyncio.wait_for(client.logout(), IMAP_TIMEOUT)
+        finally:
+            # LOGOUT returns on the tagged OK, maybe before the server's close is read; a transport
+            # left open when the test's loop ends is an "unclosed transport" ResourceWarning.
+            if client.protocol.transport is not None:
+                client.protocol.transport.close()
 
 
 async def fetch_dates(client: aioimaplib.IMAP4, uids: list[int]) -> dict[int, datetime]:

@@ -20,6 +20,7 @@ import pytest
 from mail.compose import compose_email, make_message_id
 from mail.send import DeliveryEvent, EmailSender, SmtpCheckError, SmtpConfig, check_smtp
 from models.tables import EmailOutbox, OutboxStatus
+from tests.helpers.process import reap
 from tests.rig.smtp import SmtpCapture, _Handler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -416,7 +417,7 @@ async def test_kill_9_during_a_burst_loses_nothing(db: str, smtp_server: SmtpCap
         proc = await asyncio.to_thread(_start_sender, db, smtp_server)
         await asyncio.sleep(rng.uniform(0.02, 0.6))
         proc.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(proc.wait, 10)
+        await asyncio.to_thread(reap, proc, 10)
         kills += 1
         if await EmailOutbox.filter(status=OutboxStatus.SENT).count() == 300:
             break
@@ -429,7 +430,7 @@ async def test_kill_9_during_a_burst_loses_nothing(db: str, smtp_server: SmtpCap
             await asyncio.sleep(0.1)
     finally:
         proc.terminate()
-        await asyncio.to_thread(proc.wait, 10)
+        await asyncio.to_thread(reap, proc, 10)
 
     counts = collections.Counter(captured_ids(smtp_server))
     ambiguous = {r.message_id for r in await EmailOutbox.filter(ambiguous_resend=True)}

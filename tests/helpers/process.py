@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.rig.dovecot import DovecotServer
 from tests.rig.fake_telegram import FakeTelegram
@@ -85,6 +86,17 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 12
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+def reap(proc: subprocess.Popen[Any], timeout: float = 30) -> int:
+    """Blocking: wait for a child that was told to stop (or killed) and close our ends of its pipes,
+    which would otherwise be closed by the garbage collector with a ResourceWarning."""
+    try:
+        return proc.wait(timeout)
+    finally:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 @dataclass

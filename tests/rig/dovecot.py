@@ -272,13 +272,15 @@ class DovecotServer:
         pid_file = self.root / "run" / "master.pid"
         pid_file.unlink(missing_ok=True)
         log = self.root / "dovecot.log"
-        self._inst.proc = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(self.config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "dovecot.stderr", "ab"),  # noqa: SIM115 - child owns it
-            start_new_session=True,  # keep Ctrl-C of pytest away from it; we stop it ourselves
-        )
+        # The child gets its own copy of the descriptor; ours is closed at once (no ResourceWarning).
+        with open(self.root / "dovecot.stderr", "ab") as stderr:
+            self._inst.proc = subprocess.Popen(
+                ["dovecot", "-F", "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # keep Ctrl-C of pytest away from it; we stop it ourselves
+            )
         proc = self._inst.proc
 
         def ready() -> bool:
