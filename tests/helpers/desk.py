@@ -101,7 +101,9 @@ class Desk:
     BOB = 1002  # staff
     MALLORY = 6666  # not in the staff chat
 
-    def __init__(self, fake: FakeTelegram, *, language: str, grace: timedelta) -> None:
+    def __init__(
+        self, fake: FakeTelegram, *, language: str, grace: timedelta, acknowledge: bool = True, ack_max_per_hour: int = 5
+    ) -> None:
         self.fake = fake
         self.language = language
         self.chat_id = STAFF_CHAT
@@ -127,7 +129,8 @@ class Desk:
             digest_threshold=10_000,
             render=self.board.render_deferred,
         )
-        config = UseCaseConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace)
+        config = UseCaseConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace,
+                               acknowledge_requests=acknowledge, ack_max_per_hour=ack_max_per_hour)
         services = Services(
             policy=PolicyEngine(PolicyConfig(), TortoisePolicyRepository()),
             calendar=self.calendar,
@@ -147,9 +150,12 @@ class Desk:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, *, language: str = "ru", grace: timedelta = timedelta(seconds=30)) -> AsyncIterator[Desk]:
+    async def open(
+        cls, *, language: str = "ru", grace: timedelta = timedelta(seconds=30), acknowledge: bool = True,
+        ack_max_per_hour: int = 5,
+    ) -> AsyncIterator[Desk]:
         async with FakeTelegram() as fake:
-            desk = cls(fake, language=language, grace=grace)
+            desk = cls(fake, language=language, grace=grace, acknowledge=acknowledge, ack_max_per_hour=ack_max_per_hour)
             await set_commands(desk.bot, language, STAFF_CHAT)
             desk._tasks = [
                 asyncio.create_task(desk.dispatcher.start_polling(desk.bot, handle_signals=False, polling_timeout=1)),
