@@ -45,7 +45,7 @@ from mail.render import EmailRenderer
 from models.calendar import BusinessCalendar
 from models.deps import Services, UseCaseConfig
 from models.desk import Desk as StaffDesk
-from models.effects import Effects
+from models.effects import ACK_EVENT, Effects
 from models.ingest import Ingest
 from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
 from models.raw_store import store_contents
@@ -238,10 +238,14 @@ class Desk:
 
         return await self.fake.wait_for(find, timeout)
 
-    async def emails(self, ticket_id: int, event: str | None = None) -> list[EmailOutbox]:
+    async def emails(self, ticket_id: int, event: str | None = None, *, with_ack: bool = False) -> list[EmailOutbox]:
+        """The ticket's emails of `event`, or of every staff decision: the acknowledgement every new request
+        gets on arrival (tests/test_acknowledgement.py) only when asked by name or `with_ack`."""
         rows = EmailOutbox.filter(ticket_id=ticket_id)
         if event is not None:
             rows = rows.filter(event=event)
+        elif not with_ack:
+            rows = rows.exclude(event=ACK_EVENT)
         return await rows.order_by("id")
 
 
