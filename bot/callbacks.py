@@ -53,6 +53,7 @@ class Op(StrEnum):
     EML = "e"
     HINT_REPLY = "h"  # explains that a Telegram reply to the card goes to the client
     OPEN = "o"  # show a ticket (e.g. the oldest waiting one, 2.3)
+    CLIENT_HISTORY = "ch"  # the ticket's client: last requests and this month's count (2.6)
 
 
 class Reason(StrEnum):
