@@ -181,7 +181,7 @@ async def test_an_auto_reply_to_our_email_joins_the_ticket_without_reopening_or_
         staff = await staff_member()
         await desk.desk.accept(ticket.id, staff, confirmed=True)
         await desk.desk.close(ticket.id, staff)
-        sent = await desk.emails(ticket.id)
+        sent = await desk.emails(ticket.id, with_ack=True)
         oof = make_email(
             subject="Автоответ: Re: Касса", body="Я в отпуске до 1 декабря.", in_reply_to=sent[-1].message_id
         )
