@@ -705,6 +705,7 @@ class TelegramBoard:
         if files:
             rows.append([b("btn.files", Op.FILES, n=len(files))])
         rows.append([b("btn.eml", Op.EML)])
+        rows.append([b("btn.client_history", Op.CLIENT_HISTORY)])
         if ticket.status in (TicketStatus.NEW, TicketStatus.ACCEPTED, TicketStatus.ANSWERED):
             rows.append([b("btn.close", Op.CLOSE)])
         if ticket.status in OPEN_STATUSES:

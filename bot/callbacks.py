@@ -56,6 +56,7 @@ class Op(StrEnum):
     TAKE = "tk"  # assign the ticket to whoever pressed
     TEMPLATES = "sr"  # list the saved replies to answer this ticket with
     MERGE = "mg"  # ask which ticket to merge this one into
+    CLIENT_HISTORY = "ch"  # the ticket's client: last requests and this month's count (2.6)
 
 
 class Reason(StrEnum):

@@ -67,6 +67,8 @@ def make_use_case_config(settings: Settings) -> UseCaseConfig:
         sla_business_days=settings.SLA_BUSINESS_DAYS,
         refusal_grace=timedelta(seconds=settings.REFUSAL_GRACE_SECONDS),
         monthly_limit=settings.MONTHLY_LIMIT,
+        acknowledge_requests=settings.ACKNOWLEDGE_REQUESTS,
+        ack_max_per_hour=settings.ACK_MAX_PER_HOUR,
     )
 
 

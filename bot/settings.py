@@ -77,6 +77,8 @@ EXAMPLES: dict[str, str] = {
     "SUPPORT_NAME": "Техподдержка Storeolis",
     "EMAIL_SIGNATURE": "С уважением, техподдержка Storeolis",
     "REFUSAL_GRACE_SECONDS": "30",
+    "ACKNOWLEDGE_REQUESTS": "true",
+    "ACK_MAX_PER_HOUR": "5",
     "EMAIL_LEASE_SECONDS": "300",
     "OUTAGE_NOTICE_SECONDS": "300",
     "HEALTH_PORT": "8080",
@@ -327,6 +329,8 @@ class Settings(CoreSettings):
     SUPPORT_NAME: str = ""  # display name in From; default depends on LANGUAGE
     EMAIL_SIGNATURE: str = ""
     REFUSAL_GRACE_SECONDS: int = Field(default=30, ge=0)
+    ACKNOWLEDGE_REQUESTS: bool = True  # "registered as [#N], first processing by ..." on every new request
+    ACK_MAX_PER_HOUR: int = Field(default=5, ge=1)  # acknowledgements per sender address in a rolling hour
 
     # Reliability (docs/reliability.md)
     EMAIL_LEASE_SECONDS: float = Field(default=300.0, gt=0)  # a SENDING email older than this: its sender died

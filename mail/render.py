@@ -27,6 +27,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 EVENTS: tuple[str, ...] = (
+    "acknowledged",  # a new request is registered (2.3): sent at once by ingest, not by a staff decision
     "accepted",
     "refused_unidentified",
     "refused_out_of_scope",
@@ -247,7 +248,12 @@ class EmailRenderer:
             "staff_name": "Алексей Смирнов" if ru else "Alexey Smirnov",
             "comment": "",
         }
+        links = [
+            {"title": "Импорт каталога" if ru else "Catalogue import", "url": "https://storeolis.ru/help/catalog-import"},
+            {"title": "Частые ошибки" if ru else "Common errors", "url": "https://storeolis.ru/help/faq"},
+        ]
         extra: dict[str, dict[str, Any]] = {
+            "acknowledged": {"deadline": "02.12.2026 18:00", "timezone": "Europe/Moscow", "faq_links": links},
             "refused_duplicate": {"original_ticket_number": 1037},
             "refused_monthly_limit": {"monthly_limit": 3},
             "faq_answer": {
@@ -256,16 +262,7 @@ class EmailRenderer:
                     if ru
                     else "The catalogue is imported from a YML file: check that the file is reachable."
                 ),
-                "faq_links": [
-                    {
-                        "title": "Импорт каталога" if ru else "Catalogue import",
-                        "url": "https://storeolis.ru/help/catalog-import",
-                    },
-                    {
-                        "title": "Частые ошибки" if ru else "Common errors",
-                        "url": "https://storeolis.ru/help/faq",
-                    },
-                ],
+                "faq_links": links,
             },
             "staff_reply": {
                 "reply_text": (

@@ -27,6 +27,9 @@ class UseCaseConfig:
     sla_business_days: int = 5
     refusal_grace: timedelta = timedelta(seconds=30)
     monthly_limit: int = 3
+    # Clause 2.3: every new request is told at once that it is registered and by when it is processed.
+    acknowledge_requests: bool = True
+    ack_max_per_hour: int = 5  # per sender address, rolling hour: a loop or a flood gets no more
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,22 @@ woken once the transaction is committed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from models.clock import utcnow
 from models.deps import UseCaseConfig
+from models.fast_rows import RowInserter
 from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
 from models.post_queue import queue_post
 from models.search import SearchDoc, index_messages
+from models.sql import for_dialect, marks
 from models.tables import (
     Client,
     Decision,
@@ -23,6 +30,27 @@ from models.tables import (
     TelegramOutbox,
     Ticket,
 )
+
+ACK_EVENT = "acknowledged"
+_EMAILS = RowInserter(EmailOutbox)
+_MESSAGES = RowInserter(Message)
+_NO_REPLY_LOCALS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply")
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """A new request to acknowledge (clause 2.3), from what ingest has at hand: no query per request."""
+
+    ticket_id: int
+    to_address: str
+    to_name: str
+    client_name: str
+    subject: str
+    language: str
+    message_id: str | None  # the client's request: the acknowledgement answers it
+    references: Sequence[str]
+    due_at: datetime | None  # the ticket's sla_due_at (UTC)
+    faq_links: Sequence[dict[str, str]] = ()
 
 
 class Effects:
@@ -45,13 +73,16 @@ class Effects:
 
     def mail_allowed(self, ticket: Ticket) -> bool:
         """Never an email to our own address or to nobody (loops, RFC 3834)."""
-        address = (ticket.sender_address or "").lower()
+        return self.address_allowed(ticket.sender_address)
+
+    def address_allowed(self, address: str | None) -> bool:
+        address = (address or "").lower()
         if not address or "@" not in address:
             return False
         if address in self.config.company_addresses or address == self.config.support_address:
             return False
         local = address.split("@", 1)[0]
-        return local not in ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply")
+        return local not in _NO_REPLY_LOCALS
 
     async def thread_info(self, ticket: Ticket) -> ThreadInfo:
         messages = await Message.filter(ticket_id=ticket.id).exclude(direction=MessageDirection.NOTE).order_by("id")
@@ -129,6 +160,70 @@ class Effects:
         if search_text is not None:
             await index_messages([SearchDoc(message.id, ticket.id, (search_text,))])
         return row
+
+    async def queue_acknowledgements(self, conn: BaseDBAsyncClient, acks: Sequence[Acknowledgement]) -> int:
+        """Inside the ingest transaction of new requests (in arrival order): one "registered" email per
+        ticket (key `ack:<ticket>`), threaded to the client's request, with its outbound Message so later
+        emails carry it in References. At most `ack_max_per_hour` per address in a rolling hour, counting
+        the ones already queued and those earlier in `acks` (a group of 64 from one sender gets 5).
+        Returns how many were queued; the caller wakes the email sender after its commit."""
+        if not self.config.acknowledge_requests:
+            return 0
+        wanted = [a for a in acks if self.address_allowed(a.to_address)]
+        if not wanted:
+            return 0
+        now = self.clock()
+        sent = await self._recent_acks(conn, {a.to_address.lower() for a in wanted}, now - timedelta(hours=1))
+        emails: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        for ack in wanted:
+            address = ack.to_address.lower()
+            if sent[address] >= self.config.ack_max_per_hour:
+                continue  # a flood or a loop: the request is registered all the same, only not told twice
+            sent[address] += 1
+            email, message = self._acknowledgement_rows(ack, now)
+            emails.append(email)
+            messages.append(message)
+        await _EMAILS.insert_many(conn, emails)
+        await _MESSAGES.insert_many(conn, messages)
+        return len(emails)
+
+    async def _recent_acks(self, conn: BaseDBAsyncClient, addresses: set[str], since: datetime) -> Counter[str]:
+        """Acknowledgements queued since `since`, per address: one statement for the whole group, through
+        the ticket's sender_address index and the unique idempotency key."""
+        if not addresses:
+            return Counter()
+        sql = (
+            "SELECT t.sender_address, COUNT(*) FROM ticket t JOIN email_outbox e ON e.idempotency_key = "
+            f"'ack:' || CAST(t.id AS TEXT) WHERE t.sender_address IN ({marks(len(addresses))})"
+            " AND e.created_at >= ? GROUP BY t.sender_address"
+        )
+        since_db = EmailOutbox._meta.fields_map["created_at"].to_db_value(since, None)
+        _, rows = await conn.execute_query(for_dialect(sql, conn), [*sorted(addresses), since_db])
+        return Counter({str(r[0]).lower(): int(r[1]) for r in rows})
+
+    def _acknowledgement_rows(self, ack: Acknowledgement, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        thread = ThreadInfo(
+            ticket_id=ack.ticket_id, to_address=ack.to_address, to_name=ack.to_name,
+            original_subject=ack.subject, in_reply_to=ack.message_id, references=list(ack.references),
+            language=ack.language, client_name=ack.client_name,
+        )
+        zone = ZoneInfo(self.config.timezone)
+        deadline = ack.due_at.astimezone(zone).strftime("%d.%m.%Y %H:%M") if ack.due_at else ""
+        context = {"deadline": deadline, "timezone": self.config.timezone, "faq_links": list(ack.faq_links)}
+        composed = self.mailer.compose(ACK_EVENT, thread, context, auto_submitted=True)
+        email = dict(
+            idempotency_key=f"ack:{ack.ticket_id}", ticket_id=ack.ticket_id, event=ACK_EVENT,
+            message_id=composed.message_id, recipients=composed.recipients, content=composed.content,
+            not_before=now, created_at=now,
+        )
+        message = dict(
+            ticket_id=ack.ticket_id, direction=MessageDirection.OUTBOUND, kind=ACK_EVENT,
+            message_id=composed.message_id, in_reply_to=ack.message_id, references=" ".join(ack.references)[:20000],
+            from_address=self.config.support_address, to=ack.to_address, subject=composed.subject[:1000],
+            text=composed.text, new_text=composed.text, size=len(composed.content), attachments=[],
+        )
+        return email, message
 
     async def queue_card_update(self, ticket_id: int, key: str) -> None:
         post = await self.board.card_update(ticket_id)

@@ -24,7 +24,7 @@ from tortoise.transactions import in_transaction
 from models.analysed import AnalysedMail
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
-from models.effects import Effects
+from models.effects import Acknowledgement, Effects
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind
 from models.merge_chain import final_ticket
@@ -308,6 +308,7 @@ class Ingest:
                 reserved = await reserve_ids(conn, "ticket", len(requests))  # the claim holds the write lock
             created: list[tuple[StoredRow, InboundMessage, int]] = []
             terms: list[str | None] = []  # the search terms the parse workers made (None: made here)
+            acks: list[Acknowledgement] = []
             codes: list[str] = []  # the findings of the group, counted for monitoring after the commit
             for index, ((row, parsed), request) in enumerate(zip(mine, requests, strict=True)):
                 msg = parsed.message
@@ -323,6 +324,7 @@ class Ingest:
                     lookups.add_created(_known_ticket(ticket_id, fields, msg))
                 created.append((row, msg, ticket_id))
                 terms.append(parsed.search)
+                acks.append(_acknowledgement(ticket_id, fields, msg, verdict))
             await flush()
             if not created:
                 return
@@ -339,6 +341,8 @@ class Ingest:
                 inbound_doc(message_id, ticket_id, msg.subject, msg.new_text, msg.from_name, msg.from_address, made)
                 for message_id, (_, msg, ticket_id), made in zip(message_ids, created, terms, strict=True)
             ], conn)
+            # After the requests' messages, so a later email's References chain holds request, then ack.
+            acknowledged = await self.effects.queue_acknowledgements(conn, acks)
             notes = [note for _, msg, ticket_id in created if (note := _parse_notes(ticket_id, msg)) is not None]
             if notes:
                 await Decision.bulk_create(notes, using_db=conn)
@@ -351,6 +355,8 @@ class Ingest:
                 cards.append(dict(idempotency_key=f"card:{ticket_id}", kind=post.kind, chat_id=post.chat_id,
                                   payload=post.payload, not_before=now, **post.extra))
             await _POSTS.insert_many(conn, cards)
+        if acknowledged:
+            self.effects.on_email_queued()
         sink = events()  # after the commit: counted once, and only what exists (in-memory, no query)
         sink.requests_registered(len(created))
         sink.findings(codes)
@@ -565,6 +571,21 @@ def _known_ticket(ticket_id: int, fields: Mapping[str, Any], msg: InboundMessage
     message_id = (msg.message_id or "")[:998]
     return KnownTicket(prior, fields["client_id"], fields["month_key"], fields["counts_toward_limit"],
                        message_ids=(message_id,) if message_id else (), from_address=msg.from_address[:320])
+
+
+def _acknowledgement(
+    ticket_id: int, fields: Mapping[str, Any], msg: InboundMessage, verdict: Verdict
+) -> Acknowledgement:
+    """The "registered" email of a new ticket (models/effects.py), from the fields it is inserted with.
+    Every new request gets one, a flagged one too (unidentified, over the limit, a duplicate): it is
+    registered and will be processed in order (2.3), and the refusal, if any, is a staff decision."""
+    return Acknowledgement(
+        ticket_id=ticket_id, to_address=fields["sender_address"], to_name=fields["sender_name"],
+        client_name=verdict.client.name if verdict.client else fields["sender_name"],
+        subject=fields["subject"], language=fields["language"], message_id=(msg.message_id or "")[:998] or None,
+        references=msg.references, due_at=fields["sla_due_at"],
+        faq_links=[link for entry in verdict.faq_entries for link in entry.get("links", [])],
+    )
 
 
 async def raw_content(raw_mail_id: int) -> bytes:

@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tortoise.queryset import QuerySet
+
 from models.desk import Desk as StaffDesk
 from models.desk import Outcome
 from models.tables import Decision, EmailOutbox, OutboxStatus, StaffMember, Ticket, TicketStatus
@@ -20,6 +22,11 @@ from tests.helpers.desk import Desk, email_text, make_email
 from tests.policy.factories import make_client
 
 DECISIONS = ("accepted", "refused", "refused_after_acceptance", "answered_faq")
+
+
+def decision_emails(ticket_id: int) -> QuerySet[EmailOutbox]:
+    """The emails the decisions queued: each request's acknowledgement (tests/test_acknowledgement.py) aside."""
+    return EmailOutbox.filter(ticket_id=ticket_id).exclude(event="acknowledged")
 
 
 async def two_members() -> tuple[StaffMember, StaffMember]:
@@ -79,7 +86,7 @@ async def test_accept_and_refuse_pressed_together_take_exactly_one_decision_and_
             # first committed); odd ones the other way round.
             first, second = (accept, refuse) if n % 2 == 0 else (refuse, accept)
             results.append((ticket, await race(first, second, turns=2 ** n)))
-        counts = {t.id: (len(await decisions_of(t.id)), await EmailOutbox.filter(ticket_id=t.id).count())
+        counts = {t.id: (len(await decisions_of(t.id)), await decision_emails(t.id).count())
                   for t in batch}
         assert counts == {t.id: (1, 1) for t in batch}  # one decision and one email per request
         for ticket, outcomes in results:
@@ -87,7 +94,7 @@ async def test_accept_and_refuse_pressed_together_take_exactly_one_decision_and_
             status = "accepted" if winner.action == "accepted" else "refused"
             check_loser(outcomes, winner, names, status)
             assert (await Ticket.get(id=ticket.id)).status == status
-            (email,) = await EmailOutbox.filter(ticket_id=ticket.id)
+            (email,) = await decision_emails(ticket.id)
             assert email.event == ("accepted" if status == "accepted" else "refused_out_of_scope")
 
 
@@ -105,7 +112,7 @@ async def test_two_accepts_or_an_accept_and_a_faq_answer_take_one_decision(db: s
             accept = lambda t=ticket, who=alice: staff_desk.accept(t.id, who, confirmed=True)  # noqa: E731
             second = (lambda t=ticket: staff_desk.accept(t.id, bob, confirmed=True)) if n % 3 == 2 else answer  # noqa: E731
             results.append((ticket, await race(accept, second, turns=5 ** n)))
-        counts = {t.id: (len(await decisions_of(t.id)), await EmailOutbox.filter(ticket_id=t.id).count())
+        counts = {t.id: (len(await decisions_of(t.id)), await decision_emails(t.id).count())
                   for t in faq}
         assert counts == {t.id: (1, 1) for t in faq}
         for ticket, outcomes in results:
@@ -124,7 +131,7 @@ async def test_a_plain_refusal_never_follows_an_acceptance(db: str) -> None:
         assert late.status == "already" and late.decided is not None
         assert (late.decided.status, late.decided.staff_name) == ("accepted", "Алиса")
         assert (await Ticket.get(id=ticket.id)).status == TicketStatus.ACCEPTED
-        assert [e.event for e in await EmailOutbox.filter(ticket_id=ticket.id)] == ["accepted"]
+        assert [e.event for e in await decision_emails(ticket.id)] == ["accepted"]
         assert [d.action for d in await decisions_of(ticket.id)] == ["accepted"]
         # A FAQ answer is a first decision too: not on an accepted request either.
         assert (await desk.desk.answer_faq(ticket.id, bob)).status in ("already", "invalid")
@@ -158,7 +165,7 @@ async def test_withdrawing_an_acceptance_is_its_own_guarded_decision_and_can_be_
             assert lost[0].decided.staff_name in names.values()
             assert winner.details["previous_status"] == "accepted"
             assert winner.details["withdrawn"]["by"] == "Алиса"
-            emails = await EmailOutbox.filter(ticket_id=ticket.id).order_by("id")
+            emails = await decision_emails(ticket.id).order_by("id")
             assert [e.event for e in emails][0] == "accepted" and len(emails) == 2
             withdrawal = emails[1]
             assert withdrawal.idempotency_key == f"withdraw:{winner.id}"

@@ -28,7 +28,9 @@ BORIS = 5002
 TZ = ZoneInfo("Europe/Moscow")
 # Passed explicitly: tortoise's init in this test process (the `db` fixture) sets os.environ["TIMEZONE"]
 # to "UTC", and bridge_env copies the environment, so the bridge would otherwise run on UTC.
-ZONE = {"TIMEZONE": "Europe/Moscow"}
+# About the decisions' emails: the acknowledgement every request gets on arrival is tested on its own
+# (tests/test_acknowledgement.py, tests/test_process.py).
+ZONE = {"TIMEZONE": "Europe/Moscow", "ACKNOWLEDGE_REQUESTS": "false"}
 WEBHOOK_URL = "https://bridge.storeolis.test/telegram"
 SECRET = "test-webhook-secret-" + secrets.token_hex(8)
 DECISIONS = ("accepted", "refused", "refused_after_acceptance", "answered_faq")

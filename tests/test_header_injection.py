@@ -105,6 +105,12 @@ async def start_desk(
     return process
 
 
+def acknowledgement_first(mails: list[CapturedMail]) -> list[CapturedMail]:
+    """The request's acknowledgement (sent on arrival), then the decision's email."""
+    assert len(mails) == 2, [str(m.message["Subject"]) for m in mails]
+    return sorted(mails, key=lambda m: "зарегистрировано" not in str(m.message["Subject"]))
+
+
 def assert_only_to_the_client(mail: CapturedMail, headers: list[str]) -> EmailMessage:
     message = mail.message
     assert mail.rcpt_tos == [CLIENT]
@@ -122,11 +128,15 @@ async def test_a_double_encoded_subject_and_name_stay_literal_in_the_acceptance_
         await asyncio.to_thread(mailbox.append, hostile_request(), internal_date=datetime.now(UTC))
         card = await telegram.wait_for(lambda: card_with_body(telegram), timeout=60)
         telegram.press_button(STAFF_CHAT_ID, card["message_id"], STAFF_USER_ID, button_data(card, "Принять"))
-        (mail,) = await smtp_server.wait_for_count(1, timeout=60)
+        ack, mail = acknowledgement_first(await smtp_server.wait_for_count(2, timeout=60))
     finally:
         code = await process.stop()
     assert code == 0, process.output()[-3000:]
 
+    # The acknowledgement quotes the client's subject too: literal, one line, only to the client.
+    acknowledged = assert_only_to_the_client(ack, ACCEPTED_HEADERS)
+    assert acknowledged["Subject"] == f"Обращение [#1] зарегистрировано: {ONCE}"
+    assert acknowledged["In-Reply-To"] == "<hostile-1@romashka.ru>"
     message = assert_only_to_the_client(mail, ACCEPTED_HEADERS)
     # The subject is the client's, decoded once: the literal encoded word, with our ticket tag.
     assert message["Subject"] == f"Re: {ONCE} [#1]"
@@ -148,7 +158,7 @@ async def test_a_staff_document_with_an_encoded_word_name_and_telegrams_mime_par
             STAFF_CHAT_ID, STAFF_USER_ID, FILE_NAME, b"report line 1\nreport line 2\n", caption="Отчёт во вложении",
             reply_to_message_id=card["message_id"], mime_type="text/plain; charset=utf-8",
         )
-        (mail,) = await smtp_server.wait_for_count(1, timeout=60)
+        _, mail = acknowledgement_first(await smtp_server.wait_for_count(2, timeout=60))
     finally:
         code = await process.stop()
     assert code == 0, process.output()[-3000:]

@@ -18,7 +18,9 @@ from models.policy.analyser import TextAnalyser
 from models.tables import (
     Client,
     ClientAddress,
+    EmailOutbox,
     Message,
+    MessageDirection,
     RawMail,
     RawMailStatus,
     TelegramOutbox,
@@ -143,7 +145,8 @@ async def test_rows_another_processor_claimed_are_left_to_it(db: str) -> None:
         await desk.processor.process_stored(batch=50)
     assert groups == [6]
     assert sorted(t.subject for t in await Ticket.all()) == ["Тема 1", "Тема 3", "Тема 4", "Тема 6"]
-    assert await Message.all().count() == 4
+    assert await Message.filter(direction=MessageDirection.INBOUND).count() == 4
+    assert await EmailOutbox.filter(event="acknowledged").count() == 4  # one each, in the same transactions
 
 
 async def test_a_failure_inside_a_group_commits_nothing_of_it(db: str) -> None:
@@ -173,7 +176,8 @@ async def test_a_failure_inside_a_group_commits_nothing_of_it(db: str) -> None:
         while await desk.processor.process_stored(batch=50):
             pass
     assert sorted(t.subject for t in await Ticket.all()) == [f"Тема {n}" for n in range(1, 5)]
-    assert await Message.all().count() == 4
+    assert await Message.filter(direction=MessageDirection.INBOUND).count() == 4
+    assert await EmailOutbox.filter(event="acknowledged").count() == 4  # one each, in the same transactions
 
 
 def test_the_pool_function_is_picklable_with_the_analyser() -> None:

@@ -65,7 +65,7 @@ async def test_metrics_move_with_a_mail_registered_and_accepted(
 ) -> None:
     port = free_port()
     env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram,
-                     HEALTH_PORT=str(port))
+                     HEALTH_PORT=str(port), ACKNOWLEDGE_REQUESTS="false")  # the acceptance's email is counted
     await prepared(tmp_path, env, telegram)
     process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
     process.start()

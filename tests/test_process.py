@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import make_msgid
 from pathlib import Path
 
@@ -232,12 +233,20 @@ async def test_the_whole_desk_through_real_servers_in_one_process(
         card = await telegram.wait_for(lambda: card_of(telegram, "Не работает выгрузка заказов"), timeout=60)
         assert "ООО Ромашка" in card["text"]
 
+        # The acknowledgement leaves at once (2.3); the acceptance follows in the same thread after it.
+        ack = (await smtp_server.wait_for_count(1, timeout=60))[0]
+        request_id = BytesParser().parsebytes(first)["Message-ID"]
+        assert ack.message["Subject"] == "Обращение [#1] зарегистрировано: Не работает выгрузка заказов"
+        assert ack.message["In-Reply-To"] == request_id
+
         telegram.press_button(STAFF_CHAT_ID, card["message_id"], STAFF_USER_ID, button_data(card, "Принять"))
-        await smtp_server.wait_for_count(1, timeout=60)
-        accepted = smtp_server.messages[0].message
+        await smtp_server.wait_for_count(2, timeout=60)
+        accepted = smtp_server.messages[1].message
         assert accepted["To"].addresses[0].addr_spec == "ivanov@romashka.ru"
         assert "[#1]" in accepted["Subject"]
         assert accepted["Auto-Submitted"] == "auto-replied"
+        assert accepted["In-Reply-To"] == request_id
+        assert set(str(accepted["References"]).split()) == {request_id, ack.message["Message-ID"]}
         our_id = accepted["Message-ID"]
 
         reply = EmailMessage()
@@ -261,8 +270,8 @@ async def test_the_whole_desk_through_real_servers_in_one_process(
         telegram.send_user_message(
             STAFF_CHAT_ID, STAFF_USER_ID, "Исправили, проверьте, пожалуйста.", reply_to_message_id=card["message_id"]
         )
-        await smtp_server.wait_for_count(2, timeout=60)
-        staff_reply = smtp_server.messages[1].message
+        await smtp_server.wait_for_count(3, timeout=60)
+        staff_reply = smtp_server.messages[2].message
         assert "Исправили" in staff_reply.get_body(("plain",)).get_content()
         assert staff_reply["Auto-Submitted"] is None  # a person wrote it
         assert "[#1]" in staff_reply["Subject"]
@@ -306,7 +315,9 @@ async def test_reports_about_our_email_mark_it_undelivered_and_open_no_card_and_
     from models.db import close_db, init_db
     from models.tables import EmailOutbox, Message, RawMail, RawMailStatus
 
-    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram)
+    # About the reports of the acceptance email: the acknowledgement (tests/test_acknowledgement.py) is off.
+    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram,
+                     ACKNOWLEDGE_REQUESTS="false")
     assert (await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)).returncode == 0
     clients = tmp_path / "clients.csv"
     clients.write_text("name,inn,contract,emails\nООО Ромашка,7707083893,Д-2024/117,@romashka.ru\n", encoding="utf-8")
@@ -353,3 +364,95 @@ async def test_reports_about_our_email_mark_it_undelivered_and_open_no_card_and_
         assert await RawMail.filter(status=RawMailStatus.QUARANTINED).count() == 0
     finally:
         await close_db()
+
+
+def marked(raw: bytes, header: str) -> bytes:
+    """`raw` with one more header line at the top (an auto-reply's or a mailing list's mark)."""
+    return header.encode() + b"\n" + raw
+
+
+async def test_a_new_request_is_acknowledged_through_the_running_process(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram
+) -> None:
+    """Issue 20 item 6 end to end: one acknowledgement per request, threaded, Auto-Submitted, with the
+    deadline; none to an auto-reply or a mailing list; five at most per sender in an hour."""
+    from zoneinfo import ZoneInfo
+
+    from models.clock import as_utc
+    from models.db import close_db, init_db
+    from models.tables import Ticket
+
+    # TIMEZONE named: Tortoise.init in this test process sets os.environ["TIMEZONE"]="UTC", which
+    # bridge_env would otherwise hand to the bridge.
+    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram,
+                     TIMEZONE="Europe/Moscow")
+    assert (await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)).returncode == 0
+    process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
+    process.start()
+    now = datetime.now(UTC)
+    first = request_mail("Не работает выгрузка заказов", "С утра ошибка 500 при выгрузке заказов.")
+    mails = [
+        first,
+        marked(request_mail("Автоответ: Re: Заказ", "Я в отпуске.", sender="helpdesk@client.ru"),
+               "Auto-Submitted: auto-replied"),
+        marked(marked(request_mail("Новости недели", "Дайджест.", sender="news@client.ru"),
+                      "List-Id: <weekly.client.ru>"), "Precedence: list"),
+        *(request_mail(f"Вопрос {i}: отчёт {i}", f"Отчёт номер {i} не строится, ошибка {400 + i}.",
+                       sender="petrov@client.ru") for i in range(6)),
+    ]
+    try:
+        for raw in mails:
+            await asyncio.to_thread(mailbox.append, raw, internal_date=now)
+
+        def cards() -> int:
+            return sum(1 for m in telegram.messages(STAFF_CHAT_ID) if m.get("reply_markup"))
+
+        await telegram.wait_for(lambda: cards() >= 7, timeout=120)  # the 7 requests; the other two open none
+        await smtp_server.wait_for_count(6, timeout=60)
+        await asyncio.sleep(2.0)  # a seventh email would have left by now
+    finally:
+        code = await process.stop()
+    assert code == 0, process.output()[-3000:]
+    assert "Traceback" not in process.output()
+    sent = [m.message for m in smtp_server.messages]
+    recipients = sorted(m["To"].addresses[0].addr_spec for m in sent)
+    assert recipients == ["ivanov@romashka.ru"] + ["petrov@client.ru"] * 5
+    assert all("зарегистрировано" in str(m["Subject"]) and m["Auto-Submitted"] == "auto-replied" for m in sent)
+    ack = next(m for m in sent if m["To"].addresses[0].addr_spec == "ivanov@romashka.ru")
+    request_id = BytesParser().parsebytes(first)["Message-ID"]
+    assert ack["Subject"] == "Обращение [#1] зарегистрировано: Не работает выгрузка заказов"
+    assert ack["In-Reply-To"] == request_id and ack["References"] == request_id
+    await init_db(database_url)
+    try:
+        ticket = await Ticket.get(id=1)
+        assert await Ticket.all().count() == 9  # every mail is recorded; auto-replies as closed tickets
+    finally:
+        await close_db()
+    assert ticket.sla_due_at is not None
+    due = as_utc(ticket.sla_due_at).astimezone(ZoneInfo("Europe/Moscow"))
+    text = ack.get_body(("plain",)).get_content()
+    assert f"не позднее {due:%d.%m.%Y %H:%M} (по московскому времени)" in text, text
+
+
+@pytest.mark.parametrize("acknowledge", ["true", "false"])
+async def test_the_acknowledgement_in_english_and_switched_off(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram,
+    acknowledge: str,
+) -> None:
+    env = bridge_env(database_url=database_url, mailbox=mailbox, smtp=smtp_server, telegram=telegram,
+                     LANGUAGE="en", ACKNOWLEDGE_REQUESTS=acknowledge)
+    assert (await asyncio.to_thread(run_cli, ["migrate"], env, tmp_path)).returncode == 0
+    process = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
+    process.start()
+    try:
+        await asyncio.to_thread(mailbox.append, request_mail("Orders export fails", "Error 500 on export."),
+                                internal_date=datetime.now(UTC))
+        await telegram.wait_for(lambda: card_of(telegram, "Orders export fails"), timeout=60)
+        if acknowledge == "true":
+            await smtp_server.wait_for_count(1, timeout=60)
+        await asyncio.sleep(2.0)  # the card is posted after the commit that queued the email: it would be out
+    finally:
+        code = await process.stop()
+    assert code == 0, process.output()[-3000:]
+    subjects = [str(m.message["Subject"]) for m in smtp_server.messages]
+    assert subjects == (["Request [#1] registered: Orders export fails"] if acknowledge == "true" else [])

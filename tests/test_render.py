@@ -17,6 +17,7 @@ CLAUSE = {
     "en": "clause {} of the Technical Support Regulations",
 }
 EVENT_CLAUSES = {
+    "acknowledged": ["2.3", "2.5"],  # 2.5 with the FAQ links of the sample
     "accepted": ["2.3"],
     "refused_unidentified": ["2.6"],
     "refused_out_of_scope": ["2.6"],
@@ -255,8 +256,22 @@ def test_empty_original_subject_gets_a_default_subject(
     email = render_sample(renderer, event, language, original_subject="  ")
 
     assert default in email.subject.lower()
-    assert email.subject.endswith("[#1042]")
+    if event == "acknowledged":  # its own shape (issue 20): "Обращение [#N] зарегистрировано"
+        assert email.subject.startswith(default.capitalize() + " [#1042]")
+    else:
+        assert email.subject.endswith("[#1042]")
     assert not email.subject.startswith("Re:")
+
+
+@pytest.mark.parametrize(("event", "language"), ALL)
+@pytest.mark.parametrize("original", ["Re: Не загружается каталог товаров", ""])
+def test_only_the_acknowledgement_says_registered_in_its_subject(
+    renderer: EmailRenderer, event: str, language: str, original: str
+) -> None:
+    """A client tells the acknowledgement from a decision by its subject alone."""
+    subject = render_sample(renderer, event, language, original_subject=original).subject.lower()
+    says = "зарегистрировано" in subject or "registered" in subject
+    assert says == (event == "acknowledged"), subject
 
 
 def test_reply_keeps_the_clients_subject(renderer: EmailRenderer) -> None:

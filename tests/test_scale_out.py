@@ -124,6 +124,7 @@ async def run_scale_out(
         TELEGRAM_MODE="webhook",
         WEBHOOK_URL=WEBHOOK_URL,
         WEBHOOK_SECRET=SECRET,
+        ACKNOWLEDGE_REQUESTS="false",  # one email per decision is counted; acknowledgements: test_acknowledgement.py
     )
     clients = tmp_path / "clients.csv"
     clients.write_text(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.callbacks import Op, TicketAction
-from models.tables import Decision, EmailOutbox, Ticket, TicketStatus
+from models.tables import Decision, Ticket, TicketStatus
 from tests.helpers.desk import STAFF_CHAT, Desk, make_email
 from tests.helpers.process import REPO, STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess, staff_telegram
 from tests.policy.factories import make_client
@@ -204,7 +204,7 @@ async def test_a_spoofed_client_asking_for_a_password_change_needs_an_explicit_c
         confirm = await desk.fake.wait_for(confirm_keyboard, 10)
         assert "Отправитель не подтверждён" in confirm[0]["text"] or "Отправитель" in answer["text"]
         assert (await Ticket.get(id=ticket.id)).status == TicketStatus.NEW
-        assert not await EmailOutbox.filter(ticket_id=ticket.id).exists()
+        assert not await desk.emails(ticket.id)  # no decision email (the acknowledgement aside)
 
         # Only the explicit confirmation accepts, and the audit records what was overridden.
         query = desk.press(card["message_id"], desk.ALICE, confirm[0]["callback_data"])
@@ -249,7 +249,7 @@ async def test_a_press_from_a_non_member_changes_nothing(db: str) -> None:
         assert answer.get("show_alert")
         await desk.settled()
         assert (await Ticket.get(id=ticket.id)).status == TicketStatus.NEW
-        assert not await EmailOutbox.filter(ticket_id=ticket.id).exists()
+        assert not await desk.emails(ticket.id)  # no decision email (the acknowledgement aside)
         assert await Decision.filter(ticket_id=ticket.id).count() == 0
         assert [b["callback_data"] for b in desk.buttons(card["message_id"])][0] == f"tk:a:{ticket.id}"
         assert desk.fake.message(STAFF_CHAT, card["message_id"])["text"] == card["text"]

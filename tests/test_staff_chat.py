@@ -304,7 +304,8 @@ async def test_more_menu_posts_full_text_attachments_and_the_original_email(db):
         assert "акт.pdf" in card["text"] and "обрезано" in card["text"]
         await desk.answer(desk.press(card["message_id"], desk.ALICE, tk(Op.MORE, ticket.id)))
         labels = [b["text"] for b in desk.buttons(card["message_id"])]
-        assert labels == ["📄 Полный текст", "📎 Вложения (2)", "✉️ Исходное письмо .eml", "🔒 Закрыть", "🔗 Объединить с…",
+        assert labels == ["📄 Полный текст", "📎 Вложения (2)", "✉️ Исходное письмо .eml", "🗂 История клиента", "🔒 Закрыть",
+                          "🔗 Объединить с…",
                           "← Назад"]
         for op in (Op.FULL_TEXT, Op.FILES, Op.EML):
             await desk.answer(desk.press(card["message_id"], desk.ALICE, tk(op, ticket.id)))

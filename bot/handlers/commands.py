@@ -17,7 +17,7 @@ from bot.board import TelegramBoard, short
 from bot.callbacks import parse_ticket_id
 from bot.handlers.common import NO_PREVIEW, markup
 from bot.handlers.replies import ticket_for_message
-from bot.handlers.views import client_view, queue_view, search_view, stats_view, ticket_view
+from bot.handlers.views import client_view_with_buttons, queue_view, search_view, stats_view, ticket_view
 from bot.i18n import t
 from models.desk import Desk
 from models.policy import month_key
@@ -71,7 +71,8 @@ def build_commands_router() -> Router:
         if len(query) < 2:
             await answer(message, board.views.render("notice", board.lang, text=t("cmd.usage_client", board.lang)))
             return
-        await answer(message, await client_view(board, query))
+        text, buttons = await client_view_with_buttons(board, query)
+        await message.answer(text, parse_mode="HTML", link_preview_options=NO_PREVIEW, reply_markup=markup(buttons))
 
     @router.message(Command("search", "найти"))
     async def search(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:

@@ -1,4 +1,5 @@
-"""The "…" keyboard's content buttons: full text, attachments, the original .eml, and "open #N".
+"""The "…" keyboard's content buttons: full text, attachments, the original .eml, the client's history, and
+"open #N".
 
 What they post goes through the outbox (`desk.post`), paced with everything else; the keys include
 the callback query id, so a redelivered update posts nothing twice while a new press posts again.
@@ -12,8 +13,8 @@ from aiogram.utils.callback_answer import CallbackAnswer
 
 from bot.board import MAX_FILE_BYTES, TelegramBoard, human_size, short, strip_invisible, tg_escape
 from bot.callbacks import Op, TicketAction
-from bot.handlers.common import NO_PREVIEW
-from bot.handlers.views import ticket_view
+from bot.handlers.common import NO_PREVIEW, markup
+from bot.handlers.views import client_history_view, ticket_view
 from bot.i18n import t
 from bot.text import cut_utf16
 from models.desk import Desk
@@ -135,6 +136,20 @@ def build_content_router() -> Router:
             reply_parameters=ReplyParameters(message_id=ticket.card_message_id, allow_sending_without_reply=True)
             if same_chat and ticket.card_message_id
             else None,
+            link_preview_options=NO_PREVIEW,
+        )
+
+    @router.callback_query(TicketAction.filter(F.op == Op.CLIENT_HISTORY))
+    async def client_history(
+        query: CallbackQuery, callback_data: TicketAction, board: TelegramBoard, bot: Bot,
+        callback_answer: CallbackAnswer,
+    ) -> None:
+        if query.message is None:
+            return
+        text, buttons = await client_history_view(board, callback_data.ticket_id)
+        await bot.send_message(
+            query.message.chat.id, text, parse_mode="HTML", reply_markup=markup(buttons) if buttons else None,
+            reply_parameters=ReplyParameters(message_id=query.message.message_id, allow_sending_without_reply=True),
             link_preview_options=NO_PREVIEW,
         )
 

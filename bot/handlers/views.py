@@ -94,7 +94,18 @@ async def ticket_view(board: TelegramBoard, ticket_id: int) -> str:
     return board.views.render("ticket", lang, items=[], more="", card="", thread=thread)
 
 
+HISTORY_SIZE = 10  # the client's last requests shown by /client and the card's "Client history"
+MAX_BUTTONS = 100  # Telegram's inline keyboard: about 100 buttons a message
+BUTTONS_PER_ROW = 5
+
+
 async def client_view(board: TelegramBoard, query: str) -> str:
+    text, _ = await client_view_with_buttons(board, query)
+    return text
+
+
+async def client_view_with_buttons(board: TelegramBoard, query: str) -> tuple[str, dict[str, Any] | None]:
+    """/client TEXT: the clients found, each with its last requests; a button per request opens it."""
     lang = board.lang
     q = query.strip()
     cond = Q(inn=q) | Q(contract__icontains=q) | Q(addresses__value__icontains=q.lower())
@@ -103,25 +114,69 @@ async def client_view(board: TelegramBoard, query: str) -> str:
         cond |= Q(name__icontains=variant)
     clients = await Client.filter(cond).distinct().order_by("name").limit(20)
     if not clients:
-        return board.views.render("notice", lang, text=t("cmd.no_client", lang))
+        return board.views.render("notice", lang, text=t("cmd.no_client", lang)), None
+    items = [await _client_item(board, c) for c in clients]
+    text = board.views.render_list("client", lang, items, query=short(q, 100), limit=board.config.monthly_limit)
+    return text, _history_buttons(items)
+
+
+async def client_history_view(board: TelegramBoard, ticket_id: int) -> tuple[str, dict[str, Any] | None]:
+    """The card's "Client history": the ticket's client as /client shows it; a sender no client matched
+    is shown by address (their requests from that address)."""
+    ticket = await Ticket.get_or_none(id=ticket_id)
+    if ticket is None:
+        return board.views.render("notice", board.lang, text=t("ans.not_found", board.lang)), None
+    client = await Client.get_or_none(id=ticket.client_id) if ticket.client_id else None
+    item = await _client_item(board, client) if client else await _sender_item(board, ticket.sender_address)
+    text = board.views.render_list("client", board.lang, [item], query="", limit=board.config.monthly_limit)
+    return text, _history_buttons([item])
+
+
+async def _client_item(board: TelegramBoard, c: Client) -> dict[str, Any]:
     month = month_key(board.clock(), board.config.timezone)
-    items = []
-    for c in clients:
-        addresses = await c.addresses.all().values_list("value", flat=True)
-        month_count = await Ticket.filter(client_id=c.id, month_key=month, counts_toward_limit=True).count()
-        open_ids = await Ticket.filter(client_id=c.id, status__in=OPEN).order_by("id").values_list("id", flat=True)
-        items.append(
-            {
-                "name": short(c.name, 150),
-                "inn": c.inn or "",
-                "contract": short(c.contract or "", 60),
-                "active": c.active,
-                "addresses": short(", ".join(addresses), 300),
-                "month_count": month_count,
-                "open": ", ".join(f"#{i}" for i in open_ids[:20]),
-            }
-        )
-    return board.views.render_list("client", lang, items, query=short(q, 100), limit=board.config.monthly_limit)
+    addresses = await c.addresses.all().values_list("value", flat=True)
+    month_count = await Ticket.filter(client_id=c.id, month_key=month, counts_toward_limit=True).count()
+    open_ids = await Ticket.filter(client_id=c.id, status__in=OPEN).order_by("id").values_list("id", flat=True)
+    return {
+        "name": short(c.name, 150),
+        "inn": c.inn or "",
+        "contract": short(c.contract or "", 60),
+        "active": c.active,
+        "addresses": short(", ".join(addresses), 300),
+        "month_count": month_count,
+        "open": ", ".join(f"#{i}" for i in open_ids[:20]),
+        "history": await _history(board, Ticket.filter(client_id=c.id)),
+    }
+
+
+async def _sender_item(board: TelegramBoard, address: str) -> dict[str, Any]:
+    month = month_key(board.clock(), board.config.timezone)
+    mine = Ticket.filter(sender_address=address, client_id=None)
+    open_ids = await mine.filter(status__in=OPEN).order_by("id").values_list("id", flat=True)
+    return {
+        "name": short(address, 150) or "—", "inn": "", "contract": "", "active": True, "addresses": "",
+        "month_count": await mine.filter(month_key=month, counts_toward_limit=True).count(),
+        "open": ", ".join(f"#{i}" for i in open_ids[:20]),
+        "history": await _history(board, Ticket.filter(sender_address=address, client_id=None)),
+    }
+
+
+async def _history(board: TelegramBoard, tickets: Any) -> list[dict[str, Any]]:
+    """The last HISTORY_SIZE requests (auto-replies recorded as tickets have no SLA: not requests)."""
+    rows = await tickets.exclude(sla_due_at=None).order_by("-arrived_at", "-id").limit(HISTORY_SIZE).values(
+        "id", "arrived_at", "status", "subject")
+    return [{"id": r["id"], "date": board.when(r["arrived_at"]).split(" ")[0],
+             "status": t(f"status.{r['status']}", board.lang), "subject": short(r["subject"] or "", 60)}
+            for r in rows]
+
+
+def _history_buttons(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A "#N" button per request listed, opening it like /ticket N (Op.OPEN), within Telegram's limit."""
+    ids = [h["id"] for it in items for h in it.get("history", [])][:MAX_BUTTONS]
+    if not ids:
+        return None
+    buttons = [button(f"#{i}", TicketAction(op=Op.OPEN, ticket_id=i)) for i in ids]
+    return keyboard([buttons[i:i + BUTTONS_PER_ROW] for i in range(0, len(buttons), BUTTONS_PER_ROW)])
 
 
 async def stats_view(board: TelegramBoard, month: str) -> str:

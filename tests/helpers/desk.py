@@ -45,7 +45,7 @@ from mail.render import EmailRenderer
 from models.calendar import BusinessCalendar
 from models.deps import Services, UseCaseConfig
 from models.desk import Desk as StaffDesk
-from models.effects import Effects
+from models.effects import ACK_EVENT, Effects
 from models.ingest import Ingest
 from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
 from models.raw_store import store_contents
@@ -101,7 +101,9 @@ class Desk:
     BOB = 1002  # staff
     MALLORY = 6666  # not in the staff chat
 
-    def __init__(self, fake: FakeTelegram, *, language: str, grace: timedelta) -> None:
+    def __init__(
+        self, fake: FakeTelegram, *, language: str, grace: timedelta, acknowledge: bool = True, ack_max_per_hour: int = 5
+    ) -> None:
         self.fake = fake
         self.language = language
         self.chat_id = STAFF_CHAT
@@ -127,7 +129,8 @@ class Desk:
             digest_threshold=10_000,
             render=self.board.render_deferred,
         )
-        config = UseCaseConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace)
+        config = UseCaseConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace,
+                               acknowledge_requests=acknowledge, ack_max_per_hour=ack_max_per_hour)
         services = Services(
             policy=PolicyEngine(PolicyConfig(), TortoisePolicyRepository()),
             calendar=self.calendar,
@@ -147,9 +150,12 @@ class Desk:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, *, language: str = "ru", grace: timedelta = timedelta(seconds=30)) -> AsyncIterator[Desk]:
+    async def open(
+        cls, *, language: str = "ru", grace: timedelta = timedelta(seconds=30), acknowledge: bool = True,
+        ack_max_per_hour: int = 5,
+    ) -> AsyncIterator[Desk]:
         async with FakeTelegram() as fake:
-            desk = cls(fake, language=language, grace=grace)
+            desk = cls(fake, language=language, grace=grace, acknowledge=acknowledge, ack_max_per_hour=ack_max_per_hour)
             await set_commands(desk.bot, language, STAFF_CHAT)
             desk._tasks = [
                 asyncio.create_task(desk.dispatcher.start_polling(desk.bot, handle_signals=False, polling_timeout=1)),
@@ -232,10 +238,14 @@ class Desk:
 
         return await self.fake.wait_for(find, timeout)
 
-    async def emails(self, ticket_id: int, event: str | None = None) -> list[EmailOutbox]:
+    async def emails(self, ticket_id: int, event: str | None = None, *, with_ack: bool = False) -> list[EmailOutbox]:
+        """The ticket's emails of `event`, or of every staff decision: the acknowledgement every new request
+        gets on arrival (tests/test_acknowledgement.py) only when asked by name or `with_ack`."""
         rows = EmailOutbox.filter(ticket_id=ticket_id)
         if event is not None:
             rows = rows.filter(event=event)
+        elif not with_ack:
+            rows = rows.exclude(event=ACK_EVENT)
         return await rows.order_by("id")
 
 
