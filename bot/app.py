@@ -104,10 +104,10 @@ def build_bridge(  # type: ignore[no-untyped-def]
     email_sender: EmailSender
     telegram_sender: TelegramSender
 
-    services = Services(make_policy(settings), calendar, make_mailer(settings), board, parser, clock)
+    services = Services(make_policy(settings), calendar, make_mailer(settings), parser, clock)
     config = make_use_case_config(settings)
     effects = Effects(
-        config, mailer=services.mailer, board=board, clock=clock,
+        config, mailer=services.mailer, clock=clock,
         on_email_queued=lambda: email_sender.wake(), on_post_queued=lambda: telegram_sender.wake(),
     )
     ingest = Ingest(config, services, effects)
@@ -154,7 +154,6 @@ def build_bridge(  # type: ignore[no-untyped-def]
             rotation_path=settings.ONCALL_ROTATION_FILE or config_file(settings, "oncall.toml"),
         ),
         calendar=calendar,
-        board=board,
         clock=clock,
         on_post_queued=telegram_sender.wake,
     )

@@ -1,8 +1,8 @@
 """`TelegramBoard`: what the staff chat shows, rendered from the database into outbox payloads.
 
-The domain calls it inside its transactions (reads only) and stores the returned `BoardPost` as a
-`TelegramOutbox` row; `bot.telegram_outbox.TelegramSender` delivers it. The handlers use it too, for
-keyboards and for the command views.
+The domain stores intents (models/intents.py) as `TelegramOutbox` rows; `bot.telegram_outbox.TelegramSender`
+renders each with `render_deferred` when it delivers the row. The handlers use it too, for keyboards and
+for the command views.
 
 Two guarantees, whatever a client put in an email:
 * every piece of email text is escaped (`html.escape(text, quote=False)` through the Environment's
@@ -33,8 +33,8 @@ from bot.text import cut_utf16, truncate_utf16, utf16_len, visible_len, visible_
 from models.calendar import BusinessCalendar
 from models.clock import as_utc, utcnow
 from models.desk import REFUSAL_ACTIONS
+from models.intents import CardChanged, Followup, NewCard, StaffNotice, from_payload, is_intent
 from models.policy.base import Verdict
-from models.ports import BoardPost
 from models.sla_rules import format_time_left
 from models.tables import (
     Client,
@@ -222,7 +222,7 @@ class TelegramViews:
 # The board
 # ------------------------------------------------------------------------------------------------
 class TelegramBoard:
-    """Implements models.ports.StaffBoard, plus the keyboards and views the handlers show."""
+    """Renders the domain's intents at delivery, plus the keyboards and views the handlers show."""
 
     def __init__(
         self,
@@ -262,42 +262,26 @@ class TelegramBoard:
             return ""
         return as_utc(value).astimezone(self.tz).strftime("%d.%m.%Y %H:%M:%S" if seconds else "%d.%m.%Y %H:%M")
 
-    # StaffBoard ------------------------------------------------------------------------------
-    def new_card(self, ticket_id: int) -> BoardPost:
-        # Rendered by `render_deferred` when the sender posts it: under a backlog a card may wait
-        # minutes for Telegram's group limit, and should then show the ticket's state, queue place and
-        # time left as they are, not as they were at ingest.
-        return BoardPost(
-            kind="card",
-            chat_id=self.config.staff_chat_id,
-            payload={
-                "method": "sendMessage",
-                "render": {"ticket_card": ticket_id},
-                "record": {"ticket_card": ticket_id},
-            },
-            extra={"ticket_id": ticket_id},
-        )
-
+    # Intents, rendered when the outbox delivers them -------------------------------------------
     async def render_deferred(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """The params of a post whose payload says what to render (`TelegramSender(render=...)`)."""
-        ticket_id = int(spec["ticket_card"])
-        text, markup = await self.render_card(ticket_id)
-        return self._params(text, markup)
+        """The params of a row the sender renders just before posting (`TelegramSender(render=...)`):
+        an intent of the domain (models/intents.py), or {"ticket_card": id} (a new card of an older
+        version). Rendered then, a card shows the ticket's state, queue place and time left as they are
+        when it is posted, even after minutes behind Telegram's group limit."""
+        if not is_intent(spec):
+            return self._params(*await self.render_card(int(spec["ticket_card"])))
+        intent = from_payload(spec)
+        if isinstance(intent, NewCard | CardChanged):
+            return self._params(*await self.render_card(intent.ticket_id))
+        if isinstance(intent, Followup):
+            return self._params(await self.followup_text(intent.ticket_id, intent.message_id, intent.note), None)
+        if isinstance(intent, StaffNotice):
+            return self.notice_params(intent.event, dict(intent.facts), intent.ticket_id)
+        ticket = f" #{intent.ticket_id}" if intent.ticket_id else ""
+        # Plain text: whatever broke the failed post cannot break this one.
+        return {"text": t("msg.post_failed", self.lang, ticket=ticket, kind=intent.row_kind, reason=intent.reason[:500])}
 
-    async def card_update(self, ticket_id: int) -> BoardPost:
-        text, markup = await self.render_card(ticket_id)
-        return BoardPost(
-            kind="card_edit",
-            chat_id=self.config.staff_chat_id,
-            payload={
-                "method": "editMessageText",
-                "params": self._params(text, markup),
-                "target": {"ticket_card": ticket_id},
-            },
-            extra={"ticket_id": ticket_id},
-        )
-
-    async def followup(self, ticket_id: int, message_id: int, note: str = "") -> BoardPost:
+    async def followup_text(self, ticket_id: int, message_id: int, note: str = "") -> str:
         message = await Message.get(id=message_id)
         lang = self.lang
         notes: list[str] = []
@@ -311,7 +295,7 @@ class TelegramBoard:
             notes.append(short(note, 300))
         if message.kind == "auto_reply":
             notes.append(t("msg.auto_reply", lang))
-        text = self.views.render_fitted(
+        return self.views.render_fitted(
             "followup",
             lang,
             body=(message.new_text or message.text or "").strip() or t("card.no_text", lang),
@@ -321,19 +305,8 @@ class TelegramBoard:
             notes=notes,
             attachments=self._attachment_line(message.attachments or []),
         )
-        return BoardPost(
-            kind="followup",
-            chat_id=self.config.staff_chat_id,
-            payload={
-                "method": "sendMessage",
-                "params": self._params(text, None),
-                "reply_to": {"ticket_card": ticket_id},
-                "record": {"message_row": message_id},
-            },
-            extra={"ticket_id": ticket_id},
-        )
 
-    async def notice(self, event: str, facts: dict[str, Any], ticket_id: int | None = None) -> BoardPost:
+    def notice_params(self, event: str, facts: dict[str, Any], ticket_id: int | None = None) -> dict[str, Any]:
         text = self.notice_text(event, facts)
         markup = None
         if event == "sla_alert" and ticket_id is not None:
@@ -346,15 +319,7 @@ class TelegramBoard:
                     ]
                 ]
             )
-        payload: dict[str, Any] = {"method": "sendMessage", "params": self._params(text, markup)}
-        if ticket_id is not None:
-            payload["reply_to"] = {"ticket_card": ticket_id}
-        return BoardPost(
-            kind="notice",
-            chat_id=self.config.staff_chat_id,
-            payload=payload,
-            extra={"ticket_id": ticket_id} if ticket_id is not None else {},
-        )
+        return self._params(text, markup)
 
     def notice_text(self, event: str, facts: dict[str, Any]) -> str:
         lang = self.lang

@@ -13,10 +13,9 @@ import logging
 from typing import Any, Protocol
 
 from bot.board import TelegramBoard
-from bot.i18n import t
 from models.desk import REFUSAL_EVENTS
 from models.effects import Effects
-from models.ports import BoardPost
+from models.intents import CardChanged, PostFailed, StaffNotice
 from models.tables import TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
@@ -44,19 +43,17 @@ class EmailNotifier:
         if ticket_id is not None and not await Ticket.exists(id=ticket_id):
             ticket_id = None
         if outcome == "sent" and event.event == "staff_reply":
-            post = await self.board.notice("email_sent", {"ticket_id": ticket_id}, ticket_id=ticket_id)
+            post = StaffNotice("email_sent", {"ticket_id": ticket_id}, ticket_id=ticket_id)
             await self.effects.post(post, f"email_sent:{event.outbox_id}")
         elif outcome == "sent" and event.event in REFUSAL_EVENTS.values() and ticket_id is not None:
             # The refusal left: its grace period is over, so the card loses its "undo" button.
-            update = await self.board.card_update(ticket_id)
-            await self.effects.post(update, f"edit:email_sent:{event.outbox_id}")
+            await self.effects.post(CardChanged(ticket_id), f"edit:email_sent:{event.outbox_id}")
         elif outcome == "failed":
             facts = {"ticket_id": ticket_id, "error": event.error or "", "event": event.event}
-            post = await self.board.notice("email_failed", facts, ticket_id=ticket_id)
-            await self.effects.post(post, f"email_failed:{event.outbox_id}")
+            await self.effects.post(StaffNotice("email_failed", facts, ticket_id=ticket_id),
+                                    f"email_failed:{event.outbox_id}")
             if ticket_id is not None:
-                update = await self.board.card_update(ticket_id)
-                await self.effects.post(update, f"edit:email_failed:{event.outbox_id}")
+                await self.effects.post(CardChanged(ticket_id), f"edit:email_failed:{event.outbox_id}")
             log.warning("email %s (%s) failed: %s", event.outbox_id, event.event, event.error)
 
 
@@ -72,12 +69,5 @@ class TelegramFailureHandler:
     async def on_failed(self, row: TelegramOutbox, reason: str) -> None:
         if row.kind == "post_failed" or row.idempotency_key.startswith("post_failed:"):
             return
-        ticket = f" #{row.ticket_id}" if row.ticket_id else ""
-        text = t("msg.post_failed", self.board.lang, ticket=ticket, kind=row.kind, reason=reason[:500])
-        post = BoardPost(
-            kind="post_failed",
-            chat_id=self.staff_chat_id,
-            payload={"method": "sendMessage", "params": {"text": text}},
-            extra={"ticket_id": row.ticket_id} if row.ticket_id else {},
-        )
-        await self.effects.post(post, f"post_failed:{row.id}")
+        post = PostFailed(row.kind, reason[:500], row.ticket_id or None)
+        await self.effects.post(post, f"post_failed:{row.id}", chat_id=self.staff_chat_id)

@@ -6,15 +6,18 @@ Telegram whether a post went out: the only window in which a post can be doubled
 Telegram's answer and our commit of its message id, and that commit is ONE transaction (the row
 marked SENT with its message id, plus the ticket/message row that records it).
 
-Row payload (the contract with the domain code that writes rows)::
+Row payload: an intent of the domain (models/intents.py: `{"intent": "card_changed", "ticket_id": 5}`),
+rendered by the `render` callable after the row is claimed, just before the call, so what staff see is
+the ticket as it is then; or a message the bot layer rendered already. `bot/views/delivery.shape` turns
+either into this form (the intent under "render"), without a query::
 
     {"method": "sendMessage" | "editMessageText" | "editMessageReplyMarkup" | "sendDocument"
                | "sendPhoto" | "deleteMessage",
      "params": {aiogram kwargs except chat_id/message_id/reply_parameters/document/photo:
                 text, parse_mode, reply_markup (Bot API JSON dict), caption, disable_notification,
                 link_preview_options {"is_disabled": true}, ...},
-     "render":   {"ticket_card": <ticket id>},   (optional: params rendered just before sending by
-                                                  the `render` callable, e.g. a new ticket's card)
+     "render":   <intent payload>,              (params rendered just before sending by the `render`
+                                                  callable; {"ticket_card": id} in rows of old versions)
      "reply_to": {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (optional)
      "target":   {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (edits, deletes)
      "record":   {"ticket_card": <ticket id>} | {"message_row": <Message id>},       (optional)
@@ -41,7 +44,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,6 +90,7 @@ from tortoise.transactions import in_transaction
 from bot.i18n import plural, t
 from bot.ratelimit import RateLimiter, is_group_chat
 from bot.text import html_to_text, truncate_utf16
+from bot.views.delivery import shape
 from mail.parse import extract_attachment
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
@@ -219,7 +223,7 @@ class TelegramSender:
         self.batch_size = batch_size
         self.shutdown_grace = shutdown_grace
         self.lease_seconds = lease_seconds
-        self.render = render  # fills the params of rows whose payload has "render" (new cards)
+        self.render = render  # fills the params of rows whose shape has "render" (the domain's intents)
         self._outage = Outage(base=backoff_base, cap=backoff_max, clock=clock)
         self._probe_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
@@ -478,7 +482,7 @@ class TelegramSender:
         return finished
 
     async def _deliver(self, row: TelegramOutbox) -> _Outcome:
-        payload = row.payload or {}
+        payload = shape(row.payload)
         method_name = payload.get("method")
         if method_name not in _METHODS:
             return await self._fail_unclaimed(row, f"unknown method {method_name!r}")
@@ -637,7 +641,7 @@ class TelegramSender:
         if ticket.card_message_id is not None:
             return (ticket.card_chat_id or row.chat_id), ticket.card_message_id
         card_rows = await TelegramOutbox.filter(ticket_id=ticket_id).exclude(id=row.id)
-        card_rows = [r for r in card_rows if (r.payload or {}).get("record") == {"ticket_card": ticket_id}]
+        card_rows = [r for r in card_rows if _card_ticket(r) == ticket_id]
         if any(r.status not in _GAVE_UP for r in card_rows):
             return _Outcome.WAIT
         return None
@@ -666,7 +670,7 @@ class TelegramSender:
         """THE one write after Telegram answered: the row and what records its message id, together.
         Retried a few times (a locked SQLite, a PostgreSQL failover): giving up here means a restart
         may post this again."""
-        record = (row.payload or {}).get("record") or {}
+        record = shape(row.payload).get("record") or {}
         for attempt in range(5):
             try:
                 async with in_transaction() as conn:
@@ -783,7 +787,7 @@ class TelegramSender:
 
 
 
-def _refs(payload: dict[str, Any]) -> Iterable[dict[str, Any]]:
+def _refs(payload: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
     for name in ("target", "reply_to", "record"):
         ref = payload.get(name)
         if isinstance(ref, dict):
@@ -798,7 +802,7 @@ def _order_keys(row: TelegramOutbox) -> set[tuple[Any, ...]]:
         return {("digest",)}
     if row.ticket_id is not None:
         keys.add(("ticket", row.ticket_id))
-    for ref in _refs(row.payload or {}):
+    for ref in _refs(shape(row.payload)):
         if "ticket_card" in ref:
             keys.add(("ticket", int(ref["ticket_card"])))
         if "telegram_message_id" in ref:
@@ -807,8 +811,8 @@ def _order_keys(row: TelegramOutbox) -> set[tuple[Any, ...]]:
 
 
 def _card_ticket(row: TelegramOutbox) -> int | None:
-    record = (row.payload or {}).get("record")
-    if isinstance(record, dict) and "ticket_card" in record:
+    record = shape(row.payload).get("record")
+    if isinstance(record, dict) and record.get("ticket_card") is not None:
         return int(record["ticket_card"])
     return None
 

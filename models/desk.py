@@ -24,9 +24,10 @@ from models.analysed import AnalysedMail, parse_and_analyse
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
 from models.effects import Effects
+from models.intents import Postable
 from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict
-from models.ports import BoardPost, ThreadInfo
+from models.ports import ThreadInfo
 from models.raw_store import load_content
 from models.tables import (
     Decision,
@@ -121,7 +122,6 @@ class Desk:
         self.config = config
         self.policy = services.policy
         self.parser = services.parser
-        self.board = services.board
         self.clock = services.clock
         self.effects = effects
         # A re-evaluation's parse off the event loop: the mail processor's pool (mail/processor.py) when
@@ -467,6 +467,6 @@ class Desk:
     async def thread_info(self, ticket: Ticket) -> ThreadInfo:
         return await self.effects.thread_info(ticket)
 
-    async def post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        """Queue a staff-chat post outside a decision (notices, alerts); idempotent by key."""
-        return await self.effects.post(post, key)
+    async def post(self, post: Postable, key: str, *, chat_id: int | None = None) -> TelegramOutbox:
+        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key."""
+        return await self.effects.post(post, key, chat_id=chat_id)

@@ -10,7 +10,8 @@ from typing import Any
 
 from models.clock import utcnow
 from models.deps import UseCaseConfig
-from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
+from models.intents import CardChanged, Postable
+from models.ports import Mailer, ThreadInfo
 from models.post_queue import queue_post
 from models.tables import (
     Client,
@@ -30,14 +31,12 @@ class Effects:
         config: UseCaseConfig,
         *,
         mailer: Mailer,
-        board: StaffBoard,
         clock: Callable[[], datetime] = utcnow,
         on_email_queued: Callable[[], None] = lambda: None,
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.mailer = mailer
-        self.board = board
         self.clock = clock
         self.on_email_queued = on_email_queued
         self.on_post_queued = on_post_queued
@@ -125,15 +124,17 @@ class Effects:
         return row
 
     async def queue_card_update(self, ticket_id: int, key: str) -> None:
-        post = await self.board.card_update(ticket_id)
-        await self.queue_post(post, f"edit:{key}")
+        """The card is shown again when the edit is delivered: nothing is rendered here."""
+        await self.queue_post(CardChanged(ticket_id), f"edit:{key}")
 
-    async def queue_post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        return await queue_post(post, key, not_before=self.clock())
+    async def queue_post(self, post: Postable, key: str, *, chat_id: int | None = None) -> TelegramOutbox:
+        """A staff-chat post in the caller's transaction; to the staff chat unless `chat_id` says."""
+        chat = self.config.staff_chat_id if chat_id is None else chat_id
+        return await queue_post(post, key, chat_id=chat, not_before=self.clock())
 
-    async def post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        """Queue a staff-chat post outside a decision (notices, alerts); idempotent by key."""
-        row = await self.queue_post(post, key)
+    async def post(self, post: Postable, key: str, *, chat_id: int | None = None) -> TelegramOutbox:
+        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key."""
+        row = await self.queue_post(post, key, chat_id=chat_id)
         self.on_post_queued()
         return row
 

@@ -22,7 +22,7 @@ from tortoise.transactions import in_transaction
 
 from models.calendar import BusinessCalendar
 from models.clock import as_utc
-from models.ports import BoardPost, StaffBoard
+from models.intents import CardChanged, StaffNotice
 from models.post_queue import queue_post
 from models.sla_rules import Threshold, format_time_left, threshold_fire_time
 from models.tables import Client, KeyValue, SlaAlert, StaffMember, TelegramOutbox, Ticket, TicketStatus
@@ -83,14 +83,12 @@ class SlaService:
         config: SlaConfig,
         *,
         calendar: BusinessCalendar,
-        board: StaffBoard,
         clock: Callable[[], datetime],
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.calendar = calendar
         self.planner = SlaPlanner(calendar, config)
-        self.board = board
         self.clock = clock
         self.on_post_queued = on_post_queued
 
@@ -165,17 +163,15 @@ class SlaService:
                 "time_left": format_time_left(self.calendar, now, deadline, self.config.language),
                 "mention": target.mention,
             }
-            post = await self.board.notice("sla_alert", facts, ticket_id=ticket.id)
-            payload = dict(post.payload)
-            if target.chat_id != post.chat_id:
-                payload.pop("reply_to", None)  # the card lives in the staff chat, not in this one
-            post = BoardPost(post.kind, target.chat_id, payload, post.extra)
-            await queue_post(post, f"sla:{ticket.id}:{code}", not_before=now, kind="alert")
+            # Answers the card only in the chat the card lives in (the staff chat), not in a DM.
+            alert = StaffNotice("sla_alert", facts, ticket_id=ticket.id,
+                                reply_to_card=target.chat_id == self.config.staff_chat_id)
+            await queue_post(alert, f"sla:{ticket.id}:{code}", chat_id=target.chat_id, not_before=now, kind="alert")
             next_at = self.planner.next_alert_at(arrived, deadline, fired)
             await Ticket.filter(id=ticket.id).update(next_alert_at=next_at)
             if code.startswith(BREACH):
-                post = await self.board.card_update(ticket.id)
-                await queue_post(post, f"edit:sla:{ticket.id}:{code}", not_before=now)
+                await queue_post(CardChanged(ticket.id), f"edit:sla:{ticket.id}:{code}",
+                                 chat_id=self.config.staff_chat_id, not_before=now)
         log.info("SLA alert %s for ticket #%s to chat %s", code, ticket.id, target.chat_id)
         return 1
 
@@ -222,11 +218,11 @@ class SlaService:
                 day.year,
                 self.calendar.verified_through,
             )
-            post = await self.board.notice(
+            notice = StaffNotice(
                 "calendar_beyond_verified",
                 {"year": day.year, "verified_through": self.calendar.verified_through},
             )
-            await queue_post(post, key, not_before=self.clock(), kind="notice")
+            await queue_post(notice, key, chat_id=self.config.staff_chat_id, not_before=self.clock(), kind="notice")
 
     # ---------------------------------------------------------------------------------------------
     async def morning_digest(self) -> bool:
@@ -255,11 +251,9 @@ class SlaService:
             for t in at_risk
         ]
         target = await self.resolve_target(now)
-        post = await self.board.notice(
-            "sla_digest", {"items": items, "date": today.isoformat(), "mention": target.mention}
-        )
-        # To the on-call target's chat, which need not be the staff chat the notice was rendered for.
-        await queue_post(BoardPost(post.kind, target.chat_id, post.payload), key, not_before=now, kind="digest")
+        digest = StaffNotice("sla_digest", {"items": items, "date": today.isoformat(), "mention": target.mention})
+        # To the on-call target's chat, which need not be the staff chat.
+        await queue_post(digest, key, chat_id=target.chat_id, not_before=now, kind="digest")
         self.on_post_queued()
         return True
 

@@ -19,9 +19,9 @@ from bot.board import TelegramBoard, short
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
 from bot.handlers.common import NO_PREVIEW, answer_text, markup, set_keyboard
 from bot.i18n import finding_title, reason_label, t
+from bot.views.messages import ViewMessage
 from models.desk import Desk, Outcome
 from models.policy.base import Verdict
-from models.ports import BoardPost
 from models.tables import KeyValue, StaffMember, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -66,19 +66,9 @@ def build_decisions_router() -> Router:
             oldest = outcome.older_waiting[0]
             ids = ", ".join(f"#{i}" for i in outcome.older_waiting)
             text = board.views.render("notice", lang, text=t("msg.older_waiting", lang, n=ticket_id, ids=ids))
-            await desk.post(
-                BoardPost(
-                    kind="notice",
-                    chat_id=board.config.staff_chat_id,
-                    payload={
-                        "method": "sendMessage",
-                        "params": {"text": text, "parse_mode": "HTML", "reply_markup": board.open_keyboard(oldest)},
-                        "reply_to": {"ticket_card": ticket_id},
-                    },
-                    extra={"ticket_id": ticket_id},
-                ),
-                f"older:{ticket_id}:{query.id}",
-            )
+            chat_id = board.config.staff_chat_id
+            older = ViewMessage(chat_id, text, board.open_keyboard(oldest), reply_to_card=ticket_id, ticket_id=ticket_id)
+            await desk.post(older, f"older:{ticket_id}:{query.id}", chat_id=chat_id)
         elif not outcome.ok and query.message is not None:
             await set_keyboard(bot, query.message.chat.id, query.message.message_id, await board.card_keyboard_now(ticket_id))
 

@@ -17,8 +17,8 @@ from bot.board import TelegramBoard, short
 from bot.handlers.common import NO_PREVIEW, answer_text
 from bot.handlers.decisions import prompt_key
 from bot.i18n import reason_label, t
+from bot.views.messages import ViewMessage
 from models.desk import Desk
-from models.ports import BoardPost
 from models.tables import KeyValue, Message, StaffMember, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
@@ -168,19 +168,10 @@ def _outcome_reason(status: str, detail: str, lang: str) -> str:
 
 async def tell(desk: Desk, board: TelegramBoard, message: TgMessage, text: str, ticket_id: int) -> None:
     """Answer a staff message in the chat through the outbox (paced, retried, once per message)."""
-    post = BoardPost(
-        kind="notice",
-        chat_id=message.chat.id,
-        payload={
-            "method": "sendMessage",
-            "params": {"text": board.views.render("notice", board.lang, text=text), "parse_mode": "HTML",
-                       "link_preview_options": {"is_disabled": True}},
-            "reply_to": {"telegram_message_id": message.message_id},
-        },
-        extra={"ticket_id": ticket_id},
-    )
+    post = ViewMessage(message.chat.id, board.views.render("notice", board.lang, text=text),
+                       reply_to_message_id=message.message_id, ticket_id=ticket_id)
     try:
-        await desk.post(post, f"reply_refused:{message.chat.id}:{message.message_id}")
+        await desk.post(post, f"reply_refused:{message.chat.id}:{message.message_id}", chat_id=post.chat_id)
     except Exception:  # noqa: BLE001 - the database itself failed: say it directly, as a last resort
         log.exception("could not queue the answer to staff message %s", message.message_id)
         with contextlib.suppress(TelegramAPIError):

@@ -132,10 +132,9 @@ class Desk:
             policy=PolicyEngine(PolicyConfig(), TortoisePolicyRepository()),
             calendar=self.calendar,
             mailer=TemplateMailer(EmailRenderer(), from_address=SUPPORT, from_name="Storeolis"),
-            board=self.board,
             parser=functools.partial(parse_message),
         )
-        self.effects = Effects(config, mailer=services.mailer, board=self.board, on_post_queued=self.sender.wake)
+        self.effects = Effects(config, mailer=services.mailer, on_post_queued=self.sender.wake)
         self.ingest = Ingest(config, services, self.effects)
         self.processor = MailProcessor(self.ingest, services.parser, on_done=self.effects.wake)
         self.desk = StaffDesk(config, services, self.effects, offload_parse=self.processor.offload_parse)
