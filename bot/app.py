@@ -117,10 +117,11 @@ def build_bridge(  # type: ignore[no-untyped-def]
     desk = Desk(config, services, effects, offload_parse=processor.offload_parse)
     imap_config = ImapConfig.from_settings(settings)
     watcher = MailWatcher(imap_config, on_stored=mail_stored.set, clock=clock)
-    notifier = EmailNotifier(effects, board)
+    notifier = EmailNotifier(effects)
     email_sender = EmailSender(
         SmtpConfig.from_settings(settings),
-        on_event=notifier.on_email_event,
+        on_event=notifier.on_email_event,  # inside the transaction that records the outcome
+        after_event=lambda: telegram_sender.wake(),
         clock=clock,
         imap_config=imap_config,
         lease_seconds=settings.EMAIL_LEASE_SECONDS,
@@ -131,7 +132,7 @@ def build_bridge(  # type: ignore[no-untyped-def]
         global_per_second=settings.TELEGRAM_GLOBAL_PER_SECOND,
         time_scale=settings.TELEGRAM_RATE_SCALE,
     )
-    failures = TelegramFailureHandler(effects, board, staff_chat_id=settings.STAFF_CHAT_ID)
+    failures = TelegramFailureHandler(effects, staff_chat_id=settings.STAFF_CHAT_ID)
     telegram_sender = TelegramSender(
         bot,
         limiter=limiter,

@@ -763,19 +763,24 @@ class TelegramSender:
         return await self._fail(row, reason)
 
     async def _fail(self, row: TelegramOutbox, reason: str) -> _Outcome:
-        """Permanent failure: FAILED, logged, and the caller's on_failed (it may fall back to the group)."""
-        await TelegramOutbox.filter(id=row.id, status=OutboxStatus.SENDING).update(
-            status=OutboxStatus.FAILED, last_error=reason[:2000]
-        )
+        """Permanent failure: FAILED, logged, and the caller's on_failed (it may tell the staff) in the
+        same transaction, so the warning is written exactly when the failure is."""
+        async with in_transaction():
+            await TelegramOutbox.filter(id=row.id, status=OutboxStatus.SENDING).update(
+                status=OutboxStatus.FAILED, last_error=reason[:2000]
+            )
+            row.status, row.last_error = OutboxStatus.FAILED, reason
+            if self.on_failed is not None:
+                try:
+                    async with in_transaction():  # a savepoint: a failing handler undoes only its own writes
+                        await self.on_failed(row, reason)
+                except Exception:
+                    log.exception("telegram outbox: on_failed for row %s raised", row.id)
         log.warning(
             "telegram outbox: row %s (%s to chat %s) failed: %s", row.id, row.kind, row.chat_id, reason
         )
-        row.status, row.last_error = OutboxStatus.FAILED, reason
         if self.on_failed is not None:
-            try:
-                await self.on_failed(row, reason)
-            except Exception:
-                log.exception("telegram outbox: on_failed for row %s raised", row.id)
+            self.wake()  # what it queued is committed now
         return _Outcome.DONE
 
     def _backoff(self, attempts: int) -> float:

@@ -138,7 +138,7 @@ class Desk:
         self.ingest = Ingest(config, services, self.effects)
         self.processor = MailProcessor(self.ingest, services.parser, on_done=self.effects.wake)
         self.desk = StaffDesk(config, services, self.effects, offload_parse=self.processor.offload_parse)
-        self.notifier = EmailNotifier(self.effects, self.board)
+        self.notifier = EmailNotifier(self.effects)
         self.directory = StaffDirectory(STAFF_CHAT, language=language, cache_seconds=300)
         self.dispatcher = Dispatcher(desk=self.desk, board=self.board)
         self.dispatcher.include_router(build_router(directory=self.directory))
