@@ -467,6 +467,9 @@ class Desk:
     async def thread_info(self, ticket: Ticket) -> ThreadInfo:
         return await self.effects.thread_info(ticket)
 
-    async def post(self, post: Postable, key: str, *, chat_id: int | None = None) -> TelegramOutbox:
-        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key."""
-        return await self.effects.post(post, key, chat_id=chat_id)
+    async def post(
+        self, post: Postable, key: str, *, chat_id: int | None = None, remember: dict[str, Any] | None = None
+    ) -> TelegramOutbox:
+        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key (see
+        `Effects.post` for `remember`)."""
+        return await self.effects.post(post, key, chat_id=chat_id, remember=remember)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from models.clock import utcnow
 from models.deps import UseCaseConfig
 from models.intents import CardChanged, Postable
@@ -17,6 +19,7 @@ from models.tables import (
     Client,
     Decision,
     EmailOutbox,
+    KeyValue,
     Message,
     MessageDirection,
     StaffMember,
@@ -132,9 +135,18 @@ class Effects:
         chat = self.config.staff_chat_id if chat_id is None else chat_id
         return await queue_post(post, key, chat_id=chat, not_before=self.clock())
 
-    async def post(self, post: Postable, key: str, *, chat_id: int | None = None) -> TelegramOutbox:
-        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key."""
-        row = await self.queue_post(post, key, chat_id=chat_id)
+    async def post(
+        self, post: Postable, key: str, *, chat_id: int | None = None, remember: dict[str, Any] | None = None
+    ) -> TelegramOutbox:
+        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key. `remember`:
+        state kept under the same key, written with the row (a prompt's pending refusal: the reply to the
+        posted message finds it by the message id the outbox records)."""
+        if remember is None:
+            row = await self.queue_post(post, key, chat_id=chat_id)
+        else:
+            async with in_transaction():
+                row = await self.queue_post(post, key, chat_id=chat_id)
+                await KeyValue.update_or_create(key=key, defaults={"value": remember})
         self.on_post_queued()
         return row
 

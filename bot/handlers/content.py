@@ -6,17 +6,16 @@ the callback query id, so a redelivered update posts nothing twice while a new p
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
-from aiogram.types import CallbackQuery, ReplyParameters
+from aiogram import F, Router
+from aiogram.types import CallbackQuery
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from bot.board import MAX_FILE_BYTES, TelegramBoard, human_size, short, strip_invisible, tg_escape
 from bot.callbacks import Op, TicketAction
-from bot.handlers.common import NO_PREVIEW
 from bot.handlers.views import ticket_view
 from bot.i18n import t
 from bot.text import cut_utf16
-from bot.views.messages import ReadyPost
+from bot.views.messages import ReadyPost, ViewMessage
 from models.desk import Desk
 from models.tables import Message, MessageDirection, Ticket
 
@@ -120,22 +119,17 @@ def build_content_router() -> Router:
 
     @router.callback_query(TicketAction.filter(F.op == Op.OPEN))
     async def open_ticket(
-        query: CallbackQuery, callback_data: TicketAction, board: TelegramBoard, bot: Bot,
+        query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard,
         callback_answer: CallbackAnswer,
     ) -> None:
         ticket = await Ticket.get_or_none(id=callback_data.ticket_id)
         if ticket is None or query.message is None:
             callback_answer.text = t("ans.not_found", board.lang)
             return
-        same_chat = ticket.card_chat_id in (None, query.message.chat.id)
-        await bot.send_message(
-            query.message.chat.id,
-            await ticket_view(board, ticket.id),
-            parse_mode="HTML",
-            reply_parameters=ReplyParameters(message_id=ticket.card_message_id, allow_sending_without_reply=True)
-            if same_chat and ticket.card_message_id
-            else None,
-            link_preview_options=NO_PREVIEW,
-        )
+        chat_id = query.message.chat.id
+        same_chat = ticket.card_chat_id in (None, chat_id)
+        view = ViewMessage(chat_id, await ticket_view(board, ticket.id),
+                           reply_to_message_id=ticket.card_message_id if same_chat else None, ticket_id=ticket.id)
+        await desk.post(view, f"open:{ticket.id}:{query.id}", chat_id=chat_id)
 
     return router

@@ -14,10 +14,10 @@ from aiogram.types import Message as TgMessage
 from aiogram.types import ReactionTypeEmoji
 
 from bot.board import TelegramBoard, short
-from bot.handlers.common import NO_PREVIEW, answer_text
-from bot.handlers.decisions import prompt_key
+from bot.handlers.common import answer_message, answer_text
+from bot.handlers.decisions import pending_prompt
 from bot.i18n import reason_label, t
-from bot.views.messages import ViewMessage
+from bot.views.messages import ViewEdit, ViewMessage
 from models.desk import Desk
 from models.tables import KeyValue, Message, StaffMember, TelegramOutbox, Ticket
 
@@ -90,14 +90,14 @@ def build_replies_router() -> Router:
         chat_id = message.chat.id
         text = (message.text or message.caption or "").strip()
 
-        pending = await KeyValue.get_or_none(key=prompt_key(chat_id, target.message_id))
+        pending = await pending_prompt(chat_id, target.message_id)
         if pending is not None:
-            await _refuse_with_comment(message, bot, desk, board, staff, pending, text)
+            await _refuse_with_comment(message, desk, board, staff, pending, text)
             return
 
         ticket_id = await ticket_for_message(chat_id, target.message_id)
         if ticket_id is None:
-            await message.reply(t("msg.no_ticket", lang))
+            await answer_message(desk, message, t("msg.no_ticket", lang), html=False, reply=True)
             return
         try:
             reason = await _send_reply(message, bot, desk, staff, ticket_id, text, lang)
@@ -122,7 +122,8 @@ async def _send_reply(
         outcome = await desk.note(ticket_id, staff, note)
         if not outcome.ok:
             return _outcome_reason(outcome.status, outcome.detail, lang)
-        await message.reply(t("msg.note_saved", lang, n=ticket_id))
+        await answer_message(desk, message, t("msg.note_saved", lang, n=ticket_id), html=False, reply=True,
+                             ticket_id=ticket_id)
         return None
     kind = unsupported_kind(message)
     if kind is not None:
@@ -179,8 +180,7 @@ async def tell(desk: Desk, board: TelegramBoard, message: TgMessage, text: str, 
 
 
 async def _refuse_with_comment(
-    message: TgMessage, bot: Bot, desk: Desk, board: TelegramBoard, staff: StaffMember,
-    pending: KeyValue, comment: str,
+    message: TgMessage, desk: Desk, board: TelegramBoard, staff: StaffMember, pending: KeyValue, comment: str,
 ) -> None:
     lang = board.lang
     ticket_id = int(pending.value["ticket_id"])
@@ -192,7 +192,8 @@ async def _refuse_with_comment(
     refuse = desk.withdraw_acceptance_and_refuse if withdrawing else desk.refuse
     outcome = await refuse(ticket_id, staff, reason, comment=comment)
     if not outcome.ok:
-        await message.reply(answer_text(outcome, board, "ans.refused", seconds=0))
+        await answer_message(desk, message, answer_text(outcome, board, "ans.refused", seconds=0), html=False,
+                             reply=True, ticket_id=ticket_id)
         return
     text = t(
         "msg.withdraw_done" if withdrawing else "msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang),
@@ -200,10 +201,6 @@ async def _refuse_with_comment(
     )
     target = message.reply_to_message
     assert target is not None
-    try:
-        await bot.edit_message_text(
-            board.views.render("notice", lang, text=text), chat_id=message.chat.id, message_id=target.message_id,
-            parse_mode="HTML", reply_markup=None, link_preview_options=NO_PREVIEW,
-        )
-    except TelegramAPIError as error:
-        log.info("could not edit the refusal prompt: %s", error)
+    edit = ViewEdit(message.chat.id, target.message_id, board.views.render("notice", lang, text=text),
+                    ticket_id=ticket_id)
+    await desk.post(edit, f"prompt_done:{message.chat.id}:{message.message_id}", chat_id=edit.chat_id)

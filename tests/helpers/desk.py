@@ -211,7 +211,11 @@ class Desk:
         return self.fake.press_button(STAFF_CHAT, message_id, user_id, packed, check_markup=check_markup)
 
     async def answer(self, query_id: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
-        return await self.fake.wait_for(lambda: self.fake.callback_answers().get(query_id), timeout)
+        """The answer to a press, once what the press queued (a keyboard, a prompt) is posted: the handler
+        posts through the outbox, and the answer comes before the sender has delivered it."""
+        answer = await self.fake.wait_for(lambda: self.fake.callback_answers().get(query_id), timeout)
+        await self.settled()
+        return answer
 
     def buttons(self, message_id: int) -> list[dict[str, str]]:
         markup = self.fake.message(STAFF_CHAT, message_id).get("reply_markup") or {}
