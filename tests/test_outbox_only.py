@@ -40,6 +40,15 @@ def test_handlers_post_nothing_past_the_outbox() -> None:
     assert sorted(set(posts) - LAST_RESORT) == []
 
 
+async def sent_row(desk: Desk, key: str) -> TelegramOutbox:
+    """The outbox row under `key` once its delivery is recorded (a moment after Telegram has the message)."""
+
+    async def sent() -> TelegramOutbox | None:
+        return await TelegramOutbox.get_or_none(idempotency_key=key, status=OutboxStatus.SENT)
+
+    return await desk.fake.wait_for(sent)
+
+
 async def test_a_command_answer_a_keyboard_swap_and_a_prompt_are_outbox_rows(db) -> None:
     await make_client(inn="7707083893", addresses=("ivan@romashka.ru",))
     async with Desk.open() as desk:
@@ -47,13 +56,13 @@ async def test_a_command_answer_a_keyboard_swap_and_a_prompt_are_outbox_rows(db)
         card = await desk.card(ticket.id)
         said = desk.say(desk.BOB, "/help")
         help_text = await desk.bot_reply_after(said["message_id"])
-        row = await TelegramOutbox.get(idempotency_key=f"answer:{STAFF_CHAT}:{said['message_id']}")
-        assert (row.status, row.result_message_id) == (OutboxStatus.SENT, help_text["message_id"])
+        row = await sent_row(desk, f"answer:{STAFF_CHAT}:{said['message_id']}")
+        assert row.result_message_id == help_text["message_id"]
 
         query = desk.press(card["message_id"], desk.ALICE, TicketAction(op=Op.REFUSE, ticket_id=ticket.id))
         await desk.answer(query)
-        swap = await TelegramOutbox.get(idempotency_key=f"keyboard:{query}")
-        assert swap.status == OutboxStatus.SENT and swap.ticket_id == ticket.id
+        swap = await sent_row(desk, f"keyboard:{query}")
+        assert swap.ticket_id == ticket.id
         assert len(desk.buttons(card["message_id"])) == 7  # the reasons and "back"
 
 
@@ -69,7 +78,8 @@ async def test_a_prompt_posted_late_still_takes_the_comment_from_a_reply(db) -> 
         pick = RefuseAction(op=RefuseOp.PICK, ticket_id=ticket.id, reason=Reason.OUT_OF_SCOPE)
         desk.press(card["message_id"], desk.ALICE, pick)
         prompt = await desk.bot_reply_after(card["message_id"])
-        assert (await TelegramOutbox.get(kind="refuse_prompt")).result_message_id == prompt["message_id"]
+        row = await TelegramOutbox.get(kind="refuse_prompt")
+        assert (await sent_row(desk, row.idempotency_key)).result_message_id == prompt["message_id"]
         desk.say(desk.ALICE, "Доработки делаем по отдельному договору", reply_to=prompt["message_id"])
 
         async def refused() -> bool:
