@@ -91,6 +91,7 @@ from bot.i18n import plural, t
 from bot.ratelimit import RateLimiter, is_group_chat
 from bot.text import html_to_text, truncate_utf16
 from bot.views.delivery import shape
+from bot.views.messages import INTERACTIVE
 from mail.parse import extract_attachment
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
@@ -100,6 +101,7 @@ from models.tables import Message, OutboxStatus, RawMailContent, TelegramOutbox,
 
 log = logging.getLogger(__name__)
 
+PASS_SECONDS = 10.0  # the longest a chat's pass runs before it looks again (rows of other processes)
 MAX_TEXT = 4096  # characters after entity parsing, counted in UTF-16 code units
 MAX_CAPTION = 1024
 
@@ -227,6 +229,7 @@ class TelegramSender:
         self._outage = Outage(base=backoff_base, cap=backoff_max, clock=clock)
         self._probe_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        self._wakes = 0  # counts wake() calls: a long pass ends early to pick up new rows (see _process_chat)
         self._workers: dict[int, asyncio.Task[int]] = {}
         self._stopping = False
 
@@ -240,6 +243,7 @@ class TelegramSender:
     def wake(self) -> None:
         """Call after committing new rows: the loop looks at once instead of at the next poll."""
         self._wakeup.set()
+        self._wakes += 1
 
     async def run(self) -> None:
         """Deliver rows until cancelled: one worker task per chat with due rows, so a group paced at
@@ -263,7 +267,7 @@ class TelegramSender:
                     for chat_id in await self._due_chats():
                         worker = self._workers.get(chat_id)
                         if worker is None or worker.done():
-                            worker = asyncio.create_task(self._process_chat(chat_id))
+                            worker = asyncio.create_task(self._process_chat(chat_id, yielding=True))
                             worker.add_done_callback(self._worker_done)
                             self._workers[chat_id] = worker
                     timeout = await self._sleep_time()
@@ -427,7 +431,12 @@ class TelegramSender:
 
     # ------------------------------------------------------------------------------ one chat
 
-    async def _process_chat(self, chat_id: int) -> int:
+    async def _process_chat(self, chat_id: int, *, yielding: bool = False) -> int:
+        """One pass over a chat's open rows. The answers to staff actions (INTERACTIVE kinds: a keyboard
+        swap, a prompt, a command's answer) go first, as they went straight to Telegram before they went
+        through the outbox: a burst of cards at 20 a minute must not hold them back. `yielding` (the run
+        loop): a pass that has lasted a while ends after a row when new rows were queued (a wake here, a
+        peer's rows after PASS_SECONDS), so they are looked at without waiting for the whole batch."""
         if not await self._gate_open():
             return 0
         rows = (
@@ -435,11 +444,20 @@ class TelegramSender:
             .order_by("id")
             .limit(self.batch_size)
         )
-        rows.sort(key=lambda r: (r.kind != "digest", r.id))
+        if len(rows) >= self.batch_size:  # answers beyond the batch still go first
+            seen = {r.id for r in rows}
+            rows += [r for r in await TelegramOutbox.filter(chat_id=chat_id, status__in=_OPEN, kind__in=INTERACTIVE)
+                     .order_by("id").limit(50) if r.id not in seen]
+        rows.sort(key=lambda r: (r.kind != "digest", r.kind not in INTERACTIVE, r.id))
         held: set[tuple[Any, ...]] = set()
         finished = 0
+        loop = asyncio.get_running_loop()
+        started, wakes = loop.time(), self._wakes
         for row in rows:
             if self._stopping or self._outage.active:
+                break
+            lasted = loop.time() - started
+            if yielding and lasted >= 1.0 and (self._wakes != wakes or lasted >= PASS_SECONDS):
                 break
             keys = _order_keys(row)
             blocking = keys & held

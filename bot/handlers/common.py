@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiogram.types import CallbackQuery
@@ -11,6 +12,7 @@ from bot.board import TelegramBoard, short
 from bot.i18n import t
 from bot.views.messages import KeyboardEdit, ViewMessage
 from models.desk import Desk, Outcome
+from models.tables import OutboxStatus, TelegramOutbox
 
 
 async def set_keyboard(desk: Desk, query: CallbackQuery, value: dict[str, Any] | None, ticket_id: int | None) -> None:
@@ -21,7 +23,21 @@ async def set_keyboard(desk: Desk, query: CallbackQuery, value: dict[str, Any] |
     if message is None:
         return
     edit = KeyboardEdit(message.chat.id, message.message_id, value, ticket_id=ticket_id)
-    await desk.post(edit, f"keyboard:{query.id}", chat_id=edit.chat_id)
+    await delivered(await desk.post(edit, f"keyboard:{query.id}", chat_id=edit.chat_id))
+
+
+async def delivered(row: TelegramOutbox, timeout: float = 3.0) -> bool:  # noqa: ASYNC109 - polls our own table
+    """Wait (at most `timeout`) until the outbox has delivered `row`, so the press is answered once the
+    keyboard or prompt it changed is there, as when handlers called Telegram themselves; the press is
+    answered anyway when Telegram is slow (the row still goes, later)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        status = await TelegramOutbox.filter(id=row.id).values_list("status", flat=True)
+        if not status or status[0] not in (OutboxStatus.PENDING, OutboxStatus.SENDING):
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def answer_message(

@@ -19,7 +19,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 
 from bot.board import TelegramBoard, short
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
-from bot.handlers.common import answer_text, set_keyboard
+from bot.handlers.common import answer_text, delivered, set_keyboard
 from bot.i18n import finding_title, reason_label, t
 from bot.views.messages import ViewEdit, ViewMessage
 from models.desk import Desk, Outcome
@@ -65,7 +65,8 @@ def build_decisions_router() -> Router:
             ids = ", ".join(f"#{i}" for i in outcome.older_waiting)
             text = board.views.render("notice", lang, text=t("msg.older_waiting", lang, n=ticket_id, ids=ids))
             chat_id = board.config.staff_chat_id
-            older = ViewMessage(chat_id, text, board.open_keyboard(oldest), reply_to_card=ticket_id, ticket_id=ticket_id)
+            older = ViewMessage(chat_id, text, board.open_keyboard(oldest), reply_to_card=ticket_id, ticket_id=ticket_id,
+                                kind="notice")
             await desk.post(older, f"older:{ticket_id}:{query.id}", chat_id=chat_id)
         elif not outcome.ok:
             await set_keyboard(desk, query, await board.card_keyboard_now(ticket_id), ticket_id)
@@ -251,7 +252,7 @@ async def _ask_for_comment(
     value: dict[str, Any] = {"ticket_id": ticket_id, "reason": reason, "staff_id": staff.id}
     if withdrawing:
         value["withdraw"] = True
-    await desk.post(prompt, f"prompt:{chat_id}:{query.id}", chat_id=chat_id, remember=value)
+    await delivered(await desk.post(prompt, f"prompt:{chat_id}:{query.id}", chat_id=chat_id, remember=value))
     callback_answer.text = short(reason_label(reason, lang), 200)
     await set_keyboard(desk, query, await board.card_keyboard_now(ticket_id), ticket_id)
 

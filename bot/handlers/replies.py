@@ -170,7 +170,7 @@ def _outcome_reason(status: str, detail: str, lang: str) -> str:
 async def tell(desk: Desk, board: TelegramBoard, message: TgMessage, text: str, ticket_id: int) -> None:
     """Answer a staff message in the chat through the outbox (paced, retried, once per message)."""
     post = ViewMessage(message.chat.id, board.views.render("notice", board.lang, text=text),
-                       reply_to_message_id=message.message_id, ticket_id=ticket_id)
+                       reply_to_message_id=message.message_id, ticket_id=ticket_id, kind="notice")
     try:
         await desk.post(post, f"reply_refused:{message.chat.id}:{message.message_id}", chat_id=post.chat_id)
     except Exception:  # noqa: BLE001 - the database itself failed: say it directly, as a last resort

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _NO_PREVIEW = {"is_disabled": True}
+# The outbox kinds of the answers to staff actions: the sender posts them before other rows of the chat
+# (bot/telegram_outbox.py), as fast as they went when handlers called Telegram directly.
+INTERACTIVE = frozenset({"answer", "keyboard", "edit", "refuse_prompt"})
 
 
 def _reply(card_of: int | None, message_id: int | None) -> dict[str, Any] | None:
@@ -44,7 +47,7 @@ class ViewMessage:
     reply_to_message_id: int | None = None
     reply_to_card: int | None = None
     ticket_id: int | None = None
-    kind: str = "notice"
+    kind: str = "answer"
     html: bool = True
 
     def to_payload(self) -> dict[str, Any]:
