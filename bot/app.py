@@ -105,10 +105,10 @@ def build_bridge(  # type: ignore[no-untyped-def]
     email_sender: EmailSender
     telegram_sender: TelegramSender
 
-    services = Services(make_policy(settings), calendar, make_mailer(settings), board, parser, clock)
+    services = Services(make_policy(settings), calendar, make_mailer(settings), parser, clock)
     config = make_use_case_config(settings)
     effects = Effects(
-        config, mailer=services.mailer, board=board, clock=clock,
+        config, mailer=services.mailer, clock=clock,
         on_email_queued=lambda: email_sender.wake(), on_post_queued=lambda: telegram_sender.wake(),
     )
     ingest = Ingest(config, services, effects)
@@ -119,10 +119,11 @@ def build_bridge(  # type: ignore[no-untyped-def]
                 saved_replies=make_saved_replies(settings))
     imap_config = ImapConfig.from_settings(settings)
     watcher = MailWatcher(imap_config, on_stored=mail_stored.set, clock=clock)
-    notifier = EmailNotifier(effects, board)
+    notifier = EmailNotifier(effects)
     email_sender = EmailSender(
         SmtpConfig.from_settings(settings),
-        on_event=notifier.on_email_event,
+        on_event=notifier.on_email_event,  # inside the transaction that records the outcome
+        after_event=lambda: telegram_sender.wake(),
         clock=clock,
         imap_config=imap_config,
         lease_seconds=settings.EMAIL_LEASE_SECONDS,
@@ -133,7 +134,7 @@ def build_bridge(  # type: ignore[no-untyped-def]
         global_per_second=settings.TELEGRAM_GLOBAL_PER_SECOND,
         time_scale=settings.TELEGRAM_RATE_SCALE,
     )
-    failures = TelegramFailureHandler(effects, board, staff_chat_id=settings.STAFF_CHAT_ID)
+    failures = TelegramFailureHandler(effects, staff_chat_id=settings.STAFF_CHAT_ID)
     telegram_sender = TelegramSender(
         bot,
         limiter=limiter,
@@ -156,7 +157,6 @@ def build_bridge(  # type: ignore[no-untyped-def]
             rotation_path=settings.ONCALL_ROTATION_FILE or config_file(settings, "oncall.toml"),
         ),
         calendar=calendar,
-        board=board,
         clock=clock,
         on_post_queued=telegram_sender.wake,
     )

@@ -1,7 +1,8 @@
 """Telling staff what happened to the emails they caused.
 
 `mail/send.py` reports every delivery attempt as a `DeliveryEvent`; `EmailNotifier.on_email_event`
-turns it into staff-chat posts (outbox rows, idempotent by key):
+turns it into staff-chat posts (outbox rows, idempotent by key), written inside the sender's transaction
+that records the outcome (the sender wakes the Telegram outbox once it committed):
 * a staff reply handed to the SMTP server -> "✉️ Email sent (#N)" as a reply to the card;
 * any email that failed for good -> an error notice and a card update (the card shows the failure);
 * "retrying" -> nothing (the sender retries with backoff; only the final outcome is news).
@@ -12,11 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from bot.board import TelegramBoard
-from bot.i18n import t
 from models.desk import REFUSAL_EVENTS
 from models.effects import Effects
-from models.ports import BoardPost
+from models.intents import CardChanged, PostFailed, StaffNotice
 from models.tables import TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
@@ -34,9 +33,8 @@ class DeliveryEventLike(Protocol):
 
 
 class EmailNotifier:
-    def __init__(self, effects: Effects, board: TelegramBoard) -> None:
+    def __init__(self, effects: Effects) -> None:
         self.effects = effects
-        self.board = board
 
     async def on_email_event(self, event: DeliveryEventLike) -> None:
         outcome = str(getattr(event.outcome, "value", event.outcome))
@@ -44,40 +42,31 @@ class EmailNotifier:
         if ticket_id is not None and not await Ticket.exists(id=ticket_id):
             ticket_id = None
         if outcome == "sent" and event.event == "staff_reply":
-            post = await self.board.notice("email_sent", {"ticket_id": ticket_id}, ticket_id=ticket_id)
-            await self.effects.post(post, f"email_sent:{event.outbox_id}")
+            post = StaffNotice("email_sent", {"ticket_id": ticket_id}, ticket_id=ticket_id)
+            await self.effects.queue_post(post, f"email_sent:{event.outbox_id}")
         elif outcome == "sent" and event.event in REFUSAL_EVENTS.values() and ticket_id is not None:
             # The refusal left: its grace period is over, so the card loses its "undo" button.
-            update = await self.board.card_update(ticket_id)
-            await self.effects.post(update, f"edit:email_sent:{event.outbox_id}")
+            await self.effects.queue_post(CardChanged(ticket_id), f"edit:email_sent:{event.outbox_id}")
         elif outcome == "failed":
             facts = {"ticket_id": ticket_id, "error": event.error or "", "event": event.event}
-            post = await self.board.notice("email_failed", facts, ticket_id=ticket_id)
-            await self.effects.post(post, f"email_failed:{event.outbox_id}")
+            await self.effects.queue_post(StaffNotice("email_failed", facts, ticket_id=ticket_id),
+                                    f"email_failed:{event.outbox_id}")
             if ticket_id is not None:
-                update = await self.board.card_update(ticket_id)
-                await self.effects.post(update, f"edit:email_failed:{event.outbox_id}")
+                await self.effects.queue_post(CardChanged(ticket_id), f"edit:email_failed:{event.outbox_id}")
             log.warning("email %s (%s) failed: %s", event.outbox_id, event.event, event.error)
 
 
 class TelegramFailureHandler:
     """`TelegramSender(on_failed=...)`: a staff-chat post failed for good. Tell staff, in plain text
-    (whatever broke the post cannot break this one), unless the failed post was such a warning."""
+    (whatever broke the post cannot break this one), unless the failed post was such a warning. Runs in
+    the sender's transaction that marks the row FAILED."""
 
-    def __init__(self, effects: Effects, board: TelegramBoard, *, staff_chat_id: int | None = None) -> None:
+    def __init__(self, effects: Effects, *, staff_chat_id: int | None = None) -> None:
         self.effects = effects
-        self.board = board
-        self.staff_chat_id = staff_chat_id if staff_chat_id is not None else board.config.staff_chat_id
+        self.staff_chat_id = staff_chat_id if staff_chat_id is not None else effects.config.staff_chat_id
 
     async def on_failed(self, row: TelegramOutbox, reason: str) -> None:
         if row.kind == "post_failed" or row.idempotency_key.startswith("post_failed:"):
             return
-        ticket = f" #{row.ticket_id}" if row.ticket_id else ""
-        text = t("msg.post_failed", self.board.lang, ticket=ticket, kind=row.kind, reason=reason[:500])
-        post = BoardPost(
-            kind="post_failed",
-            chat_id=self.staff_chat_id,
-            payload={"method": "sendMessage", "params": {"text": text}},
-            extra={"ticket_id": row.ticket_id} if row.ticket_id else {},
-        )
-        await self.effects.post(post, f"post_failed:{row.id}")
+        post = PostFailed(row.kind, reason[:500], row.ticket_id or None)
+        await self.effects.queue_post(post, f"post_failed:{row.id}", chat_id=self.staff_chat_id)

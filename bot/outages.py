@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from models.clock import utcnow
+from models.intents import StaffNotice
 from models.tables import EmailOutbox, MailCursor, OutboxStatus, TelegramOutbox
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ def board_poster(desk: Any) -> PostNotice:
     """Notices go through the Telegram outbox like everything else (idempotent by key)."""
 
     async def post(event: str, facts: dict[str, Any], key: str) -> None:
-        await desk.post(await desk.board.notice(event, facts), key)
+        await desk.post(StaffNotice(event, facts), key)
 
     return post
 

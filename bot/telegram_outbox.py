@@ -6,15 +6,18 @@ Telegram whether a post went out: the only window in which a post can be doubled
 Telegram's answer and our commit of its message id, and that commit is ONE transaction (the row
 marked SENT with its message id, plus the ticket/message row that records it).
 
-Row payload (the contract with the domain code that writes rows)::
+Row payload: an intent of the domain (models/intents.py: `{"intent": "card_changed", "ticket_id": 5}`),
+rendered by the `render` callable after the row is claimed, just before the call, so what staff see is
+the ticket as it is then; or a message the bot layer rendered already. `bot/views/delivery.shape` turns
+either into this form (the intent under "render"), without a query::
 
     {"method": "sendMessage" | "editMessageText" | "editMessageReplyMarkup" | "sendDocument"
                | "sendPhoto" | "deleteMessage",
      "params": {aiogram kwargs except chat_id/message_id/reply_parameters/document/photo:
                 text, parse_mode, reply_markup (Bot API JSON dict), caption, disable_notification,
                 link_preview_options {"is_disabled": true}, ...},
-     "render":   {"ticket_card": <ticket id>},   (optional: params rendered just before sending by
-                                                  the `render` callable, e.g. a new ticket's card)
+     "render":   <intent payload>,              (params rendered just before sending by the `render`
+                                                  callable; {"ticket_card": id} in rows of old versions)
      "reply_to": {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (optional)
      "target":   {"ticket_card": <ticket id>} | {"telegram_message_id": <int>},      (edits, deletes)
      "record":   {"ticket_card": <ticket id>} | {"message_row": <Message id>},       (optional)
@@ -41,7 +44,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,6 +90,8 @@ from tortoise.transactions import in_transaction
 from bot.i18n import plural, t
 from bot.ratelimit import RateLimiter, is_group_chat
 from bot.text import html_to_text, truncate_utf16
+from bot.views.delivery import shape
+from bot.views.messages import INTERACTIVE
 from mail.parse import extract_attachment
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
@@ -96,6 +101,7 @@ from models.tables import Message, OutboxStatus, RawMailContent, TelegramOutbox,
 
 log = logging.getLogger(__name__)
 
+PASS_SECONDS = 10.0  # the longest a chat's pass runs before it looks again (rows of other processes)
 MAX_TEXT = 4096  # characters after entity parsing, counted in UTF-16 code units
 MAX_CAPTION = 1024
 
@@ -219,10 +225,11 @@ class TelegramSender:
         self.batch_size = batch_size
         self.shutdown_grace = shutdown_grace
         self.lease_seconds = lease_seconds
-        self.render = render  # fills the params of rows whose payload has "render" (new cards)
+        self.render = render  # fills the params of rows whose shape has "render" (the domain's intents)
         self._outage = Outage(base=backoff_base, cap=backoff_max, clock=clock)
         self._probe_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
+        self._wakes = 0  # counts wake() calls: a long pass ends early to pick up new rows (see _process_chat)
         self._workers: dict[int, asyncio.Task[int]] = {}
         self._stopping = False
 
@@ -236,6 +243,7 @@ class TelegramSender:
     def wake(self) -> None:
         """Call after committing new rows: the loop looks at once instead of at the next poll."""
         self._wakeup.set()
+        self._wakes += 1
 
     async def run(self) -> None:
         """Deliver rows until cancelled: one worker task per chat with due rows, so a group paced at
@@ -259,7 +267,7 @@ class TelegramSender:
                     for chat_id in await self._due_chats():
                         worker = self._workers.get(chat_id)
                         if worker is None or worker.done():
-                            worker = asyncio.create_task(self._process_chat(chat_id))
+                            worker = asyncio.create_task(self._process_chat(chat_id, yielding=True))
                             worker.add_done_callback(self._worker_done)
                             self._workers[chat_id] = worker
                     timeout = await self._sleep_time()
@@ -423,7 +431,12 @@ class TelegramSender:
 
     # ------------------------------------------------------------------------------ one chat
 
-    async def _process_chat(self, chat_id: int) -> int:
+    async def _process_chat(self, chat_id: int, *, yielding: bool = False) -> int:
+        """One pass over a chat's open rows. The answers to staff actions (INTERACTIVE kinds: a keyboard
+        swap, a prompt, a command's answer) go first, as they went straight to Telegram before they went
+        through the outbox: a burst of cards at 20 a minute must not hold them back. `yielding` (the run
+        loop): a pass that has lasted a while ends after a row when new rows were queued (a wake here, a
+        peer's rows after PASS_SECONDS), so they are looked at without waiting for the whole batch."""
         if not await self._gate_open():
             return 0
         rows = (
@@ -431,11 +444,20 @@ class TelegramSender:
             .order_by("id")
             .limit(self.batch_size)
         )
-        rows.sort(key=lambda r: (r.kind != "digest", r.id))
+        if len(rows) >= self.batch_size:  # answers beyond the batch still go first
+            seen = {r.id for r in rows}
+            rows += [r for r in await TelegramOutbox.filter(chat_id=chat_id, status__in=_OPEN, kind__in=INTERACTIVE)
+                     .order_by("id").limit(50) if r.id not in seen]
+        rows.sort(key=lambda r: (r.kind != "digest", r.kind not in INTERACTIVE, r.id))
         held: set[tuple[Any, ...]] = set()
         finished = 0
+        loop = asyncio.get_running_loop()
+        started, wakes = loop.time(), self._wakes
         for row in rows:
             if self._stopping or self._outage.active:
+                break
+            lasted = loop.time() - started
+            if yielding and lasted >= 1.0 and (self._wakes != wakes or lasted >= PASS_SECONDS):
                 break
             keys = _order_keys(row)
             blocking = keys & held
@@ -478,7 +500,7 @@ class TelegramSender:
         return finished
 
     async def _deliver(self, row: TelegramOutbox) -> _Outcome:
-        payload = row.payload or {}
+        payload = shape(row.payload)
         method_name = payload.get("method")
         if method_name not in _METHODS:
             return await self._fail_unclaimed(row, f"unknown method {method_name!r}")
@@ -637,7 +659,7 @@ class TelegramSender:
         if ticket.card_message_id is not None:
             return (ticket.card_chat_id or row.chat_id), ticket.card_message_id
         card_rows = await TelegramOutbox.filter(ticket_id=ticket_id).exclude(id=row.id)
-        card_rows = [r for r in card_rows if (r.payload or {}).get("record") == {"ticket_card": ticket_id}]
+        card_rows = [r for r in card_rows if _card_ticket(r) == ticket_id]
         if any(r.status not in _GAVE_UP for r in card_rows):
             return _Outcome.WAIT
         return None
@@ -666,7 +688,7 @@ class TelegramSender:
         """THE one write after Telegram answered: the row and what records its message id, together.
         Retried a few times (a locked SQLite, a PostgreSQL failover): giving up here means a restart
         may post this again."""
-        record = (row.payload or {}).get("record") or {}
+        record = shape(row.payload).get("record") or {}
         for attempt in range(5):
             try:
                 async with in_transaction() as conn:
@@ -759,19 +781,24 @@ class TelegramSender:
         return await self._fail(row, reason)
 
     async def _fail(self, row: TelegramOutbox, reason: str) -> _Outcome:
-        """Permanent failure: FAILED, logged, and the caller's on_failed (it may fall back to the group)."""
-        await TelegramOutbox.filter(id=row.id, status=OutboxStatus.SENDING).update(
-            status=OutboxStatus.FAILED, last_error=reason[:2000]
-        )
+        """Permanent failure: FAILED, logged, and the caller's on_failed (it may tell the staff) in the
+        same transaction, so the warning is written exactly when the failure is."""
+        async with in_transaction():
+            await TelegramOutbox.filter(id=row.id, status=OutboxStatus.SENDING).update(
+                status=OutboxStatus.FAILED, last_error=reason[:2000]
+            )
+            row.status, row.last_error = OutboxStatus.FAILED, reason
+            if self.on_failed is not None:
+                try:
+                    async with in_transaction():  # a savepoint: a failing handler undoes only its own writes
+                        await self.on_failed(row, reason)
+                except Exception:
+                    log.exception("telegram outbox: on_failed for row %s raised", row.id)
         log.warning(
             "telegram outbox: row %s (%s to chat %s) failed: %s", row.id, row.kind, row.chat_id, reason
         )
-        row.status, row.last_error = OutboxStatus.FAILED, reason
         if self.on_failed is not None:
-            try:
-                await self.on_failed(row, reason)
-            except Exception:
-                log.exception("telegram outbox: on_failed for row %s raised", row.id)
+            self.wake()  # what it queued is committed now
         return _Outcome.DONE
 
     def _backoff(self, attempts: int) -> float:
@@ -783,7 +810,7 @@ class TelegramSender:
 
 
 
-def _refs(payload: dict[str, Any]) -> Iterable[dict[str, Any]]:
+def _refs(payload: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
     for name in ("target", "reply_to", "record"):
         ref = payload.get(name)
         if isinstance(ref, dict):
@@ -798,7 +825,7 @@ def _order_keys(row: TelegramOutbox) -> set[tuple[Any, ...]]:
         return {("digest",)}
     if row.ticket_id is not None:
         keys.add(("ticket", row.ticket_id))
-    for ref in _refs(row.payload or {}):
+    for ref in _refs(shape(row.payload)):
         if "ticket_card" in ref:
             keys.add(("ticket", int(ref["ticket_card"])))
         if "telegram_message_id" in ref:
@@ -807,8 +834,8 @@ def _order_keys(row: TelegramOutbox) -> set[tuple[Any, ...]]:
 
 
 def _card_ticket(row: TelegramOutbox) -> int | None:
-    record = (row.payload or {}).get("record")
-    if isinstance(record, dict) and "ticket_card" in record:
+    record = shape(row.payload).get("record")
+    if isinstance(record, dict) and record.get("ticket_card") is not None:
         return int(record["ticket_card"])
     return None
 

@@ -41,6 +41,7 @@ import aioimaplib
 import aiosmtplib
 from aiosmtplib.typing import Default
 from tortoise.expressions import F
+from tortoise.transactions import in_transaction
 
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
@@ -246,6 +247,7 @@ class EmailSender:
         config: SmtpConfig,
         *,
         on_event: Callable[[DeliveryEvent], Awaitable[None]] | None = None,
+        after_event: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         worker_id: str | None = None,
         max_backoff: float = 60.0,
@@ -264,7 +266,10 @@ class EmailSender:
         `base_backoff`/`max_backoff`: first step and cap of both the outage gate and a row's own
         backoff (OUTBOX_MAX_BACKOFF_SECONDS)."""
         self._config = config
+        # `on_event` runs inside the transaction that records the outcome (what it writes, e.g. a staff
+        # notice, commits with it or not at all); `after_event` once that transaction committed.
         self._on_event = on_event
+        self._after_event = after_event
         self._clock = clock
         self._worker_id = worker_id or _default_worker_id()
         self._max_backoff = max_backoff
@@ -459,12 +464,12 @@ class EmailSender:
                 self._drop_smtp()
                 # Shut down mid-send: give the row back now rather than after a lease.
                 await asyncio.shield(
-                    self._record(row, _Result("retrying", "interrupted by shutdown", ambiguous), backoff=False)
+                    self._record(row, _Result("retrying", "interrupted by shutdown", ambiguous), backoff=False,
+                                 emit=False)
                 )
             raise
         if result.outcome == "sent" and self._copier is not None:
             await self._copier.copy(content, row.id)
-        await self._emit(row, result)
         return result
 
     async def _transmit(
@@ -519,9 +524,22 @@ class EmailSender:
         ambiguous = bool(smtp is not None and smtp.data_started)
         return "network", _Result("retrying", message, ambiguous)
 
-    async def _record(self, row: EmailOutbox, result: _Result, *, backoff: bool = True) -> _Result:
-        """The one write that records the server's answer (guarded by status=SENDING); returns the
-        outcome actually recorded (a retry past max_attempts becomes a failure)."""
+    async def _record(
+        self, row: EmailOutbox, result: _Result, *, backoff: bool = True, emit: bool = True
+    ) -> _Result:
+        """The one write that records the server's answer, and (`emit`) what the `on_event` listener
+        writes about it (the staff's notice, the card's edit), in one transaction: a notice is never
+        lost nor posted about an outcome that was not recorded. Returns the outcome actually recorded."""
+        async with in_transaction():
+            result = await self._record_outcome(row, result, backoff)
+            if emit:
+                await self._emit(row, result)
+        if emit and self._on_event is not None and self._after_event is not None:
+            self._after_event()
+        return result
+
+    async def _record_outcome(self, row: EmailOutbox, result: _Result, backoff: bool) -> _Result:
+        """The guarded update (status=SENDING) of the row; a retry past max_attempts becomes a failure."""
         now = self._clock()
         query = EmailOutbox.filter(id=row.id, status=OutboxStatus.SENDING)
         if result.outcome == "sent":
@@ -580,7 +598,8 @@ class EmailSender:
             ambiguous=result.ambiguous or bool(row.ambiguous_resend),
         )
         try:
-            await self._on_event(event)
+            async with in_transaction():  # a savepoint: a failing listener undoes only its own writes
+                await self._on_event(event)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -14,7 +14,7 @@ from models.calendar import BusinessCalendar
 from models.clock import utcnow
 from models.inbound import InboundMessage
 from models.policy import PolicyEngine
-from models.ports import Mailer, StaffBoard
+from models.ports import Mailer
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,5 @@ class Services:
     policy: PolicyEngine
     calendar: BusinessCalendar
     mailer: Mailer
-    board: StaffBoard
     parser: Callable[[bytes], InboundMessage]
     clock: Callable[[], datetime] = utcnow

@@ -24,12 +24,13 @@ from models.assignment import Assignments
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
 from models.effects import Effects
+from models.intents import Postable
 from models.merge_chain import final_ticket
 from models.merging import Merger
 from models.metrics_port import events
 from models.outcome import Decided, Outcome
 from models.policy import PolicyRequest, Verdict
-from models.ports import BoardPost, ThreadInfo
+from models.ports import ThreadInfo
 from models.raw_store import load_content
 from models.saved_replies import SavedReplies, fill
 from models.search import SearchDoc, index_messages
@@ -101,7 +102,6 @@ class Desk:
         self.config = config
         self.policy = services.policy
         self.parser = services.parser
-        self.board = services.board
         self.clock = services.clock
         self.effects = effects
         # A re-evaluation's parse off the event loop: the mail processor's pool (mail/processor.py) when
@@ -490,6 +490,9 @@ class Desk:
     async def thread_info(self, ticket: Ticket) -> ThreadInfo:
         return await self.effects.thread_info(ticket)
 
-    async def post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        """Queue a staff-chat post outside a decision (notices, alerts); idempotent by key."""
-        return await self.effects.post(post, key)
+    async def post(
+        self, post: Postable, key: str, *, chat_id: int | None = None, remember: dict[str, Any] | None = None
+    ) -> TelegramOutbox:
+        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key (see
+        `Effects.post` for `remember`)."""
+        return await self.effects.post(post, key, chat_id=chat_id, remember=remember)

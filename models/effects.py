@@ -12,11 +12,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
 from models.clock import utcnow
 from models.deps import UseCaseConfig
 from models.fast_rows import RowInserter
-from models.ports import BoardPost, Mailer, StaffBoard, ThreadInfo
+from models.intents import CardChanged, Postable, StaffNotice
+from models.ports import Mailer, ThreadInfo
 from models.post_queue import queue_post
 from models.search import SearchDoc, index_messages
 from models.sql import for_dialect, marks
@@ -24,6 +26,7 @@ from models.tables import (
     Client,
     Decision,
     EmailOutbox,
+    KeyValue,
     Message,
     MessageDirection,
     StaffMember,
@@ -59,14 +62,12 @@ class Effects:
         config: UseCaseConfig,
         *,
         mailer: Mailer,
-        board: StaffBoard,
         clock: Callable[[], datetime] = utcnow,
         on_email_queued: Callable[[], None] = lambda: None,
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.mailer = mailer
-        self.board = board
         self.clock = clock
         self.on_email_queued = on_email_queued
         self.on_post_queued = on_post_queued
@@ -226,26 +227,35 @@ class Effects:
         return email, message
 
     async def queue_card_update(self, ticket_id: int, key: str) -> None:
-        post = await self.board.card_update(ticket_id)
-        await self.queue_post(post, f"edit:{key}")
+        """The card is shown again when the edit is delivered: nothing is rendered here."""
+        await self.queue_post(CardChanged(ticket_id), f"edit:{key}")
 
     async def queue_notice(
         self, event: str, facts: dict[str, Any], key: str, *, ticket_id: int | None = None, chat_id: int | None = None
     ) -> TelegramOutbox:
         """A staff notice in the caller's transaction: to the staff chat (as a reply to the ticket's card),
         or to `chat_id` (a colleague's private chat, where the card does not live)."""
-        post = await self.board.notice(event, facts, ticket_id=ticket_id)
-        if chat_id is not None and chat_id != post.chat_id:
-            payload = {k: v for k, v in post.payload.items() if k != "reply_to"}
-            post = BoardPost(post.kind, chat_id, payload, post.extra)
-        return await self.queue_post(post, key)
+        elsewhere = chat_id is not None and chat_id != self.config.staff_chat_id
+        notice = StaffNotice(event, facts, ticket_id=ticket_id, reply_to_card=not elsewhere)
+        return await self.queue_post(notice, key, chat_id=chat_id)
 
-    async def queue_post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        return await queue_post(post, key, not_before=self.clock())
+    async def queue_post(self, post: Postable, key: str, *, chat_id: int | None = None) -> TelegramOutbox:
+        """A staff-chat post in the caller's transaction; to the staff chat unless `chat_id` says."""
+        chat = self.config.staff_chat_id if chat_id is None else chat_id
+        return await queue_post(post, key, chat_id=chat, not_before=self.clock())
 
-    async def post(self, post: BoardPost, key: str) -> TelegramOutbox:
-        """Queue a staff-chat post outside a decision (notices, alerts); idempotent by key."""
-        row = await self.queue_post(post, key)
+    async def post(
+        self, post: Postable, key: str, *, chat_id: int | None = None, remember: dict[str, Any] | None = None
+    ) -> TelegramOutbox:
+        """Queue a staff-chat post outside a decision (notices, answers); idempotent by key. `remember`:
+        state kept under the same key, written with the row (a prompt's pending refusal: the reply to the
+        posted message finds it by the message id the outbox records)."""
+        if remember is None:
+            row = await self.queue_post(post, key, chat_id=chat_id)
+        else:
+            async with in_transaction():
+                row = await self.queue_post(post, key, chat_id=chat_id)
+                await KeyValue.update_or_create(key=key, defaults={"value": remember})
         self.on_post_queued()
         return row
 

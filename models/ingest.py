@@ -27,6 +27,7 @@ from models.deps import Services, UseCaseConfig
 from models.effects import Acknowledgement, Effects
 from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind
+from models.intents import Followup, NewCard, StaffNotice
 from models.merge_chain import final_ticket
 from models.metrics_port import events
 from models.policy import PolicyRequest, Verdict, month_key
@@ -35,6 +36,7 @@ from models.policy.group import GroupLookups
 from models.policy.records import KnownTicket, PriorTicket
 from models.policy.repository import TortoisePolicyRepository
 from models.policy.rules.duplicates import request_content_hash
+from models.post_queue import post_row
 from models.raw_store import load_content
 from models.search import inbound_doc, index_messages, indexed
 from models.sql import datetime_from_db, for_dialect, marks, reserve_ids
@@ -71,7 +73,6 @@ class Ingest:
         self.config = config
         self.policy = services.policy
         self.calendar = services.calendar
-        self.board = services.board
         self.clock = services.clock
         self.effects = effects
         # Transient-looking failures per raw mail (or group) while the database answers (`_outage`).
@@ -173,8 +174,7 @@ class Ingest:
                 status=RawMailStatus.QUARANTINED, error=reason[:2000]
             )
             if changed:
-                post = await self.board.notice("quarantined", facts)
-                await self.effects.queue_post(post, f"quarantine:{row.id}")
+                await self.effects.queue_post(StaffNotice("quarantined", facts), f"quarantine:{row.id}")
         self._strikes.pop(row.id, None)
         log.warning("raw mail %s (UID %s) quarantined: %s", row.id, row.uid, reason[:200], extra={"uid": row.uid})
 
@@ -232,9 +232,7 @@ class Ingest:
                 await EmailOutbox.filter(id=email.id).update(delivery_failed=True)
             message = await self._store_message(email.ticket_id, row, msg, kind=msg.kind.value)
             note = "feedback:" if feedback else "bounce:"
-            post = await self.board.followup(
-                email.ticket_id, message.id, note=note + ", ".join(msg.bounced_recipients)
-            )
+            post = Followup(email.ticket_id, message.id, note=note + ", ".join(msg.bounced_recipients))
             await self.effects.queue_post(post, f"followup:{message.id}")
 
     async def _ingest_followup(self, row: StoredRow, msg: InboundMessage, ticket: Ticket, terms: str | None) -> None:
@@ -252,7 +250,7 @@ class Ingest:
                 )
                 if reopened:
                     await Decision.create(ticket_id=ticket.id, action="reopened", comment="client wrote again")
-            post = await self.board.followup(ticket.id, message.id, note="reopened" if reopened else "")
+            post = Followup(ticket.id, message.id, note="reopened" if reopened else "")
             await self.effects.queue_post(post, f"followup:{message.id}")
             if reopened:
                 await self.effects.queue_card_update(ticket.id, f"reopen:{message.id}")
@@ -347,13 +345,12 @@ class Ingest:
             if notes:
                 await Decision.bulk_create(notes, using_db=conn)
             now = self.clock()
-            cards = []
-            for _, _, ticket_id in created:
-                post = self.board.new_card(ticket_id)
-                # The ticket is brand new, so its card key cannot exist yet: a plain insert (the unique key
-                # still guards it) instead of get_or_create's select + savepoint on the ingest hot path.
-                cards.append(dict(idempotency_key=f"card:{ticket_id}", kind=post.kind, chat_id=post.chat_id,
-                                  payload=post.payload, not_before=now, **post.extra))
+            # The ticket is brand new, so its card key cannot exist yet: a plain insert (the unique key
+            # still guards it) instead of get_or_create's select + savepoint on the ingest hot path. The
+            # card is rendered when it is posted (bot/views), so it shows the ticket as it is then.
+            chat_id = self.config.staff_chat_id
+            cards = [{"idempotency_key": f"card:{ticket_id}", **post_row(NewCard(ticket_id), chat_id, not_before=now)}
+                     for _, _, ticket_id in created]
             await _POSTS.insert_many(conn, cards)
         if acknowledged:
             self.effects.on_email_queued()

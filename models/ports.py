@@ -1,10 +1,11 @@
-"""The interfaces the domain calls out through. Adapters implement them: `mail.mailer.TemplateMailer`
-composes emails, `bot.board.TelegramBoard` renders staff-chat posts. The domain only ever writes what
-they return into outbox rows, inside its own transactions, so every effect is persisted first."""
+"""The interfaces the domain calls out through. `mail.mailer.TemplateMailer` composes emails; the domain
+writes what it returns into outbox rows, inside its own transactions, so every effect is persisted
+first. Staff-chat posts need no port: the domain stores intents (models/intents.py), rendered by the
+bot layer when they are delivered."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -42,29 +43,3 @@ class Mailer(Protocol):
         attachments: list[tuple[str, str, bytes]] | None = None,
         staff_name: str = "",
     ) -> ComposedEmail: ...
-
-
-@dataclass(frozen=True)
-class BoardPost:
-    """One Telegram effect in the outbox's payload format (see bot/telegram_outbox.py)."""
-
-    kind: str
-    chat_id: int
-    payload: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class StaffBoard(Protocol):
-    """Renders what the staff chat shows. Called inside domain transactions: reads only."""
-
-    def new_card(self, ticket_id: int) -> BoardPost:
-        """The card of a new request. Not rendered here: its payload names the ticket
-        ({"render": {"ticket_card": id}}) and the sender renders it just before posting, so the card
-        shows the ticket as it is then, and ingesting a request costs no rendering at all."""
-        ...
-
-    async def card_update(self, ticket_id: int) -> BoardPost: ...
-
-    async def followup(self, ticket_id: int, message_id: int, note: str = "") -> BoardPost: ...
-
-    async def notice(self, event: str, facts: dict[str, Any], ticket_id: int | None = None) -> BoardPost: ...

@@ -22,8 +22,8 @@ from tortoise.transactions import in_transaction
 
 from models.calendar import BusinessCalendar
 from models.clock import as_utc
+from models.intents import CardChanged, StaffNotice
 from models.metrics_port import events
-from models.ports import BoardPost, StaffBoard
 from models.post_queue import queue_post
 from models.sla_rules import Threshold, format_time_left, threshold_fire_time
 from models.tables import Client, KeyValue, SlaAlert, StaffMember, TelegramOutbox, Ticket, TicketStatus
@@ -84,14 +84,12 @@ class SlaService:
         config: SlaConfig,
         *,
         calendar: BusinessCalendar,
-        board: StaffBoard,
         clock: Callable[[], datetime],
         on_post_queued: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.calendar = calendar
         self.planner = SlaPlanner(calendar, config)
-        self.board = board
         self.clock = clock
         self.on_post_queued = on_post_queued
 
@@ -173,18 +171,16 @@ class SlaService:
                 targets = [holder] + ([target] if code.startswith(BREACH) and target.staff_id != holder.staff_id
                                       else [])
             for i, each in enumerate(targets):
-                post = await self.board.notice("sla_alert", {**facts, "mention": each.mention}, ticket_id=ticket.id)
-                payload = dict(post.payload)
-                if each.chat_id != post.chat_id:
-                    payload.pop("reply_to", None)  # the card lives in the staff chat, not in this one
-                post = BoardPost(post.kind, each.chat_id, payload, post.extra)
+                # Answers the card only in the chat the card lives in (the staff chat), not in a DM.
+                alert = StaffNotice("sla_alert", {**facts, "mention": each.mention}, ticket_id=ticket.id,
+                                    reply_to_card=each.chat_id == self.config.staff_chat_id)
                 key = f"sla:{ticket.id}:{code}" + (":oncall" if i else "")
-                await queue_post(post, key, not_before=now, kind="alert")
+                await queue_post(alert, key, chat_id=each.chat_id, not_before=now, kind="alert")
             next_at = self.planner.next_alert_at(arrived, deadline, fired)
             await Ticket.filter(id=ticket.id).update(next_alert_at=next_at)
             if code.startswith(BREACH):
-                post = await self.board.card_update(ticket.id)
-                await queue_post(post, f"edit:sla:{ticket.id}:{code}", not_before=now)
+                await queue_post(CardChanged(ticket.id), f"edit:sla:{ticket.id}:{code}",
+                                 chat_id=self.config.staff_chat_id, not_before=now)
         log.info("SLA alert %s for ticket #%s to chat %s", code, ticket.id, target.chat_id)
         events().sla_alert(code)
         return 1
@@ -244,11 +240,11 @@ class SlaService:
                 day.year,
                 self.calendar.verified_through,
             )
-            post = await self.board.notice(
+            notice = StaffNotice(
                 "calendar_beyond_verified",
                 {"year": day.year, "verified_through": self.calendar.verified_through},
             )
-            await queue_post(post, key, not_before=self.clock(), kind="notice")
+            await queue_post(notice, key, chat_id=self.config.staff_chat_id, not_before=self.clock(), kind="notice")
 
     # ---------------------------------------------------------------------------------------------
     async def morning_digest(self) -> bool:
@@ -277,11 +273,9 @@ class SlaService:
             for t in at_risk
         ]
         target = await self.resolve_target(now)
-        post = await self.board.notice(
-            "sla_digest", {"items": items, "date": today.isoformat(), "mention": target.mention}
-        )
-        # To the on-call target's chat, which need not be the staff chat the notice was rendered for.
-        await queue_post(BoardPost(post.kind, target.chat_id, post.payload), key, not_before=now, kind="digest")
+        digest = StaffNotice("sla_digest", {"items": items, "date": today.isoformat(), "mention": target.mention})
+        # To the on-call target's chat, which need not be the staff chat.
+        await queue_post(digest, key, chat_id=target.chat_id, not_before=now, kind="digest")
         self.on_post_queued()
         return True
 

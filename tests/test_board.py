@@ -14,9 +14,10 @@ from bot.board import BoardConfig, TelegramBoard, TelegramViews, tg_escape
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction
 from bot.i18n import EN, RU, plural, t
 from bot.text import cut_utf16, visible_len
+from bot.views.delivery import shape
 from models.calendar import BusinessCalendar
+from models.intents import CardChanged, Followup, NewCard, Postable
 from models.policy.base import ClientMatch, Finding, FindingCode, Verdict
-from models.ports import BoardPost
 from models.tables import Client, Decision, Message, MessageDirection, StaffMember, Ticket, TicketStatus
 from tests.fuzzing import examples
 from tests.rig.fake_telegram import MAX_TEXT_LENGTH, parse_html, strip_formatted, utf16_len
@@ -44,9 +45,10 @@ def make_board(language: str = "ru") -> TelegramBoard:
                          clock=lambda: datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
 
 
-async def posted_params(board: TelegramBoard, post: BoardPost) -> dict[str, Any]:
-    """The params the sender posts for `post`: a new card is rendered only when it is sent."""
-    return {**await board.render_deferred(post.payload["render"]), **post.payload.get("params", {})}
+async def posted_params(board: TelegramBoard, post: Postable) -> dict[str, Any]:
+    """The params the sender posts for `post`: an intent is rendered only when it is sent."""
+    form = shape(post.to_payload())
+    return {**await board.render_deferred(form["render"]), **form.get("params", {})}
 
 
 async def hostile_ticket(body: str, status: TicketStatus = TicketStatus.NEW) -> Ticket:
@@ -88,36 +90,37 @@ async def hostile_ticket(body: str, status: TicketStatus = TicketStatus.NEW) -> 
 async def test_cards_of_hostile_mail_parse_and_fit_in_every_state(db, status, body):
     ticket = await hostile_ticket(body, status)
     board = make_board()
-    for params in (await posted_params(board, board.new_card(ticket.id)),
-                   (await board.card_update(ticket.id)).payload["params"]):
+    for params in (await posted_params(board, NewCard(ticket.id)),
+                   await posted_params(board, CardChanged(ticket.id))):
         plain = telegram_view(params["text"])
         assert "<script>alert(1)</script>" in plain
         for row in params["reply_markup"]["inline_keyboard"]:
             for button in row:
                 assert len(button["callback_data"].encode()) <= 64
     message = await Message.get(ticket_id=ticket.id)
-    telegram_view((await board.followup(ticket.id, message.id, note="bounce:" + "<x>" * 500)).payload["params"]["text"])
+    telegram_view((await posted_params(board, Followup(ticket.id, message.id, note="bounce:" + "<x>" * 500)))["text"])
     telegram_view(board.notice_text("quarantined", {"raw_mail_id": 1, "reason": "<b" * 2000, "size": 5}))
 
 
 async def test_card_cites_clauses_and_evidence(db):
     ticket = await hostile_ticket("Текст обращения")
     board = make_board()
-    text = telegram_view((await posted_params(board, board.new_card(ticket.id)))["text"])
+    text = telegram_view((await posted_params(board, NewCard(ticket.id)))["text"])
     assert "Нецензурная лексика (п. 2.6)" in text and "слова: «<script>alert(1)</script>»" in text
     assert "Дублирование <сообщения> (п. 2.6): исходное обращение #7" in text
     assert "4-е обращение, лимит 3" in text and "4 из 3 обращений в этом месяце" in text
     english_board = make_board("en")
-    english = telegram_view((await posted_params(english_board, english_board.new_card(ticket.id)))["text"])
+    english = telegram_view((await posted_params(english_board, NewCard(ticket.id)))["text"])
     assert "Obscene language (clause 2.6)" in english and "original ticket #7" in english
 
 
 async def test_new_card_is_rendered_when_sent_and_shows_the_ticket_as_it_is_then(db):
     ticket = await hostile_ticket("Текст обращения")
     board = make_board()
-    post = board.new_card(ticket.id)  # at ingest: no rendering, no query
-    assert post.payload == {"method": "sendMessage", "render": {"ticket_card": ticket.id},
-                            "record": {"ticket_card": ticket.id}}
+    post = NewCard(ticket.id)  # at ingest: no rendering, no query
+    assert post.to_payload() == {"intent": "new_card", "ticket_id": ticket.id}
+    assert shape(post.to_payload()) == {"method": "sendMessage", "render": post.to_payload(),
+                                        "record": {"ticket_card": ticket.id}}
     assert "🆕" in (await posted_params(board, post))["text"]
     await Ticket.filter(id=ticket.id).update(status=TicketStatus.ACCEPTED)  # a colleague was faster
     later = await posted_params(board, post)

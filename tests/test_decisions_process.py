@@ -35,6 +35,17 @@ WEBHOOK_URL = "https://bridge.storeolis.test/telegram"
 SECRET = "test-webhook-secret-" + secrets.token_hex(8)
 DECISIONS = ("accepted", "refused", "refused_after_acceptance", "answered_faq")
 
+async def showing(telegram: FakeTelegram, message_id: int, label_part: str) -> dict:
+    """The staff-chat message once its keyboard has a button `label_part`: a press answers at once, and
+    the keyboard it swaps in goes through the Telegram outbox, paced with the chat's other posts."""
+
+    def has_button() -> dict | None:
+        message = telegram.message(STAFF_CHAT_ID, message_id)
+        return message if label_part in str(message.get("reply_markup")) else None
+
+    return await telegram.wait_for(has_button, timeout=60)
+
+
 
 async def prepared(tmp_path: Path, env: dict[str, str], telegram: FakeTelegram) -> None:
     """Migrated database, the client registered (no findings: Accept needs no confirmation), a second
@@ -85,7 +96,7 @@ async def open_refusal_prompt(telegram: FakeTelegram, card: dict, user_id: int) 
     """A member starts refusing: Refuse, a reason; the bot posts the prompt with "no comment"."""
     card_id = card["message_id"]
     await answered(telegram, telegram.press_button(STAFF_CHAT_ID, card_id, user_id, button_data(card, "Отказать")))
-    reasons = telegram.message(STAFF_CHAT_ID, card_id)
+    reasons = await showing(telegram, card_id, "Вне рамок")
     await answered(telegram, telegram.press_button(STAFF_CHAT_ID, card_id, user_id,
                                                    button_data(reasons, "Вне рамок")))
     return await telegram.wait_for(lambda: reply_after(telegram, card_id, "Ответьте (reply)"), timeout=30)
@@ -180,13 +191,13 @@ async def test_accept_and_refuse_at_the_same_moment_on_two_processes_send_one_em
                 query = telegram.press_button(STAFF_CHAT_ID, card_id, BORIS, button_data(card, "Отказать"))
                 await deliver(session)
                 await answered(telegram, query)
-                reasons = telegram.message(STAFF_CHAT_ID, card_id)
+                reasons = await showing(telegram, card_id, "Вне рамок")
                 query = telegram.press_button(STAFF_CHAT_ID, card_id, BORIS, button_data(reasons, "Вне рамок"))
                 await deliver(session)
                 await answered(telegram, query)
                 prompt = await telegram.wait_for(lambda c=card_id: reply_after(telegram, c, "Ответьте (reply)"),
                                                  timeout=30)
-                card = telegram.message(STAFF_CHAT_ID, card_id)
+                card = await showing(telegram, card_id, "Принять")
                 # ...then Анна's Accept and his "no comment" reach the two processes at the same moment.
                 accept = telegram.press_button(STAFF_CHAT_ID, card_id, STAFF_USER_ID, button_data(card, "Принять"))
                 refuse = telegram.press_button(STAFF_CHAT_ID, prompt["message_id"], BORIS,
@@ -249,16 +260,16 @@ async def test_refusing_an_accepted_request_is_confirmed_and_its_email_withdraws
         card = await telegram.wait_for(
             lambda: (m := telegram.message(STAFF_CHAT_ID, card_id)) and "…" in str(m.get("reply_markup")) and m)
         await answered(telegram, telegram.press_button(STAFF_CHAT_ID, card_id, BORIS, button_data(card, "…")))
-        menu = telegram.message(STAFF_CHAT_ID, card_id)
+        menu = await showing(telegram, card_id, "после принятия")
         ask = telegram.press_button(STAFF_CHAT_ID, card_id, BORIS, button_data(menu, "после принятия"))
         confirmation = await answered(telegram, ask)
         assert confirmation["text"] == f"Заявка принята {name_time}. Отозвать принятие и отказать?"
         assert confirmation["show_alert"]
         assert (await Ticket.get(id=ticket.id)).status == TicketStatus.ACCEPTED  # nothing happens before "yes"
-        confirm = telegram.message(STAFF_CHAT_ID, card_id)
+        confirm = await showing(telegram, card_id, "отозвать принятие")
         await answered(telegram, telegram.press_button(STAFF_CHAT_ID, card_id, BORIS,
                                                        button_data(confirm, "отозвать принятие")))
-        reasons = telegram.message(STAFF_CHAT_ID, card_id)
+        reasons = await showing(telegram, card_id, "Вне рамок")
         await answered(telegram, telegram.press_button(STAFF_CHAT_ID, card_id, BORIS,
                                                        button_data(reasons, "Вне рамок")))
         prompt = await telegram.wait_for(lambda: reply_after(telegram, card_id, "Принятие будет отозвано"), timeout=30)

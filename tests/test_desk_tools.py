@@ -116,7 +116,9 @@ async def test_take_assign_and_unassign_change_the_holder_once_each_with_an_audi
         assert (await Ticket.get(id=ticket.id)).assignee_id == bob.id
         # Bob started the bot: he is told in his private chat; the card is edited on each change.
         dms = await TelegramOutbox.filter(chat_id=Desk.BOB)
-        assert len(dms) == 1 and f"#{ticket.id}" in str(dms[0].payload)
+        assert len(dms) == 1
+        assert dms[0].payload["event"] == "assigned_to_you" and dms[0].payload["facts"]["ticket_id"] == ticket.id
+        assert not dms[0].payload["reply_to_card"]  # the card is not in his private chat
         assert (await tools.assign(ticket.id, None, by=alice)).ok
         assert (await Ticket.get(id=ticket.id)).assignee_id is None
         actions = await Decision.filter(ticket_id=ticket.id).order_by("id").values_list("action", flat=True)
@@ -140,7 +142,7 @@ async def test_a_closed_ticket_cannot_change_hands_and_a_leaver_returns_theirs_t
         assert await tools.release_member(bob) == [first.id]  # the closed one stays in its history
         assert (await Ticket.get(id=first.id)).assignee_id is None
         notice = await TelegramOutbox.get(idempotency_key__startswith="returned:")
-        assert f"#{first.id}" in str(notice.payload)
+        assert notice.payload["event"] == "returned_to_queue" and notice.payload["facts"]["tickets"] == [first.id]
         assert await tools.release_member(bob) == []
 
 

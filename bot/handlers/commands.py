@@ -1,11 +1,11 @@
-"""Staff-chat commands: /queue, /ticket N, /client TEXT, /stats [YYYY-MM], /oncall [@user], /note, /help,
+"""Staff-chat commands: /queue [me], /ticket N, /client TEXT, /stats [YYYY-MM], /oncall [@user], /note, /help,
 /search TEXT (also "/найти TEXT": Telegram command names are Latin, but the filter reads the text).
-Registered with setMyCommands (the UI language by default, plus the other one for its users)."""
+Registered with setMyCommands (the UI language by default, plus the other one for its users). Every
+answer goes through the Telegram outbox (`answer_message`), once per command message."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 
 from bot.board import TelegramBoard, short
 from bot.callbacks import parse_ticket_id
-from bot.handlers.common import NO_PREVIEW, markup
+from bot.handlers.common import answer_message
 from bot.handlers.replies import ticket_for_message
 from bot.handlers.views import client_view_with_buttons, queue_view, search_view, stats_view, ticket_view
 from bot.i18n import t
@@ -47,49 +47,49 @@ def _name(staff: StaffMember | None, lang: str) -> str:
 def build_commands_router() -> Router:
     router = Router(name="commands")
 
-    async def answer(message: TgMessage, text: str, reply_markup: dict[str, Any] | None = None) -> None:
-        await message.answer(text, parse_mode="HTML", link_preview_options=NO_PREVIEW, reply_markup=markup(reply_markup))
-
     @router.message(Command("queue"))
-    async def queue(message: TgMessage, command: CommandObject, board: TelegramBoard, staff: StaffMember) -> None:
+    async def queue(message: TgMessage, command: CommandObject, desk: Desk, board: TelegramBoard,
+                    staff: StaffMember) -> None:
         mine = staff if (command.args or "").strip().lower() in ("me", "я", "мои") else None
-        await answer(message, await queue_view(board, mine))
+        await answer_message(desk, message, await queue_view(board, mine))
 
     @router.message(Command("ticket"))
-    async def ticket(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:
+    async def ticket(message: TgMessage, command: CommandObject, desk: Desk, board: TelegramBoard) -> None:
         arg = (command.args or "").strip().lstrip("#")
         ticket_id = parse_ticket_id(arg)
         if ticket_id is None or not await Ticket.exists(id=ticket_id):
             usage = t("cmd.usage_ticket", board.lang) if ticket_id is None else t("ans.not_found", board.lang)
-            await answer(message, board.views.render("notice", board.lang, text=usage))
+            await answer_message(desk, message, board.views.render("notice", board.lang, text=usage))
             return
-        await answer(message, await ticket_view(board, ticket_id))
+        await answer_message(desk, message, await ticket_view(board, ticket_id))
 
     @router.message(Command("client"))
-    async def client(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:
+    async def client(message: TgMessage, command: CommandObject, desk: Desk, board: TelegramBoard) -> None:
         query = (command.args or "").strip()
         if len(query) < 2:
-            await answer(message, board.views.render("notice", board.lang, text=t("cmd.usage_client", board.lang)))
+            await answer_message(desk, message, board.views.render("notice", board.lang, text=t("cmd.usage_client", board.lang)))
             return
         text, buttons = await client_view_with_buttons(board, query)
-        await message.answer(text, parse_mode="HTML", link_preview_options=NO_PREVIEW, reply_markup=markup(buttons))
+        await answer_message(desk, message, text, keyboard=buttons)
 
     @router.message(Command("search", "найти"))
-    async def search(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:
+    async def search(message: TgMessage, command: CommandObject, desk: Desk, board: TelegramBoard) -> None:
         query = (command.args or "").strip()
-        await answer(message, *search_view(board, query, await search_tickets(query)))
+        text, buttons = search_view(board, query, await search_tickets(query))
+        await answer_message(desk, message, text, keyboard=buttons)
 
     @router.message(Command("stats"))
-    async def stats(message: TgMessage, command: CommandObject, board: TelegramBoard) -> None:
+    async def stats(message: TgMessage, command: CommandObject, desk: Desk, board: TelegramBoard) -> None:
         arg = (command.args or "").strip()
         if arg and not MONTH_RE.match(arg):
-            await answer(message, board.views.render("notice", board.lang, text=t("cmd.usage_stats", board.lang)))
+            await answer_message(desk, message, board.views.render("notice", board.lang, text=t("cmd.usage_stats", board.lang)))
             return
         month = arg or month_key(board.clock(), board.config.timezone)
-        await answer(message, await stats_view(board, month))
+        await answer_message(desk, message, await stats_view(board, month))
 
     @router.message(Command("oncall"))
-    async def oncall(message: TgMessage, command: CommandObject, board: TelegramBoard, staff: StaffMember) -> None:
+    async def oncall(message: TgMessage, command: CommandObject, desk: Desk, board: TelegramBoard,
+                     staff: StaffMember) -> None:
         lang = board.lang
         who = (command.args or "").strip()
         target = staff
@@ -97,7 +97,7 @@ def build_commands_router() -> Router:
             username = who.lstrip("@")
             found = await StaffMember.filter(username__iexact=username).first()
             if found is None:
-                await answer(message, board.views.render("notice", lang,
+                await answer_message(desk, message, board.views.render("notice", lang,
                                                          text=t("cmd.oncall_unknown", lang, who=short(who, 60))))
                 return
             target = found
@@ -106,7 +106,7 @@ def build_commands_router() -> Router:
             await StaffMember.filter(is_oncall=True).exclude(id=target.id).update(is_oncall=False)
             await StaffMember.filter(id=target.id).update(is_oncall=True)
         before_text = ", ".join(_name(s, lang) for s in before) or t("cmd.nobody", lang)
-        await answer(message, board.views.render("notice", lang,
+        await answer_message(desk, message, board.views.render("notice", lang,
                                                  text=t("oncall.now", lang, before=before_text,
                                                         after=_name(target, lang))))
 
@@ -124,14 +124,14 @@ def build_commands_router() -> Router:
                 and message.reply_to_message.from_user.id == bot.id:
             ticket_id = await ticket_for_message(message.chat.id, message.reply_to_message.message_id)
         if ticket_id is None or not text.strip():
-            await answer(message, board.views.render("notice", lang, text=t("cmd.usage_note", lang)))
+            await answer_message(desk, message, board.views.render("notice", lang, text=t("cmd.usage_note", lang)))
             return
         outcome = await desk.note(ticket_id, staff, text.strip())
         key = "msg.note_saved" if outcome.ok else "ans.not_found"
-        await answer(message, board.views.render("notice", lang, text=t(key, lang, n=ticket_id)))
+        await answer_message(desk, message, board.views.render("notice", lang, text=t(key, lang, n=ticket_id)))
 
     @router.message(Command("help", "start"))
-    async def help_(message: TgMessage, board: TelegramBoard) -> None:
-        await answer(message, board.views.render("notice", board.lang, text=t("cmd.help_text", board.lang)))
+    async def help_(message: TgMessage, desk: Desk, board: TelegramBoard) -> None:
+        await answer_message(desk, message, board.views.render("notice", board.lang, text=t("cmd.help_text", board.lang)))
 
     return router

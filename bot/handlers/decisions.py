@@ -9,24 +9,27 @@ even when a handler fails.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
-from aiogram import Bot, F, Router
+from aiogram import F, Router
 from aiogram.types import CallbackQuery
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from bot.board import TelegramBoard, short
 from bot.callbacks import Op, Reason, RefuseAction, RefuseOp, TicketAction, WithdrawAction, WithdrawOp
-from bot.handlers.common import NO_PREVIEW, answer_text, markup, set_keyboard
+from bot.handlers.common import answer_text, delivered, set_keyboard
 from bot.i18n import finding_title, reason_label, t
+from bot.views.messages import ViewEdit, ViewMessage
 from models.desk import Desk, Outcome
 from models.policy.base import Verdict
-from models.ports import BoardPost
-from models.tables import KeyValue, StaffMember, Ticket, TicketStatus
+from models.tables import KeyValue, OutboxStatus, StaffMember, TelegramOutbox, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)
 
-PROMPT_KEY = "refuse_prompt:{chat_id}:{message_id}"
+PROMPT_KEY = "refuse_prompt:{chat_id}:{message_id}"  # prompts posted before they went through the outbox
+PROMPT_KIND = "refuse_prompt"  # the outbox row of a refusal prompt
 
 
 def prompt_key(chat_id: int, message_id: int) -> str:
@@ -43,7 +46,6 @@ def build_decisions_router() -> Router:
         desk: Desk,
         board: TelegramBoard,
         staff: StaffMember,
-        bot: Bot,
         callback_answer: CallbackAnswer,
     ) -> None:
         lang = board.lang
@@ -54,11 +56,7 @@ def build_decisions_router() -> Router:
             what = ", ".join(finding_title(f, lang) for f in outcome.findings)
             callback_answer.text = short(t("ans.confirm", lang, what=what), 200)
             callback_answer.show_alert = True
-            if query.message is not None:
-                await set_keyboard(
-                    bot, query.message.chat.id, query.message.message_id,
-                    board.confirm_keyboard(ticket_id, outcome.findings),
-                )
+            await set_keyboard(desk, query, board.confirm_keyboard(ticket_id, outcome.findings), ticket_id)
             return
         callback_answer.text = answer_text(outcome, board, "ans.accepted")
         if outcome.ok and outcome.older_waiting:
@@ -66,68 +64,56 @@ def build_decisions_router() -> Router:
             oldest = outcome.older_waiting[0]
             ids = ", ".join(f"#{i}" for i in outcome.older_waiting)
             text = board.views.render("notice", lang, text=t("msg.older_waiting", lang, n=ticket_id, ids=ids))
-            await desk.post(
-                BoardPost(
-                    kind="notice",
-                    chat_id=board.config.staff_chat_id,
-                    payload={
-                        "method": "sendMessage",
-                        "params": {"text": text, "parse_mode": "HTML", "reply_markup": board.open_keyboard(oldest)},
-                        "reply_to": {"ticket_card": ticket_id},
-                    },
-                    extra={"ticket_id": ticket_id},
-                ),
-                f"older:{ticket_id}:{query.id}",
-            )
-        elif not outcome.ok and query.message is not None:
-            await set_keyboard(bot, query.message.chat.id, query.message.message_id, await board.card_keyboard_now(ticket_id))
+            chat_id = board.config.staff_chat_id
+            older = ViewMessage(chat_id, text, board.open_keyboard(oldest), reply_to_card=ticket_id, ticket_id=ticket_id,
+                                kind="notice")
+            await desk.post(older, f"older:{ticket_id}:{query.id}", chat_id=chat_id)
+        elif not outcome.ok:
+            await set_keyboard(desk, query, await board.card_keyboard_now(ticket_id), ticket_id)
 
     @router.callback_query(TicketAction.filter(F.op == Op.REFUSE))
     async def refuse_menu(
-        query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard, bot: Bot,
+        query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard,
         callback_answer: CallbackAnswer,
     ) -> None:
         ticket = await Ticket.get_or_none(id=callback_data.ticket_id)
         if ticket is None or ticket.status != TicketStatus.NEW:
             # A stale Refuse on an accepted card says who accepted it; refusing it is "refuse after
             # acceptance" in the "…" menu, never this button.
-            await _not_waiting(query, desk, board, bot, callback_answer, callback_data.ticket_id, ticket)
+            await _not_waiting(query, desk, board, callback_answer, callback_data.ticket_id, ticket)
             return
         suggested = Verdict.from_json(ticket.verdict).refuse_reason if ticket.verdict else None
         callback_answer.text = t("ans.pick_reason", board.lang)
-        if query.message is not None:
-            await set_keyboard(
-                bot, query.message.chat.id, query.message.message_id, board.refuse_keyboard(ticket.id, suggested)
-            )
+        await set_keyboard(desk, query, board.refuse_keyboard(ticket.id, suggested), ticket.id)
 
     @router.callback_query(RefuseAction.filter(F.op == RefuseOp.PICK))
     async def refuse_reason_picked(
         query: CallbackQuery, callback_data: RefuseAction, desk: Desk, board: TelegramBoard,
-        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+        staff: StaffMember, callback_answer: CallbackAnswer,
     ) -> None:
-        await _reason_picked(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
+        await _reason_picked(query, desk, board, staff, callback_answer, callback_data.ticket_id,
                              callback_data.reason, withdrawing=False)
 
     @router.callback_query(RefuseAction.filter(F.op.in_({RefuseOp.NO_COMMENT, RefuseOp.CANCEL})))
     async def refuse_prompt_button(
         query: CallbackQuery, callback_data: RefuseAction, desk: Desk, board: TelegramBoard,
-        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+        staff: StaffMember, callback_answer: CallbackAnswer,
     ) -> None:
-        await _prompt_button(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
+        await _prompt_button(query, desk, board, staff, callback_answer, callback_data.ticket_id,
                              callback_data.reason.value, cancel=callback_data.op == RefuseOp.CANCEL,
                              withdrawing=False)
 
     # Refuse after acceptance: "…" -> ask (names the acceptance) -> confirm -> reason -> comment or none.
     @router.callback_query(WithdrawAction.filter(F.op.in_({WithdrawOp.ASK, WithdrawOp.CONFIRM})))
     async def withdraw_menu(
-        query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard, bot: Bot,
+        query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard,
         callback_answer: CallbackAnswer,
     ) -> None:
         lang = board.lang
         ticket_id = callback_data.ticket_id
         ticket = await Ticket.get_or_none(id=ticket_id)
         if ticket is None or ticket.status != TicketStatus.ACCEPTED:
-            await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
+            await _not_waiting(query, desk, board, callback_answer, ticket_id, ticket)
             return
         if query.message is None:
             return
@@ -145,32 +131,32 @@ def build_decisions_router() -> Router:
             suggested = Verdict.from_json(ticket.verdict).refuse_reason if ticket.verdict else None
             callback_answer.text = t("ans.pick_reason", lang)
             value = board.refuse_keyboard(ticket_id, suggested, withdrawing=True)
-        await set_keyboard(bot, query.message.chat.id, query.message.message_id, value)
+        await set_keyboard(desk, query, value, ticket_id)
 
     @router.callback_query(WithdrawAction.filter(F.op == WithdrawOp.PICK))
     async def withdraw_reason_picked(
         query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard,
-        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+        staff: StaffMember, callback_answer: CallbackAnswer,
     ) -> None:
-        await _reason_picked(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
+        await _reason_picked(query, desk, board, staff, callback_answer, callback_data.ticket_id,
                              callback_data.reason, withdrawing=True)
 
     @router.callback_query(WithdrawAction.filter(F.op.in_({WithdrawOp.NO_COMMENT, WithdrawOp.CANCEL})))
     async def withdraw_prompt_button(
         query: CallbackQuery, callback_data: WithdrawAction, desk: Desk, board: TelegramBoard,
-        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+        staff: StaffMember, callback_answer: CallbackAnswer,
     ) -> None:
         if callback_data.reason is None:
             callback_answer.text = t("ans.invalid", board.lang, detail="?")
             return
-        await _prompt_button(query, desk, board, staff, bot, callback_answer, callback_data.ticket_id,
+        await _prompt_button(query, desk, board, staff, callback_answer, callback_data.ticket_id,
                              callback_data.reason.value, cancel=callback_data.op == WithdrawOp.CANCEL,
                              withdrawing=True)
 
     @router.callback_query(TicketAction.filter(F.op.in_({Op.UNDO, Op.FAQ, Op.CLOSE})))
     async def simple_decision(
         query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard,
-        staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+        staff: StaffMember, callback_answer: CallbackAnswer,
     ) -> None:
         ticket_id = callback_data.ticket_id
         if callback_data.op == Op.UNDO:
@@ -180,14 +166,13 @@ def build_decisions_router() -> Router:
         else:
             outcome, key = await desk.close(ticket_id, staff), "ans.closed"
         callback_answer.text = answer_text(outcome, board, key)
-        if outcome.status in ("too_late", "already", "invalid") and query.message is not None:
+        if outcome.status in ("too_late", "already", "invalid"):
             # The card may show a stale keyboard: put the one for the ticket's current state back.
-            await set_keyboard(bot, query.message.chat.id, query.message.message_id,
-                               await board.card_keyboard_now(ticket_id))
+            await set_keyboard(desk, query, await board.card_keyboard_now(ticket_id), ticket_id)
 
     @router.callback_query(TicketAction.filter(F.op.in_({Op.MORE, Op.BACK, Op.HINT_REPLY})))
     async def navigate(
-        query: CallbackQuery, callback_data: TicketAction, board: TelegramBoard, bot: Bot,
+        query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard,
         callback_answer: CallbackAnswer,
     ) -> None:
         ticket_id = callback_data.ticket_id
@@ -205,13 +190,13 @@ def build_decisions_router() -> Router:
             if callback_data.op == Op.MORE
             else await board.card_keyboard_now(ticket_id)
         )
-        await set_keyboard(bot, query.message.chat.id, query.message.message_id, value)
+        await set_keyboard(desk, query, value, ticket_id)
 
     return router
 
 
 async def _not_waiting(
-    query: CallbackQuery, desk: Desk, board: TelegramBoard, bot: Bot, callback_answer: CallbackAnswer,
+    query: CallbackQuery, desk: Desk, board: TelegramBoard, callback_answer: CallbackAnswer,
     ticket_id: int, ticket: Ticket | None,
 ) -> None:
     """A press that needs another state than the ticket's: say who decided it and when, and put the
@@ -226,11 +211,11 @@ async def _not_waiting(
     callback_answer.text = answer_text(outcome, board, "ans.already")
     message = query.message
     if message is not None and message.message_id == ticket.card_message_id:
-        await set_keyboard(bot, message.chat.id, message.message_id, await board.card_keyboard_now(ticket_id))
+        await set_keyboard(desk, query, await board.card_keyboard_now(ticket_id), ticket_id)
 
 
 async def _reason_picked(
-    query: CallbackQuery, desk: Desk, board: TelegramBoard, staff: StaffMember, bot: Bot,
+    query: CallbackQuery, desk: Desk, board: TelegramBoard, staff: StaffMember,
     callback_answer: CallbackAnswer, ticket_id: int, reason: Reason | None, *, withdrawing: bool,
 ) -> None:
     """A refusal reason was picked: ask for the comment, if the ticket is still where the prompt began
@@ -238,41 +223,42 @@ async def _reason_picked(
     expected = TicketStatus.ACCEPTED if withdrawing else TicketStatus.NEW
     ticket = await Ticket.get_or_none(id=ticket_id)
     if ticket is None or ticket.status != expected or reason is None:
-        await _not_waiting(query, desk, board, bot, callback_answer, ticket_id, ticket)
+        await _not_waiting(query, desk, board, callback_answer, ticket_id, ticket)
         return
-    await _ask_for_comment(query, board, staff, bot, callback_answer, ticket_id, reason.value,
+    await _ask_for_comment(query, desk, board, staff, callback_answer, ticket_id, reason.value,
                            withdrawing=withdrawing)
 
 
 async def _ask_for_comment(
-    query: CallbackQuery, board: TelegramBoard, staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer,
+    query: CallbackQuery, desk: Desk, board: TelegramBoard, staff: StaffMember, callback_answer: CallbackAnswer,
     ticket_id: int, reason: str, *, withdrawing: bool,
 ) -> None:
-    """A reason picked: post the prompt whose reply carries the comment (replies.py), with "no comment"."""
+    """A reason picked: post the prompt whose reply carries the comment (replies.py), with "no comment".
+    The prompt goes through the outbox with the pending refusal remembered under its key; a reply to it
+    (or a button on it) finds that by the message id the outbox records when it posts the prompt."""
     lang = board.lang
     if query.message is None:
         return
     chat_id = query.message.chat.id
     key = "msg.withdraw_prompt" if withdrawing else "msg.refuse_prompt"
-    # The prompt's message id is the handle: a reply to it carries the comment (replies.py).
-    prompt = await bot.send_message(
+    prompt = ViewMessage(
         chat_id,
         board.views.render("notice", lang, text=t(key, lang, n=ticket_id, reason=reason_label(reason, lang))),
-        parse_mode="HTML",
+        board.refuse_prompt_keyboard(ticket_id, reason, withdrawing=withdrawing),
         reply_to_message_id=query.message.message_id,
-        reply_markup=markup(board.refuse_prompt_keyboard(ticket_id, reason, withdrawing=withdrawing)),
-        link_preview_options=NO_PREVIEW,
+        ticket_id=ticket_id,
+        kind=PROMPT_KIND,
     )
-    value = {"ticket_id": ticket_id, "reason": reason, "staff_id": staff.id}
+    value: dict[str, Any] = {"ticket_id": ticket_id, "reason": reason, "staff_id": staff.id}
     if withdrawing:
         value["withdraw"] = True
-    await KeyValue.update_or_create(key=prompt_key(chat_id, prompt.message_id), defaults={"value": value})
+    await delivered(await desk.post(prompt, f"prompt:{chat_id}:{query.id}", chat_id=chat_id, remember=value))
     callback_answer.text = short(reason_label(reason, lang), 200)
-    await set_keyboard(bot, chat_id, query.message.message_id, await board.card_keyboard_now(ticket_id))
+    await set_keyboard(desk, query, await board.card_keyboard_now(ticket_id), ticket_id)
 
 
 async def _prompt_button(
-    query: CallbackQuery, desk: Desk, board: TelegramBoard, staff: StaffMember, bot: Bot,
+    query: CallbackQuery, desk: Desk, board: TelegramBoard, staff: StaffMember,
     callback_answer: CallbackAnswer, ticket_id: int, reason: str, *, cancel: bool, withdrawing: bool,
 ) -> None:
     """"Refuse without a comment" or "Cancel" on a refusal prompt (plain, or after acceptance)."""
@@ -280,7 +266,9 @@ async def _prompt_button(
     if query.message is None:
         return
     chat_id, message_id = query.message.chat.id, query.message.message_id
-    await KeyValue.filter(key=prompt_key(chat_id, message_id)).delete()
+    pending = await pending_prompt(chat_id, message_id)
+    if pending is not None:
+        await KeyValue.filter(key=pending.key).delete()
     if cancel:
         callback_answer.text = t("ans.cancelled", lang)
         text = t("msg.refuse_cancelled", lang, n=ticket_id)
@@ -291,11 +279,27 @@ async def _prompt_button(
             outcome, board, "ans.refused", seconds=int(desk.config.refusal_grace.total_seconds())
         )
         if not outcome.ok:
-            await set_keyboard(bot, chat_id, message_id, None)
+            await set_keyboard(desk, query, None, ticket_id)
             return
         done = "msg.withdraw_done" if withdrawing else "msg.refuse_done"
         text = t(done, lang, n=ticket_id, reason=reason_label(reason, lang), comment="")
-    await bot.edit_message_text(
-        board.views.render("notice", lang, text=text), chat_id=chat_id, message_id=message_id,
-        parse_mode="HTML", reply_markup=None, link_preview_options=NO_PREVIEW,
-    )
+    edit = ViewEdit(chat_id, message_id, board.views.render("notice", lang, text=text), ticket_id=ticket_id)
+    await desk.post(edit, f"prompt_done:{query.id}", chat_id=chat_id)
+
+
+async def pending_prompt(chat_id: int, message_id: int, wait: float = 2.0) -> KeyValue | None:
+    """The pending refusal of the prompt posted as `message_id`, or None. The prompt's outbox row carries
+    the key it is remembered under; a reply that arrives while the row's message id is still being
+    recorded (Telegram answered, our commit is on its way) waits up to `wait` seconds for it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        row = await TelegramOutbox.filter(chat_id=chat_id, result_message_id=message_id, kind=PROMPT_KIND).first()
+        if row is not None:
+            return await KeyValue.get_or_none(key=row.idempotency_key)
+        legacy = await KeyValue.get_or_none(key=prompt_key(chat_id, message_id))  # a prompt posted directly
+        if legacy is not None or loop.time() >= deadline:
+            return legacy
+        if not await TelegramOutbox.exists(chat_id=chat_id, kind=PROMPT_KIND, status=OutboxStatus.SENDING):
+            return None
+        await asyncio.sleep(0.1)

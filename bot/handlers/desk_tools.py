@@ -23,10 +23,12 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from bot.board import TelegramBoard, button, keyboard, short, tg_escape
 from bot.callbacks import MergeAction, Op, ReplyOp, SavedReplyAction, TicketAction, parse_ticket_id
 from bot.handlers.access import StaffDirectory
-from bot.handlers.replies import merge_prompt_key, ticket_for_message
+from bot.handlers.common import delivered
+from bot.handlers.decisions import PROMPT_KIND
+from bot.handlers.replies import ticket_for_message
 from bot.i18n import t
+from bot.views.messages import ViewMessage
 from models.desk import Desk, Outcome
-from models.ports import BoardPost
 from models.saved_replies import VARIABLES, Reply, SavedReplyError
 from models.tables import KeyValue, StaffMember
 
@@ -48,18 +50,9 @@ async def post(
     rendered: bool = False,
 ) -> None:
     """A message in the chat through the outbox, once per `key` (a redelivered update posts nothing)."""
-    params: dict[str, Any] = {
-        "text": text if rendered else board.views.render("notice", board.lang, text=text),
-        "parse_mode": "HTML",
-        "link_preview_options": {"is_disabled": True},
-    }
-    if markup is not None:
-        params["reply_markup"] = markup
-    payload: dict[str, Any] = {"method": "sendMessage", "params": params}
-    if reply_to is not None:
-        payload["reply_to"] = {"telegram_message_id": reply_to}
-    extra = {"ticket_id": ticket_id} if ticket_id is not None else {}
-    await desk.post(BoardPost(kind="notice", chat_id=chat_id, payload=payload, extra=extra), key)
+    html = text if rendered else board.views.render("notice", board.lang, text=text)
+    view = ViewMessage(chat_id, html, markup, reply_to_message_id=reply_to, ticket_id=ticket_id)
+    await desk.post(view, key, chat_id=chat_id)
 
 
 async def tell(desk: Desk, board: TelegramBoard, message: TgMessage, text: str, **kw: Any) -> None:
@@ -298,19 +291,18 @@ def build_desk_tools_router() -> Router:
 
     @router.callback_query(TicketAction.filter(F.op == Op.MERGE))
     async def merge_prompt(query: CallbackQuery, callback_data: TicketAction, desk: Desk, board: TelegramBoard,
-                           staff: StaffMember, bot: Bot, callback_answer: CallbackAnswer) -> None:
-        """"Объединить с…": a prompt whose reply (a ticket number) names the target (replies.py)."""
+                           callback_answer: CallbackAnswer) -> None:
+        """"Объединить с…": a prompt whose reply (a ticket number) names the target (replies.py). Like the
+        refusal prompt: posted through the outbox, the pending merge remembered under its row's key."""
         lang = board.lang
         if query.message is None:
             return
-        chat_id = query.message.chat.id
-        prompt = await bot.send_message(
-            chat_id, board.views.render("notice", lang, text=t("merge.prompt", lang, n=callback_data.ticket_id)),
-            parse_mode="HTML", reply_to_message_id=query.message.message_id,
-        )
-        await KeyValue.update_or_create(key=merge_prompt_key(chat_id, prompt.message_id),
-                                        defaults={"value": {"ticket_id": callback_data.ticket_id}})
-        callback_answer.text = short(t("merge.prompt", lang, n=callback_data.ticket_id), 200)
+        chat_id, ticket_id = query.message.chat.id, callback_data.ticket_id
+        prompt = ViewMessage(chat_id, board.views.render("notice", lang, text=t("merge.prompt", lang, n=ticket_id)),
+                             reply_to_message_id=query.message.message_id, ticket_id=ticket_id, kind=PROMPT_KIND)
+        row = await desk.post(prompt, f"prompt:{chat_id}:{query.id}", chat_id=chat_id, remember={"merge": ticket_id})
+        await delivered(row)
+        callback_answer.text = short(t("merge.prompt", lang, n=ticket_id), 200)
 
     return router
 
@@ -331,11 +323,12 @@ async def merge_and_tell(desk: Desk, board: TelegramBoard, message: TgMessage, s
 async def merge_from_prompt(message: TgMessage, desk: Desk, board: TelegramBoard, staff: StaffMember,
                             pending: KeyValue) -> None:
     """A reply to the merge prompt: its text is the target's number."""
-    source = int((pending.value or {}).get("ticket_id") or 0)
+    source = int((pending.value or {}).get("merge") or 0)
     target = parse_ticket_id((message.text or "").strip().lstrip("#"))
     if target is None or not source:
         await tell(desk, board, message, t("cmd.usage_merge", board.lang))
         return
-    await KeyValue.filter(id=pending.id).delete()
+    if not await KeyValue.filter(key=pending.key).delete():
+        return  # a redelivered update or a second reply: the first one merged
     await merge_and_tell(desk, board, message, staff, source, target)
 

@@ -13,6 +13,7 @@ from aiogram.types import ChatMemberUpdated
 from aiogram.types import Message as TgMessage
 
 from bot.handlers.access import StaffDirectory, counts_as_staff
+from bot.handlers.common import answer_message
 from bot.i18n import t
 from models.desk import Desk
 from models.tables import StaffMember
@@ -26,15 +27,15 @@ def build_membership_router() -> Router:
     router = Router(name="membership")
 
     @router.message(CommandStart(), F.chat.type == "private")
-    async def start(message: TgMessage, bot: Bot, staff_directory: StaffDirectory) -> None:
+    async def start(message: TgMessage, bot: Bot, desk: Desk, staff_directory: StaffDirectory) -> None:
         lang = staff_directory.language
         user = message.from_user
         if user is None or not await staff_directory.is_member(bot, user.id):
-            await message.answer(t("msg.start_denied", lang))
+            await answer_message(desk, message, t("msg.start_denied", lang), html=False)
             return
         staff = await staff_directory.staff_for(user)
         await StaffMember.filter(id=staff.id).update(started_bot=True)
-        await message.answer(t("msg.start_ok", lang))
+        await answer_message(desk, message, t("msg.start_ok", lang), html=False)
 
     @router.my_chat_member()
     async def added_somewhere(event: ChatMemberUpdated, bot: Bot, staff_directory: StaffDirectory) -> None:

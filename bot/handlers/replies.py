@@ -14,21 +14,15 @@ from aiogram.types import Message as TgMessage
 from aiogram.types import ReactionTypeEmoji
 
 from bot.board import TelegramBoard, short
-from bot.handlers.common import NO_PREVIEW, answer_text
-from bot.handlers.decisions import prompt_key
+from bot.handlers.common import answer_message, answer_text
+from bot.handlers.decisions import pending_prompt
 from bot.i18n import reason_label, t
+from bot.views.messages import ViewEdit, ViewMessage
 from models.desk import Desk
-from models.ports import BoardPost
 from models.tables import KeyValue, Message, StaffMember, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
 
-MERGE_PROMPT_KEY = "merge_prompt:{chat_id}:{message_id}"
-
-
-def merge_prompt_key(chat_id: int, message_id: int) -> str:
-    """The KeyValue of a "merge into…" prompt (bot/handlers/desk_tools.py): a reply to it names the target."""
-    return MERGE_PROMPT_KEY.format(chat_id=chat_id, message_id=message_id)
 
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the Bot API serves files up to 20 MB
 
@@ -97,20 +91,19 @@ def build_replies_router() -> Router:
         chat_id = message.chat.id
         text = (message.text or message.caption or "").strip()
 
-        pending = await KeyValue.get_or_none(key=prompt_key(chat_id, target.message_id))
-        if pending is not None:
-            await _refuse_with_comment(message, bot, desk, board, staff, pending, text)
-            return
-        merging = await KeyValue.get_or_none(key=merge_prompt_key(chat_id, target.message_id))
-        if merging is not None:
+        pending = await pending_prompt(chat_id, target.message_id)
+        if pending is not None and "merge" in (pending.value or {}):
             from bot.handlers.desk_tools import merge_from_prompt  # the tools import this module
 
-            await merge_from_prompt(message, desk, board, staff, merging)
+            await merge_from_prompt(message, desk, board, staff, pending)
+            return
+        if pending is not None:
+            await _refuse_with_comment(message, desk, board, staff, pending, text)
             return
 
         ticket_id = await ticket_for_message(chat_id, target.message_id)
         if ticket_id is None:
-            await message.reply(t("msg.no_ticket", lang))
+            await answer_message(desk, message, t("msg.no_ticket", lang), html=False, reply=True)
             return
         try:
             reason = await _send_reply(message, bot, desk, staff, ticket_id, text, lang)
@@ -135,7 +128,8 @@ async def _send_reply(
         outcome = await desk.note(ticket_id, staff, note)
         if not outcome.ok:
             return _outcome_reason(outcome.status, outcome.detail, lang)
-        await message.reply(t("msg.note_saved", lang, n=ticket_id))
+        await answer_message(desk, message, t("msg.note_saved", lang, n=ticket_id), html=False, reply=True,
+                             ticket_id=ticket_id)
         return None
     kind = unsupported_kind(message)
     if kind is not None:
@@ -181,19 +175,10 @@ def _outcome_reason(status: str, detail: str, lang: str) -> str:
 
 async def tell(desk: Desk, board: TelegramBoard, message: TgMessage, text: str, ticket_id: int) -> None:
     """Answer a staff message in the chat through the outbox (paced, retried, once per message)."""
-    post = BoardPost(
-        kind="notice",
-        chat_id=message.chat.id,
-        payload={
-            "method": "sendMessage",
-            "params": {"text": board.views.render("notice", board.lang, text=text), "parse_mode": "HTML",
-                       "link_preview_options": {"is_disabled": True}},
-            "reply_to": {"telegram_message_id": message.message_id},
-        },
-        extra={"ticket_id": ticket_id},
-    )
+    post = ViewMessage(message.chat.id, board.views.render("notice", board.lang, text=text),
+                       reply_to_message_id=message.message_id, ticket_id=ticket_id, kind="notice")
     try:
-        await desk.post(post, f"reply_refused:{message.chat.id}:{message.message_id}")
+        await desk.post(post, f"reply_refused:{message.chat.id}:{message.message_id}", chat_id=post.chat_id)
     except Exception:  # noqa: BLE001 - the database itself failed: say it directly, as a last resort
         log.exception("could not queue the answer to staff message %s", message.message_id)
         with contextlib.suppress(TelegramAPIError):
@@ -201,8 +186,7 @@ async def tell(desk: Desk, board: TelegramBoard, message: TgMessage, text: str, 
 
 
 async def _refuse_with_comment(
-    message: TgMessage, bot: Bot, desk: Desk, board: TelegramBoard, staff: StaffMember,
-    pending: KeyValue, comment: str,
+    message: TgMessage, desk: Desk, board: TelegramBoard, staff: StaffMember, pending: KeyValue, comment: str,
 ) -> None:
     lang = board.lang
     ticket_id = int(pending.value["ticket_id"])
@@ -214,7 +198,8 @@ async def _refuse_with_comment(
     refuse = desk.withdraw_acceptance_and_refuse if withdrawing else desk.refuse
     outcome = await refuse(ticket_id, staff, reason, comment=comment)
     if not outcome.ok:
-        await message.reply(answer_text(outcome, board, "ans.refused", seconds=0))
+        await answer_message(desk, message, answer_text(outcome, board, "ans.refused", seconds=0), html=False,
+                             reply=True, ticket_id=ticket_id)
         return
     text = t(
         "msg.withdraw_done" if withdrawing else "msg.refuse_done", lang, n=ticket_id, reason=reason_label(reason, lang),
@@ -222,10 +207,6 @@ async def _refuse_with_comment(
     )
     target = message.reply_to_message
     assert target is not None
-    try:
-        await bot.edit_message_text(
-            board.views.render("notice", lang, text=text), chat_id=message.chat.id, message_id=target.message_id,
-            parse_mode="HTML", reply_markup=None, link_preview_options=NO_PREVIEW,
-        )
-    except TelegramAPIError as error:
-        log.info("could not edit the refusal prompt: %s", error)
+    edit = ViewEdit(message.chat.id, target.message_id, board.views.render("notice", lang, text=text),
+                    ticket_id=ticket_id)
+    await desk.post(edit, f"prompt_done:{message.chat.id}:{message.message_id}", chat_id=edit.chat_id)

@@ -135,14 +135,13 @@ class Desk:
             policy=PolicyEngine(PolicyConfig(), TortoisePolicyRepository()),
             calendar=self.calendar,
             mailer=TemplateMailer(EmailRenderer(), from_address=SUPPORT, from_name="Storeolis"),
-            board=self.board,
             parser=functools.partial(parse_message),
         )
-        self.effects = Effects(config, mailer=services.mailer, board=self.board, on_post_queued=self.sender.wake)
+        self.effects = Effects(config, mailer=services.mailer, on_post_queued=self.sender.wake)
         self.ingest = Ingest(config, services, self.effects)
         self.processor = MailProcessor(self.ingest, services.parser, on_done=self.effects.wake)
         self.desk = StaffDesk(config, services, self.effects, offload_parse=self.processor.offload_parse)
-        self.notifier = EmailNotifier(self.effects, self.board)
+        self.notifier = EmailNotifier(self.effects)
         self.directory = StaffDirectory(STAFF_CHAT, language=language, cache_seconds=300)
         self.dispatcher = Dispatcher(desk=self.desk, board=self.board)
         self.dispatcher.include_router(build_router(directory=self.directory))
@@ -218,7 +217,11 @@ class Desk:
         return self.fake.press_button(STAFF_CHAT, message_id, user_id, packed, check_markup=check_markup)
 
     async def answer(self, query_id: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
-        return await self.fake.wait_for(lambda: self.fake.callback_answers().get(query_id), timeout)
+        """The answer to a press, once what the press queued (a keyboard, a prompt) is posted: the handler
+        posts through the outbox, and the answer comes before the sender has delivered it."""
+        answer = await self.fake.wait_for(lambda: self.fake.callback_answers().get(query_id), timeout)
+        await self.settled()
+        return answer
 
     def buttons(self, message_id: int) -> list[dict[str, str]]:
         markup = self.fake.message(STAFF_CHAT, message_id).get("reply_markup") or {}
