@@ -131,15 +131,15 @@ class SearchIndex(Protocol):
         """The source ticket's messages moved to the target: its terms are the target's now."""
 
     async def text_query(self, conn: BaseDBAsyncClient, terms: Sequence[Term]) -> tuple[Any, ...] | None:
-        """The parameter asking for every one of `terms` (None when the database ignores them all, as a
+        """The parameters asking for every one of `terms` (None when the database ignores them all, as a
         stop word it knows)."""
 
-    def newest_sql(self) -> str:
-        """Ids of the newest tickets whose words match the parameter (`text_query`), in the index's order,
-        joined to `ticket t` for the filters: formatted with `{where}` and `{limit}`."""
+    def newest_sql(self, params: int) -> str:
+        """Ids of the newest tickets whose words match the `params` parameters of `text_query`, in the
+        index's order, joined to `ticket t` for the filters: formatted with `{where}` and `{limit}`."""
 
-    def ticket_ids_sql(self) -> str:
-        """A subquery: the ids of the tickets whose words match its parameter (`text_query`)."""
+    def ticket_ids_sql(self, params: int) -> str:
+        """A subquery: the ids of the tickets whose words match its parameters (`text_query`)."""
 
 
 class SqliteSearchIndex:
@@ -195,12 +195,12 @@ class SqliteSearchIndex:
     async def text_query(self, conn: BaseDBAsyncClient, terms: Sequence[Term]) -> tuple[Any, ...] | None:
         return (" ".join(_fts_string(term.key) for term in terms),) if terms else None  # FTS5: space is AND
 
-    def newest_sql(self) -> str:
+    def newest_sql(self, params: int) -> str:
         # FTS5 walks its rowids downwards and stops at the limit: the common words cost no more than rare ones.
         return (f"SELECT f.rowid & {TICKET_MASK} FROM search_fts f JOIN ticket t ON t.id = (f.rowid & {TICKET_MASK})"
                 " WHERE search_fts MATCH ? AND {where} ORDER BY f.rowid DESC LIMIT {limit}")
 
-    def ticket_ids_sql(self) -> str:
+    def ticket_ids_sql(self, params: int) -> str:
         return f"SELECT rowid & {TICKET_MASK} FROM search_fts WHERE search_fts MATCH ?"
 
 
@@ -235,20 +235,21 @@ class PostgresSearchIndex:
             [[term.typed for term in terms]],
         )
         typed = [term.typed for term, row in zip(terms, rows, strict=True) if int(row[0]) > 0]
-        return (typed,) if typed else None
+        return tuple(typed) if typed else None
 
-    def newest_sql(self) -> str:
+    def newest_sql(self, params: int) -> str:
         return ("SELECT d.ticket_id FROM search_doc d JOIN ticket t ON t.id = d.ticket_id"
-                " WHERE d.tsv @@ " + _PG_TSQUERY + " AND {where} ORDER BY d.arrived_at DESC, d.ticket_id DESC"
+                f" WHERE d.tsv @@ ({_pg_tsquery(params)}) AND {{where}} ORDER BY d.arrived_at DESC, d.ticket_id DESC"
                 " LIMIT {limit}")
 
-    def ticket_ids_sql(self) -> str:
-        return "SELECT ticket_id FROM search_doc WHERE tsv @@ " + _PG_TSQUERY
+    def ticket_ids_sql(self, params: int) -> str:
+        return f"SELECT ticket_id FROM search_doc WHERE tsv @@ ({_pg_tsquery(params)})"
 
 
-# Every typed term parsed by `russian`, AND-ed (an array parameter: one statement shape for any count).
-_PG_TSQUERY = ("(SELECT string_agg(plainto_tsquery('russian', x)::text, ' & ')::tsquery"
-               " FROM unnest(?::text[]) AS u(x))")
+def _pg_tsquery(params: int) -> str:
+    """Every typed term parsed by `russian`, AND-ed; written out (not an array) so the planner sees the
+    words and estimates how many tickets say them."""
+    return " && ".join("plainto_tsquery('russian', ?)" for _ in range(params))
 
 
 # PostgreSQL's parser reads "<...>" as an HTML tag and drops it, with the text of a <script> or <style>
@@ -371,14 +372,14 @@ async def matching_ticket_ids(query: SearchQuery, limit: int, conn: BaseDBAsyncC
         return []
     naming = await _naming_clients(conn, query.terms)
     if not any(naming) and not query.client:
-        sql = index.newest_sql().format(where=" AND ".join(where) or "TRUE", limit=int(limit))
+        sql = index.newest_sql(len(text)).format(where=" AND ".join(where) or "TRUE", limit=int(limit))
         _, rows = await conn.execute_query(for_dialect(sql, conn), [*text, *params])
         return [int(r[0]) for r in rows]
     by_words = [term for term, names in zip(query.terms, naming, strict=True) if not names]
     text_where, text_params = [], []
     words = await index.text_query(conn, by_words) if by_words else None
     if words is not None:
-        text_where.append(f"t.id IN ({index.ticket_ids_sql()})")
+        text_where.append(f"t.id IN ({index.ticket_ids_sql(len(words))})")
         text_params.extend(words)
     for term, names in zip(query.terms, naming, strict=True):
         if not names:
@@ -389,7 +390,7 @@ async def matching_ticket_ids(query: SearchQuery, limit: int, conn: BaseDBAsyncC
             text_where.append(f"t.client_id IN ({client_sql})")
             text_params.extend(client_args)
         else:
-            text_where.append(f"(t.client_id IN ({client_sql}) OR t.id IN ({index.ticket_ids_sql()}))")
+            text_where.append(f"(t.client_id IN ({client_sql}) OR t.id IN ({index.ticket_ids_sql(len(own))}))")
             text_params.extend([*client_args, *own])
     return await _from_tickets(conn, text_where + where, text_params + params, limit)
 
