@@ -115,7 +115,11 @@ class SearchResult:
 # Ticket ids stay below 2**30 (a billion tickets); the arrival fits 33 bits (until the year 2242).
 TICKET_BITS = 30
 TICKET_MASK = (1 << TICKET_BITS) - 1
-_SQLITE_KEY = f"((CAST(strftime('%s', arrived_at) AS INTEGER) << {TICKET_BITS}) | id)"
+
+
+def _sqlite_key(alias: str = "") -> str:
+    """The index rowid of a ticket, from its `ticket` row (`alias.`: a qualified one)."""
+    return f"((CAST(strftime('%s', {alias}arrived_at) AS INTEGER) << {TICKET_BITS}) | {alias}id)"
 
 
 def _fts_string(key: str) -> str:
@@ -138,8 +142,9 @@ class SearchIndex(Protocol):
         """Ids of the newest tickets whose words match the `params` parameters of `text_query`, in the
         index's order, joined to `ticket t` for the filters: formatted with `{where}` and `{limit}`."""
 
-    def ticket_ids_sql(self, params: int) -> str:
-        """A subquery: the ids of the tickets whose words match its parameters (`text_query`)."""
+    def says_sql(self, terms: Sequence[Term], text: tuple[Any, ...]) -> tuple[str, list[Any]]:
+        """A condition on `ticket t` and its parameters: its words say every one of `terms` (`text`: their
+        `text_query`), for a plan driven by `ticket`, one look at each candidate ticket's row."""
 
 
 class SqliteSearchIndex:
@@ -148,7 +153,7 @@ class SqliteSearchIndex:
 
     async def _keys(self, conn: BaseDBAsyncClient, ticket_ids: Sequence[int]) -> dict[int, int]:
         _, rows = await conn.execute_query(
-            f"SELECT id, {_SQLITE_KEY} FROM ticket WHERE id IN ({marks(len(ticket_ids))})", list(ticket_ids))
+            f"SELECT id, {_sqlite_key()} FROM ticket WHERE id IN ({marks(len(ticket_ids))})", list(ticket_ids))
         return {int(r[0]): int(r[1]) for r in rows}
 
     async def _terms(self, conn: BaseDBAsyncClient, keys: Sequence[int]) -> dict[int, str]:
@@ -200,8 +205,12 @@ class SqliteSearchIndex:
         return (f"SELECT f.rowid & {TICKET_MASK} FROM search_fts f JOIN ticket t ON t.id = (f.rowid & {TICKET_MASK})"
                 " WHERE search_fts MATCH ? AND {where} ORDER BY f.rowid DESC LIMIT {limit}")
 
-    def ticket_ids_sql(self, params: int) -> str:
-        return f"SELECT rowid & {TICKET_MASK} FROM search_fts WHERE search_fts MATCH ?"
+    def says_sql(self, terms: Sequence[Term], text: tuple[Any, ...]) -> tuple[str, list[Any]]:
+        # The row's own terms, each once between spaces, as the query's keys are made: cheaper than a MATCH
+        # restricted to one rowid, which still reads the terms' whole doclists.
+        found = " AND ".join("instr(' ' || terms || ' ', ?) > 0" for _ in terms)
+        return (f"EXISTS (SELECT 1 FROM search_fts WHERE rowid = {_sqlite_key('t.')} AND {found})",
+                [f" {term.key} " for term in terms])
 
 
 class PostgresSearchIndex:
@@ -242,8 +251,9 @@ class PostgresSearchIndex:
                 f" WHERE d.tsv @@ ({_pg_tsquery(params)}) AND {{where}} ORDER BY d.arrived_at DESC, d.ticket_id DESC"
                 " LIMIT {limit}")
 
-    def ticket_ids_sql(self, params: int) -> str:
-        return f"SELECT ticket_id FROM search_doc WHERE tsv @@ ({_pg_tsquery(params)})"
+    def says_sql(self, terms: Sequence[Term], text: tuple[Any, ...]) -> tuple[str, list[Any]]:
+        return (f"EXISTS (SELECT 1 FROM search_doc d WHERE d.ticket_id = t.id AND d.tsv @@ ({_pg_tsquery(len(text))}))",
+                list(text))
 
 
 def _pg_tsquery(params: int) -> str:
@@ -359,9 +369,10 @@ def _filters(conn: BaseDBAsyncClient, query: SearchQuery) -> tuple[list[str], li
 async def matching_ticket_ids(query: SearchQuery, limit: int, conn: BaseDBAsyncClient | None = None) -> list[int]:
     """The ids of the tickets matching `query`, newest first (arrival), at most `limit`.
 
-    Two plans. When no term names a client and no `client:` narrows the tickets, the index walks its
-    tickets newest first and stops at the limit (every term in one index query). Otherwise the tickets come
-    from the `ticket` table: a term naming a client matches that client's tickets or the ticket's words."""
+    Without `client:`, the index walks its tickets newest first and stops at the limit (every term in one
+    index query): the common words cost no more than rare ones. The tickets of a client, named by a term or
+    by `client:`, come from `ticket` (its client index), each checked against its own index row: a term
+    naming the ticket's client needs not be in its words. Both sets together, newest first."""
     conn = conn or Ticket._meta.db
     index = search_index(conn)
     where, params = _filters(conn, query)
@@ -371,28 +382,35 @@ async def matching_ticket_ids(query: SearchQuery, limit: int, conn: BaseDBAsyncC
     if text is None:  # every term was a stop word: nothing to find by text
         return []
     naming = await _naming_clients(conn, query.terms)
-    if not any(naming) and not query.client:
+    ids: list[int] = []
+    if not query.client:  # every term by the words, newest first from the index
         sql = index.newest_sql(len(text)).format(where=" AND ".join(where) or "TRUE", limit=int(limit))
         _, rows = await conn.execute_query(for_dialect(sql, conn), [*text, *params])
-        return [int(r[0]) for r in rows]
-    by_words = [term for term, names in zip(query.terms, naming, strict=True) if not names]
-    text_where, text_params = [], []
-    words = await index.text_query(conn, by_words) if by_words else None
-    if words is not None:
-        text_where.append(f"t.id IN ({index.ticket_ids_sql(len(words))})")
-        text_params.extend(words)
+        ids = [int(r[0]) for r in rows]
+        if not any(naming):
+            return ids
+    # From `ticket`: the tickets of the named clients (or of `client:`), each term said by the words unless
+    # it names the ticket's client; each candidate ticket's index row is read once.
+    conditions, args = [], []
+    named = []
     for term, names in zip(query.terms, naming, strict=True):
-        if not names:
-            continue
-        client_sql, client_args = _client_sql(conn, term.typed)
         own = await index.text_query(conn, [term])
-        if own is None:
-            text_where.append(f"t.client_id IN ({client_sql})")
-            text_params.extend(client_args)
-        else:
-            text_where.append(f"(t.client_id IN ({client_sql}) OR t.id IN ({index.ticket_ids_sql(len(own))}))")
-            text_params.extend([*client_args, *own])
-    return await _from_tickets(conn, text_where + where, text_params + params, limit)
+        says, says_args = index.says_sql([term], own) if own is not None else ("FALSE", [])
+        if names:
+            client_sql, client_args = _client_sql(conn, term.typed)
+            named.append((client_sql, client_args))
+            conditions.append(f"(t.client_id IN ({client_sql}) OR {says})")
+            args.extend([*client_args, *says_args])
+        elif own is not None:
+            conditions.append(says)
+            args.extend(says_args)
+    if not query.client:  # only the tickets of a named client are left to find
+        conditions.insert(0, "t.client_id IN (" + " UNION ".join(sql for sql, _ in named) + ")")
+        args[:0] = [a for _, client_args in named for a in client_args]
+    ids.extend(await _from_tickets(conn, conditions + where, args + params, limit))
+    if len(ids) <= 1:
+        return ids
+    return await _from_tickets(conn, [f"t.id IN ({marks(len(set(ids)))})"], list(set(ids)), limit)
 
 
 async def _from_tickets(conn: BaseDBAsyncClient, where: list[str], params: list[Any], limit: int) -> list[int]:
