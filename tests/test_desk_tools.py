@@ -10,6 +10,7 @@ import pytest
 from models.assignment import Assignments
 from models.merging import Merger
 from models.saved_replies import VARIABLES, SavedReplies, SavedReplyError, check, fill, load_file
+from models.search import search_tickets
 from models.tables import Decision, EmailOutbox, Message, StaffMember, TelegramOutbox, Ticket, TicketStatus
 from tests.helpers.desk import Desk, email_text, make_email
 
@@ -174,6 +175,28 @@ async def test_merge_moves_the_messages_closes_the_source_and_later_mail_lands_o
         replied = await desk.desk.reply(source.id, alice, "Проверили.", key="tg:1")
         assert replied.ok and replied.ticket_id == target.id
         assert "#" + str(target.id) in await desk.card_text(source.id)
+
+
+async def test_a_merged_tickets_words_find_the_ticket_it_was_merged_into(db: str) -> None:
+    async def found(text: str) -> list[int]:
+        return [hit.ticket_id for hit in (await search_tickets(text)).hits]
+
+    async with Desk.open() as desk:
+        target = await desk.deliver(make_email(subject="Не работает выгрузка", body="Выгрузка остатков встала.",
+                                               message_id="first@romashka.ru"))
+        source = await desk.deliver(make_email(subject="Накладные", body="Пропали накладные, ошибка 502."))
+        other = await desk.deliver(make_email(subject="Тоже накладные", body="Накладные не печатаются.",
+                                              sender="olga@vesna.ru"))
+        alice = await member(Desk.ALICE, "Алиса", "alice")
+        assert await found("ошибка 502") == [source.id]
+        assert (await Merger(desk.effects, desk.desk.clock).merge(source.id, target.id, alice)).ok
+        assert await found("ошибка 502") == [target.id]  # the source's words, on the target now
+        assert await found("накладная") == [other.id, target.id]
+        assert await found("выгрузка остатков") == [target.id]  # the target's own words stay
+        assert await found("накладные остатков") == [target.id]  # one word of each, one ticket now
+        later = await desk.deliver(make_email(subject="Re: Не работает выгрузка", body="Ещё и акты сверки.",
+                                              in_reply_to="first@romashka.ru"))
+        assert later.id == target.id and await found("акт 502") == [target.id]  # later words join the merged ones
 
 
 async def test_merge_refuses_itself_a_merged_target_and_asks_before_crossing_clients(db: str) -> None:

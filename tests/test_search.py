@@ -67,6 +67,9 @@ async def test_word_forms_exact_tokens_senders_and_clients_find_their_tickets(db
     assert await found("Д-2024/117") == [password.id, letters.id]
     assert await found("письмо пароль") == []  # both words, but in two different tickets
     assert await found("Полярный-8") == [] and await found("E513") == []
+    # The registry is read as it is now: a client renamed is found by its new name only.
+    await Client.filter(inn="7707083893").update(name="ООО «Василёк»")
+    assert await found("василёк") == [password.id, letters.id] and await found("Ромашка") == []
 
 
 async def test_filters_order_and_the_limit_of_ten(db: str) -> None:

@@ -4,8 +4,9 @@
 The history is the policy measurement's (`scripts/bench/policy.populate`: 10,000 clients, 100,000
 tickets over twelve months, each with its first message of the bench vocabulary, a few dozen words that
 recur in most tickets: the common-word queries are the worst case of the intersection). The index is
-built as migration 0003 builds it for existing tickets (`models.search.rebuild_index`), then each query
-runs `search_tickets`, the whole answer (ids, tickets, clients, snippets), repeatedly.
+built as migration 0003 builds it for existing tickets (`models.search.rebuild_index`: one index row per
+ticket), then each query runs `search_tickets`, the whole answer (ids, tickets, clients, snippets),
+repeatedly.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ async def run(opts: Options) -> Result:
         result["p99_ms"] = round(percentile(everything, 99), 1)
     finally:
         await db.close_db()
-    result["aim"] = "p99 < 500 ms (a staff member waits for the answer)"
-    result["aim_met"] = result["p99_ms"] < 500
+    # A staff member waits for the answer: every query, not only the overall figures (issue 20).
+    result["aim"] = "median < 100 ms and p99 < 300 ms for every query"
+    per_query = [(result[f"{name}_median_ms"], result[f"{name}_p99_ms"]) for name in asked]
+    result["aim_met"] = all(m < 100 and p < 300 for m, p in per_query)
     return result
