@@ -22,6 +22,7 @@ from tests.rig.fake_telegram import FakeTelegram
 from tests.rig.net import free_port
 from tests.rig.proxy import HttpProxy
 from tests.rig.smtp import SmtpCapture
+from tests.rig.socks import Socks5Proxy
 from tests.test_crash import prepare, until
 from tests.test_outages import append, card_count, outage_env
 
@@ -63,6 +64,43 @@ async def test_cards_reach_the_bot_api_through_the_proxy_and_its_password_is_nev
     assert proxy.refused_auth == 0
     assert PASSWORD not in log
     assert f"through the proxy http://{USER}:***@127.0.0.1:{proxy.port}" in log
+
+
+@pytest.fixture
+async def socks_proxy(telegram: FakeTelegram) -> AsyncIterator[Socks5Proxy]:
+    real = urlsplit(telegram.url)
+    assert real.hostname and real.port
+    async with Socks5Proxy(hosts={HIDDEN_HOST: (real.hostname, real.port)}, auth=(USER, PASSWORD)) as server:
+        yield server
+
+
+async def test_cards_reach_the_bot_api_through_a_socks5_proxy_and_its_password_is_never_logged(
+    tmp_path: Path, database_url: str, mailbox: DovecotServer, smtp_server: SmtpCapture, telegram: FakeTelegram,
+    socks_proxy: Socks5Proxy,
+) -> None:
+    port = urlsplit(telegram.url).port
+    env = outage_env(database_url, mailbox, smtp_server, telegram,
+                     TELEGRAM_API_URL=f"http://{HIDDEN_HOST}:{port}",
+                     TELEGRAM_PROXY=socks_proxy.url(USER, PASSWORD))
+    await prepare(tmp_path, env, clients=4)
+    bridge = BridgeProcess(env, tmp_path, tmp_path / "bridge.log")
+    bridge.start()
+    try:
+        await append(mailbox, 1)
+        await until(lambda: card_count(telegram) == 1, 90, "the card, through the SOCKS proxy", bridge, telegram)
+    finally:
+        code = await bridge.stop()
+    log = bridge.output()
+    assert code == 0, log[-3000:]
+
+    seen = Counter(method for method, _ in telegram.calls)
+    assert seen["sendMessage"] >= 1 and seen["getUpdates"] >= 1, seen
+    # Every connection asked the proxy for the host by its name: the bridge resolved nothing itself (it
+    # could not: only the proxy knows bot-api.test), so all the calls above came through these tunnels.
+    assert socks_proxy.connects and set(socks_proxy.connects) == {f"{HIDDEN_HOST}:{port}"}, socks_proxy.connects
+    assert socks_proxy.refused_auth == 0
+    assert PASSWORD not in log
+    assert f"through the proxy socks5://{USER}:***@127.0.0.1:{socks_proxy.port}" in log
 
 
 async def test_a_proxy_that_refuses_connections_is_an_outage_the_bridge_outlives(
