@@ -126,9 +126,9 @@ def _refuse_placeholder(name: str, value: object) -> object:
     return value
 
 
+# socks5:// goes through aiogram's own proxy support, i.e. the aiohttp-socks package, a dependency of the
+# bridge (pyproject.toml): no "is it installed" check here, as for any other dependency.
 PROXY_SCHEMES = ("http", "https", "socks5")
-# The range aiogram 3.31's `proxy` extra asks for; aiogram needs the package for SOCKS proxies.
-AIOHTTP_SOCKS_PIN = "aiohttp-socks>=0.10.1,<0.13"
 
 
 def redact_url(url: str) -> str:
@@ -139,12 +139,6 @@ def redact_url(url: str) -> str:
         return url
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{hostport}" if ":" in userinfo else f"{scheme}://{user}@{hostport}"
-
-
-def _socks_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("aiohttp_socks") is not None
 
 
 def check_proxy_url(value: str) -> str:
@@ -162,10 +156,6 @@ def check_proxy_url(value: str) -> str:
         raise ValueError(f"must be {scheme}://[user:password@]host:port, with the host and the port")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"must be {scheme}://[user:password@]host:port, with nothing after the port")
-    if scheme == "socks5" and not _socks_available():
-        # aiogram speaks SOCKS through aiohttp-socks only; aiohttp itself speaks HTTP proxies.
-        raise ValueError(f"a socks5:// proxy needs the {AIOHTTP_SOCKS_PIN!r} package, which is not installed "
-                         "(install it, or use an http:// proxy)")
     return f"{scheme}://{parts.netloc}"
 
 

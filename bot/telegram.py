@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import AsyncGenerator
+from typing import Any
 
+import aiohttp_socks
 import certifi
 from aiogram import Bot
 from aiogram import __version__ as aiogram_version
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiohttp import ClientSession, TCPConnector
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiohttp import ClientConnectionError, ClientSession, TCPConnector
 from aiohttp.hdrs import USER_AGENT
 from aiohttp.http import SERVER_SOFTWARE
 
@@ -53,6 +59,33 @@ class HttpProxySession(AiohttpSession):
             await self._proxied.close()
 
 
+# What aiohttp-socks raises when the SOCKS proxy is down, slow, or refuses (wrong password, target
+# unreachable). They are plain Exceptions, not aiohttp.ClientError, so aiogram would let them through as
+# they are and our outage handling would take a proxy outage for a bug in the bridge.
+_SOCKS_ERRORS = (aiohttp_socks.ProxyError, aiohttp_socks.ProxyConnectionError, aiohttp_socks.ProxyTimeoutError)
+
+
+class SocksProxySession(AiohttpSession):
+    """aiogram's session through a SOCKS5 proxy (aiogram's own `proxy=`, i.e. aiohttp-socks), whose errors
+    become what a direct connection's would: TelegramNetworkError for API calls, aiohttp's connection
+    error for file downloads."""
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[TelegramType], timeout: int | None = None,  # noqa: ASYNC109 (aiogram's signature)
+    ) -> TelegramType:
+        try:
+            return await super().make_request(bot, method, timeout)
+        except _SOCKS_ERRORS as error:
+            raise TelegramNetworkError(method=method, message=f"{type(error).__name__}: {error}") from error
+
+    async def stream_content(self, *args: Any, **kwargs: Any) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in super().stream_content(*args, **kwargs):
+                yield chunk
+        except _SOCKS_ERRORS as error:
+            raise ClientConnectionError(f"{type(error).__name__}: {error}") from error
+
+
 def make_session(settings: Settings, *, timeout: float = 60.0) -> AiohttpSession:
     api = TelegramAPIServer.from_base(settings.TELEGRAM_API_URL)
     proxy = settings.telegram_proxy
@@ -60,8 +93,9 @@ def make_session(settings: Settings, *, timeout: float = 60.0) -> AiohttpSession
         return AiohttpSession(api=api, timeout=timeout)
     log.info("telegram: Bot API calls go through the proxy %s", redact_url(proxy))
     if proxy.startswith("socks5://"):
-        # Settings let a socks5:// URL through only when aiohttp-socks is installed, which aiogram uses.
-        return AiohttpSession(api=api, timeout=timeout, proxy=proxy)
+        # aiogram's own proxy support (aiohttp-socks, a dependency): it asks the proxy to resolve the
+        # Bot API's name (rdns), so a network that cannot resolve api.telegram.org still works.
+        return SocksProxySession(api=api, timeout=timeout, proxy=proxy)
     return HttpProxySession(proxy, api=api, timeout=timeout)
 
 
