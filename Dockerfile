@@ -35,9 +35,11 @@ COPY mail ./mail
 COPY models ./models
 COPY templates ./templates
 COPY config ./config
-# The dictionaries must load from the wheel, offline: fail the build here rather than the first analysis.
+# The dictionaries must load from the wheel, offline, and the base must have the time zone database
+# (TIMEZONE is checked at start): fail the build here rather than the first start.
 RUN .venv/bin/python -m pip install -q --no-deps -e . \
  && .venv/bin/python -c "import pymorphy3; pymorphy3.MorphAnalyzer(lang='ru')" \
+ && .venv/bin/python -c "import zoneinfo; zoneinfo.ZoneInfo('Europe/Moscow')" \
  && .venv/bin/python -m compileall -q bot mail models
 
 FROM ${BASE_IMAGE}
