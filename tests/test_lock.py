@@ -15,10 +15,10 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def locked() -> dict[str, tuple[str, int]]:
+def locked(name: str = "requirements.lock") -> dict[str, tuple[str, int]]:
     """name -> (version, number of hashes)."""
     pins: dict[str, tuple[str, int]] = {}
-    text = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    text = (ROOT / name).read_text(encoding="utf-8")
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", block)
         if match:
@@ -46,3 +46,13 @@ def test_every_declared_dependency_is_locked_within_its_range() -> None:
         elif not requirement.specifier.contains(pins[name][0], prereleases=True):
             problems.append(f"{name}: locked {pins[name][0]}, pyproject.toml asks {requirement.specifier}")
     assert problems == []
+
+
+def test_the_runtime_lock_of_the_image_agrees_with_the_whole_lock() -> None:
+    """requirements-runtime.lock (the container image: the project without its test tools) pins every
+    runtime dependency, with hashes, at the same version as requirements.lock."""
+    runtime, whole = locked("requirements-runtime.lock"), locked()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert {canonicalize_name(Requirement(line).name) for line in project["dependencies"]} <= set(runtime)
+    assert {name for name, (_, hashes) in runtime.items() if hashes == 0} == set()
+    assert {name: version for name, (version, _) in runtime.items() if whole.get(name, ("",))[0] != version} == {}
