@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -50,12 +50,26 @@ class DomainCounters:
         self.findings_total = Counter("storeolis_findings", "Policy findings on registered requests, by code.",
                                       ["code"], registry=registry)
 
-        self.sla_alerts = Counter("storeolis_sla_alerts", "SLA alerts queued, by threshold (breach repeats as breach).",
+        self.sla_alerts = Counter("storeolis_sla_alerts", "SLA alerts queued, by threshold (a repeated breach counts as breach).",
                                   ["threshold"], registry=registry)
         self.smtp_failures = Counter("storeolis_smtp_failures", "Failed SMTP attempts, by class and what followed.",
                                      ["kind", "outcome"], registry=registry)
         self.imap_reconnects = Counter("storeolis_imap_reconnects", "New IMAP sessions after a lost one.",
                                        registry=registry)
+        self.card_latency = Histogram(
+            "storeolis_card_latency_seconds", "From a request's arrival in the mailbox to its card in the staff chat.",
+            buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 86400), registry=registry)
+        self.floods = Counter("storeolis_telegram_flood_waits", "Telegram 429 answers (flood control).",
+                              registry=registry)
+        self.flood_seconds = Counter("storeolis_telegram_flood_wait_seconds",
+                                     "Seconds Telegram's 429 answers told a chat to wait.", registry=registry)
+
+    def card_posted(self, seconds: float) -> None:
+        self.card_latency.observe(max(seconds, 0.0))
+
+    def telegram_flood(self, retry_after: float) -> None:
+        self.floods.inc()
+        self.flood_seconds.inc(max(retry_after, 0.0))
 
     def sla_alert(self, threshold: str) -> None:
         self.sla_alerts.labels(threshold=threshold.split(":", 1)[0]).inc()

@@ -97,6 +97,7 @@ from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
 from models.claims import claim_row
 from models.clock import as_utc, utcnow
+from models.metrics_port import events
 from models.tables import Message, OutboxStatus, RawMailContent, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
@@ -599,6 +600,7 @@ class TelegramSender:
                     return await self.bot(method), note
             except TelegramRetryAfter as error:
                 self.limiter.penalize(chat_id, error.retry_after)
+                events().telegram_flood(float(error.retry_after))
                 log.warning("telegram outbox: flood control, row %s waits %ss", row.id, error.retry_after)
                 await self._release(
                     row, float(error.retry_after), f"{_FLOOD}retry after {error.retry_after}", refund=True
@@ -702,18 +704,23 @@ class TelegramSender:
                             last_error=note,
                         )
                     )
+                    arrived = None
                     if message_id is not None and "ticket_card" in record:
                         await (
                             Ticket.filter(id=int(record["ticket_card"]))
                             .using_db(conn)
                             .update(card_message_id=message_id, card_chat_id=row.chat_id)
                         )
+                        arrived = await (Ticket.filter(id=int(record["ticket_card"])).using_db(conn)
+                                         .values_list("arrived_at", flat=True).first())
                     elif message_id is not None and "message_row" in record:
                         await (
                             Message.filter(id=int(record["message_row"]))
                             .using_db(conn)
                             .update(telegram_message_id=message_id)
                         )
+                if arrived is not None:  # a new card (an edit records no ticket_card): arrival to card
+                    events().card_posted((self.clock() - as_utc(arrived)).total_seconds())
                 return
             except Exception:
                 if attempt == 4:

@@ -31,6 +31,12 @@ class DomainEvents(Protocol):
     def imap_reconnect(self) -> None:
         """The mail watcher opened a new IMAP session after losing one."""
 
+    def card_posted(self, seconds: float) -> None:
+        """A new request's card reached the staff chat, `seconds` after the mail arrived in the mailbox."""
+
+    def telegram_flood(self, retry_after: float) -> None:
+        """Telegram answered 429: the chat waits `retry_after` seconds."""
+
 
 class _Nothing:
     def requests_registered(self, count: int) -> None:
@@ -49,6 +55,12 @@ class _Nothing:
         pass
 
     def imap_reconnect(self) -> None:
+        pass
+
+    def card_posted(self, seconds: float) -> None:
+        pass
+
+    def telegram_flood(self, retry_after: float) -> None:
         pass
 
 

@@ -97,7 +97,13 @@ async def test_metrics_move_with_a_mail_registered_and_accepted(
         assert value(accepted, "storeolis_requests_registered_total") == 1
         assert value(accepted, "storeolis_outbox_oldest_pending_seconds", channel="email") == 0
 
-        # A stranger's mail: registered with findings (nobody identifies the sender).
+        # Its card reached the chat: one arrival-to-card latency observed.
+        assert value(accepted, "storeolis_card_latency_seconds_count") == 1
+        assert value(accepted, "storeolis_telegram_flood_waits_total") == 0
+
+        # A stranger's mail: registered with findings (nobody identifies the sender); Telegram answers its
+        # card with flood control once.
+        telegram.fail_next("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)
         stranger = "Помогите с доступом"
         await asyncio.to_thread(
             mailbox.append, request_mail(stranger, "Не могу войти.", sender="someone@unknown-domain.test"),
@@ -106,6 +112,10 @@ async def test_metrics_move_with_a_mail_registered_and_accepted(
         after = await scrape_until(
             port, lambda s: value(s, "storeolis_requests_registered_total") == 2, "two requests registered", process)
         assert findings(after) > findings(accepted)
+        flooded = await scrape_until(
+            port, lambda s: value(s, "storeolis_card_latency_seconds_count") == 2, "the second card's latency", process)
+        assert value(flooded, "storeolis_telegram_flood_waits_total") == 1
+        assert value(flooded, "storeolis_telegram_flood_wait_seconds_total") == 1
         assert value(after, "storeolis_decisions_total", outcome="accepted") == 1
     finally:
         code = await process.stop()
