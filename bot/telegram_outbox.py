@@ -711,8 +711,9 @@ class TelegramSender:
                             .using_db(conn)
                             .update(card_message_id=message_id, card_chat_id=row.chat_id)
                         )
-                        arrived = await (Ticket.filter(id=int(record["ticket_card"])).using_db(conn)
-                                         .values_list("arrived_at", flat=True).first())
+                        found = await (Ticket.filter(id=int(record["ticket_card"])).using_db(conn)
+                                       .values_list("arrived_at", flat=True))
+                        arrived = found[0] if found else None
                     elif message_id is not None and "message_row" in record:
                         await (
                             Message.filter(id=int(record["message_row"]))
