@@ -24,24 +24,24 @@ class ProxyError(Exception):
     pass
 
 
-class HttpProxy:
+class LoopbackServer:
+    """What both test proxies share: a TCP server on 127.0.0.1 whose connection tasks are tracked, so
+    `stop()` ends every relay it started. Subclasses implement `_handle(reader, writer)` and say how a
+    client names them (`scheme`)."""
+
+    scheme = ""
+
     def __init__(self, hosts: dict[str, tuple[str, int]] | None = None, auth: tuple[str, str] | None = None) -> None:
         self.hosts = dict(hosts or {})
         self.auth = auth
-        self.requests: list[tuple[str, str]] = []  # (HTTP method, path) of each forwarded request
-        self.tunnels: list[str] = []  # host:port of each CONNECT
         self.refused_auth = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def relayed(self) -> int:
-        return len(self.requests) + len(self.tunnels)
-
     def url(self, user: str | None = None, password: str | None = None) -> str:
         creds = f"{user}:{password}@" if user is not None else ""
-        return f"http://{creds}127.0.0.1:{self.port}"
+        return f"{self.scheme}://{creds}127.0.0.1:{self.port}"
 
     async def start(self, port: int = 0) -> None:
         """On `port` (0: one the kernel picks); a test may start it where a client already points."""
@@ -57,19 +57,41 @@ class HttpProxy:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> HttpProxy:
+    async def __aenter__(self):  # noqa: ANN204 - the subclass itself
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    # ------------------------------------------------------------------------------------ serving
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        try:
+            await self._handle(reader, writer)
+        finally:
+            self._tasks.discard(task)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class HttpProxy(LoopbackServer):
+    scheme = "http"
+
+    def __init__(self, hosts: dict[str, tuple[str, int]] | None = None, auth: tuple[str, str] | None = None) -> None:
+        super().__init__(hosts, auth)
+        self.requests: list[tuple[str, str]] = []  # (HTTP method, path) of each forwarded request
+        self.tunnels: list[str] = []  # host:port of each CONNECT
+
+    @property
+    def relayed(self) -> int:
+        return len(self.requests) + len(self.tunnels)
+
+    # ------------------------------------------------------------------------------------ serving
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         pump: asyncio.Task[None] | None = None
         try:
@@ -108,7 +130,6 @@ class HttpProxy:
             if upstream is not None:
                 await _close(upstream[1])
             await _close(writer)
-            self._tasks.discard(task)
 
     def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if self.auth is None:

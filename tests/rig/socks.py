@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import ipaddress
 
-from tests.rig.proxy import _close, _pipe
+from tests.rig.proxy import LoopbackServer, _close, _pipe
 
 VERSION = 0x05
 NO_AUTH, USER_PASS, NO_ACCEPTABLE = 0x00, 0x02, 0xFF
@@ -30,51 +30,20 @@ class SocksError(Exception):
     pass
 
 
-class Socks5Proxy:
+class Socks5Proxy(LoopbackServer):
+    scheme = "socks5"
+
     def __init__(self, hosts: dict[str, tuple[str, int]] | None = None, auth: tuple[str, str] | None = None) -> None:
-        self.hosts = dict(hosts or {})
-        self.auth = auth
+        super().__init__(hosts, auth)
         self.connects: list[str] = []  # host:port of each relayed CONNECT
-        self.refused_auth = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def relayed(self) -> int:
         return len(self.connects)
 
-    def url(self, user: str | None = None, password: str | None = None) -> str:
-        creds = f"{user}:{password}@" if user is not None else ""
-        return f"socks5://{creds}127.0.0.1:{self.port}"
-
-    async def start(self, port: int = 0) -> None:
-        """On `port` (0: one the kernel picks); a test may start it where a client already points."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> Socks5Proxy:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     # ------------------------------------------------------------------------------------ serving
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             if not await self._negotiate(reader, writer):
                 return
@@ -85,7 +54,6 @@ class Socks5Proxy:
             return
         finally:
             await _close(writer)
-            self._tasks.discard(task)
 
     async def _negotiate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """The method selection (RFC 1928 section 3) and, when asked for, RFC 1929's sub-negotiation."""
