@@ -22,6 +22,7 @@ from aiogram import Bot, Dispatcher
 from bot.board import TelegramBoard
 from bot.factory import (
     config_file,
+    mailer_recipe,
     make_calendar,
     make_mailer,
     make_parser,
@@ -43,6 +44,7 @@ from bot.telegram import make_bot
 from bot.telegram_outbox import TelegramSender
 from bot.webhook import serve_webhook
 from bot.workers import make_parse_pool
+from mail.drafts import DraftComposer
 from mail.imap import ImapConfig
 from mail.intake import MailWatcher
 from mail.processor import MailProcessor, ParsePool
@@ -128,6 +130,7 @@ def build_bridge(  # type: ignore[no-untyped-def]
         imap_config=imap_config,
         lease_seconds=settings.EMAIL_LEASE_SECONDS,
         max_backoff=settings.OUTBOX_MAX_BACKOFF_SECONDS,
+        drafts=DraftComposer(mailer_recipe(settings), executor),  # acknowledgements: composed in the workers
     )
     limiter = RateLimiter(
         group_per_minute=settings.TELEGRAM_GROUP_PER_MINUTE,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.policy_config import make_policy_config
 from bot.settings import CoreSettings, Settings, SettingsError
+from mail.drafts import MailerRecipe
 from mail.mailer import TemplateMailer
 from mail.parse import parse_message
 from mail.render import EmailRenderer
@@ -29,9 +30,16 @@ def config_file(settings: CoreSettings, name: str) -> Path | None:
 
 
 def make_renderer(settings: Settings) -> EmailRenderer:
+    return make_mailer(settings).renderer
+
+
+def mailer_recipe(settings: Settings) -> MailerRecipe:
+    """The mailer's settings as plain values: a parse worker builds the same mailer from them."""
     override = config_file(settings, "templates/email")
-    return EmailRenderer(
-        override_dir=override,
+    return MailerRecipe(
+        from_address=settings.SUPPORT_ADDRESS,
+        from_name=settings.support_name,
+        override_dir=str(override) if override is not None else None,
         company_name=settings.COMPANY_NAME,
         support_address=settings.SUPPORT_ADDRESS,
         signature=settings.EMAIL_SIGNATURE or None,
@@ -39,7 +47,7 @@ def make_renderer(settings: Settings) -> EmailRenderer:
 
 
 def make_mailer(settings: Settings) -> TemplateMailer:
-    return TemplateMailer(make_renderer(settings), from_address=settings.SUPPORT_ADDRESS, from_name=settings.support_name)
+    return mailer_recipe(settings).build()
 
 
 def make_parser(settings: CoreSettings, max_bytes: int = 25 * 1024 * 1024) -> Callable[[bytes], InboundMessage]:

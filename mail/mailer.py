@@ -25,7 +25,9 @@ class TemplateMailer:
         auto_submitted: bool = True,
         attachments: list[tuple[str, str, bytes]] | None = None,
         staff_name: str = "",
+        message_id: str | None = None,
     ) -> ComposedEmail:
+        """`message_id`: the id a draft was given when it was queued (None: a new one)."""
         full = {
             "ticket_number": thread.ticket_id,
             "client_name": thread.client_name,
@@ -34,7 +36,7 @@ class TemplateMailer:
             **context,
         }
         rendered = self.renderer.render(event, thread.language, full)
-        message_id = make_message_id(self.domain)
+        message_id = message_id or self.new_message_id()
         content = compose_email(
             from_address=self.from_address,
             from_name=self.from_name,
@@ -56,3 +58,6 @@ class TemplateMailer:
             subject=rendered.subject,
             text=rendered.text,
         )
+
+    def new_message_id(self) -> str:
+        return make_message_id(self.domain)

@@ -43,6 +43,7 @@ from aiosmtplib.typing import Default
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from mail.drafts import DraftComposer, DraftError
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
 from models.claims import claim_row
@@ -258,8 +259,10 @@ class EmailSender:
         poll_interval: float = 5.0,
         idle_close_seconds: float = 60.0,
         batch_size: int = 100,
+        drafts: DraftComposer | None = None,
     ) -> None:
-        """`lease_seconds`: a SENDING row whose claim is older than this belongs to a dead process
+        """`drafts`: composes the rows queued as drafts (mail/drafts.py) once they are claimed.
+        `lease_seconds`: a SENDING row whose claim is older than this belongs to a dead process
         (see `recover`); one send is cut off well before it (`lease_seconds / 2`). `max_attempts`:
         a row still failing temporarily after this many attempts becomes FAILED (with the defaults
         that is hours of retries). `idle_close_seconds`: QUIT a kept connection idle this long.
@@ -280,6 +283,7 @@ class EmailSender:
         self._poll_interval = poll_interval
         self._idle_close = idle_close_seconds
         self._batch_size = batch_size
+        self._drafts = drafts
         self._random = random.Random()
         self._wakeup = asyncio.Event()
         self._smtp: _TrackingSMTP | None = None
@@ -439,10 +443,16 @@ class EmailSender:
             try:
                 if not recipients:
                     raise ValueError("the row has no recipients")
+                if not content:
+                    content = await self._composed(row)
                 async with asyncio.timeout(self._send_deadline):
                     refused = await self._transmit(recipients, content, smtp_box)
             except asyncio.CancelledError:
                 raise
+            except DraftError as exc:
+                log.error("email outbox #%s <%s> (ticket #%s): %s", row.id, row.message_id, row.ticket_id, exc,
+                          extra={"ticket": row.ticket_id})
+                result = _Result("failed", str(exc))  # not the server's doing: no SMTP failure counted
             except Exception as exc:
                 result = self._classify(exc, smtp_box)
             else:
@@ -471,6 +481,11 @@ class EmailSender:
         if result.outcome == "sent" and self._copier is not None:
             await self._copier.copy(content, row.id)
         return result
+
+    async def _composed(self, row: EmailOutbox) -> bytes:
+        if self._drafts is None:
+            raise DraftError("the row is a draft and this sender composes none")
+        return await self._drafts.content(row)
 
     async def _transmit(
         self, recipients: list[str], content: bytes, smtp_box: list[_TrackingSMTP]

@@ -5,7 +5,7 @@ bot layer when they are delivered."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 
@@ -21,6 +21,29 @@ class ThreadInfo:
     references: list[str]
     language: str
     client_name: str = ""
+
+
+@dataclass(frozen=True)
+class EmailDraft:
+    """An email queued before it is composed: what it will say, stored as JSON on its outbox row, and
+    composed when it is sent (mail/drafts.py), off the transaction that queued it. Its Message-ID is
+    given when it is queued, so the thread's References can name it at once."""
+
+    event: str
+    thread: ThreadInfo
+    context: dict[str, Any]  # the template's variables: JSON values only
+    auto_submitted: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.event, "thread": asdict(self.thread), "context": self.context,
+                "auto_submitted": self.auto_submitted}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EmailDraft:
+        thread = dict(data["thread"])
+        thread["references"] = list(thread.get("references") or [])
+        return cls(event=str(data["event"]), thread=ThreadInfo(**thread), context=dict(data.get("context") or {}),
+                   auto_submitted=bool(data.get("auto_submitted", True)))
 
 
 @dataclass(frozen=True)
@@ -42,4 +65,9 @@ class Mailer(Protocol):
         auto_submitted: bool = True,
         attachments: list[tuple[str, str, bytes]] | None = None,
         staff_name: str = "",
+        message_id: str | None = None,
     ) -> ComposedEmail: ...
+
+    def new_message_id(self) -> str:
+        """A Message-ID for an email composed later (a draft: mail/drafts.py), bare, without brackets."""
+        ...

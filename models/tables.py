@@ -228,8 +228,9 @@ class Decision(Model):
 class EmailOutbox(Model):
     """An email we promised to send."""
 
-    # The raw bytes are composed when the row is written, so a retry sends exactly the same
-    # message (same Message-ID). Docstrings become table comments: keep them on one line.
+    # The raw bytes are composed when the row is written, or, for a draft (an acknowledgement), once
+    # when it is first sent and then stored here: a retry sends exactly the same message (same
+    # Message-ID). Docstrings become table comments: keep them on one line.
 
     id = fields.IntField(primary_key=True)
     idempotency_key = fields.CharField(max_length=200, unique=True)
@@ -240,6 +241,7 @@ class EmailOutbox(Model):
     message_id = fields.CharField(max_length=998, unique=True)
     recipients = fields.JSONField(default=list)
     content = fields.BinaryField()
+    draft = fields.JSONField(null=True)  # models.ports.EmailDraft, while `content` is empty (mail/drafts.py)
     status = fields.CharEnumField(OutboxStatus, default=OutboxStatus.PENDING, max_length=16)
     attempts = fields.IntField(default=0)
     not_before = fields.DatetimeField()  # grace periods and backoff

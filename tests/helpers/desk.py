@@ -38,10 +38,9 @@ from bot.handlers import StaffDirectory, build_router, set_commands
 from bot.notifications import EmailNotifier
 from bot.ratelimit import RateLimiter
 from bot.telegram_outbox import TelegramSender
-from mail.mailer import TemplateMailer
+from mail.drafts import MailerRecipe, compose_draft
 from mail.parse import parse_message
 from mail.processor import MailProcessor
-from mail.render import EmailRenderer
 from models.calendar import BusinessCalendar
 from models.deps import Services, UseCaseConfig
 from models.desk import Desk as StaffDesk
@@ -129,12 +128,13 @@ class Desk:
             digest_threshold=10_000,
             render=self.board.render_deferred,
         )
+        self.recipe = MailerRecipe(from_address=SUPPORT, from_name="Storeolis")
         config = UseCaseConfig(staff_chat_id=STAFF_CHAT, language=language, refusal_grace=grace,
                                acknowledge_requests=acknowledge, ack_max_per_hour=ack_max_per_hour)
         services = Services(
             policy=PolicyEngine(PolicyConfig(), TortoisePolicyRepository()),
             calendar=self.calendar,
-            mailer=TemplateMailer(EmailRenderer(), from_address=SUPPORT, from_name="Storeolis"),
+            mailer=self.recipe.build(),
             parser=functools.partial(parse_message),
         )
         self.effects = Effects(config, mailer=services.mailer, on_post_queued=self.sender.wake)
@@ -249,7 +249,13 @@ class Desk:
             rows = rows.filter(event=event)
         elif not with_ack:
             rows = rows.exclude(event=ACK_EVENT)
-        return await rows.order_by("id")
+        found = await rows.order_by("id")
+        for row in found:
+            if not row.content and row.draft:
+                # A draft (the acknowledgement) is composed by the email sender when it is sent: shown here
+                # as that composition makes it, under the Message-ID it was queued with.
+                row.content = compose_draft(self.recipe, row.draft, row.message_id).content
+        return found
 
 
 async def store_raw_mail(content: bytes, **fields: Any) -> RawMail:
