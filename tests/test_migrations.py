@@ -9,7 +9,7 @@ from tortoise.migrations.api import migrate
 
 from models import db as database
 from models.raw_store import load_content
-from models.tables import Message, RawMail, SavedReply, Ticket, TicketStatus
+from models.tables import EmailOutbox, Message, RawMail, SavedReply, Ticket, TicketStatus
 
 
 async def _insert(sql: str, values: list[object]) -> None:
@@ -89,5 +89,28 @@ async def test_0004_adds_saved_replies_and_merged_into_and_keeps_the_tickets(dat
         await SavedReply.create(name="hello", text="Здравствуйте, {client}")
         with pytest.raises(IntegrityError):
             await SavedReply.create(name="hello", text="again")
+    finally:
+        await database.close_db()
+
+
+async def test_0005_adds_email_drafts_and_keeps_the_composed_emails(database_url: str) -> None:
+    await migrate(config=database.tortoise_config(database_url), target="models.0004_desk_tools")
+    try:
+        await _insert(
+            "INSERT INTO email_outbox (idempotency_key, event, message_id, recipients, content, status, attempts,"
+            " not_before, ambiguous_resend, delivery_failed, created_at)"
+            " VALUES ('accepted:1', 'accepted', 'old@storeolis.ru', '[\"a@example.com\"]', ?, 'pending', 0,"
+            " '2026-11-24 09:00:00+00:00', FALSE, FALSE, '2026-11-24 09:00:00+00:00')",
+            [b"Subject: composed before\r\n\r\nbody\r\n"],
+        )
+        await database.close_db()
+        assert "models.0005_email_drafts" in await database.apply_migrations(database_url)
+        old = await EmailOutbox.get(idempotency_key="accepted:1")
+        assert (bytes(old.content), old.draft) == (b"Subject: composed before\r\n\r\nbody\r\n", None)
+        draft = {"event": "acknowledged", "thread": {"ticket_id": 1}, "context": {"deadline": "25.11.2026 18:00"}}
+        row = await EmailOutbox.create(idempotency_key="ack:1", event="acknowledged", message_id="new@storeolis.ru",
+                                       recipients=["a@example.com"], content=b"", draft=draft,
+                                       not_before=old.not_before)
+        assert (await EmailOutbox.get(id=row.id)).draft == draft
     finally:
         await database.close_db()
