@@ -29,6 +29,38 @@ def _unique(prefix: str) -> str:
     return f"{prefix}{os.getpid()}_{next(_counter)}_{secrets.token_hex(3)}"
 
 
+# The fixtures through which a test reaches the database TEST_DATABASE_URL chooses (or PostgreSQL itself).
+DATABASE_FIXTURES = frozenset({"database_url", "postgres_cluster"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database-tests-only",
+        action="store_true",
+        help="with TEST_DATABASE_URL set: run only the tests that reach the database through "
+        f"{' or '.join(sorted(DATABASE_FIXTURES))} (CI's PostgreSQL pass; the others do not read the "
+        "setting and ran already in the SQLite pass)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """CI's second pass (.ci/run) runs the suite again on PostgreSQL. A test whose fixtures include no
+    database fixture runs exactly the same code whatever TEST_DATABASE_URL says (parsing, composing,
+    rendering, a bridge on a SQLite file of its own): `--database-tests-only` leaves those out of that pass,
+    reported as deselected, instead of running about 1,900 of them twice."""
+    if not config.getoption("--database-tests-only"):
+        return
+    if not os.environ.get("TEST_DATABASE_URL", "").strip():
+        raise pytest.UsageError("--database-tests-only is for the PostgreSQL pass: set TEST_DATABASE_URL")
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (keep if DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # SmtpCapture offers AUTH over plain TCP on purpose (no TLS in tests); aiosmtpd warns about
     # that on every session, which would bury real warnings.
