@@ -57,6 +57,10 @@ def bridge_env(
             "LOG_LEVEL": "INFO",
             "PARSE_WORKERS": "0",
             "REFUSAL_GRACE_SECONDS": "0",
+            # Telegram's pacing (1 a second per chat, 20 a minute per group) shrunk twentyfold: the fake does
+            # not enforce flood control in these tests unless one asks it to (and then passes its own scale),
+            # so at real rates a test would only wait, one second per card, edit or answer.
+            "TELEGRAM_RATE_SCALE": "0.05",
         }
     )
     if telegram is not None:
