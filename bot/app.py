@@ -100,7 +100,8 @@ def build_bridge(  # type: ignore[no-untyped-def]
         # The workers also do the policy's text work, so the event loop is left with the lookups.
         analyser = make_text_analyser(settings)
         executor = parse_pool or make_parse_pool(settings.PARSE_WORKERS, analyser)
-        # On SQLite the workers read each raw mail themselves: the bytes never pass through this process.
+        # The workers read each raw mail themselves (a SQLite file or PostgreSQL, over their own
+        # connections): the bytes never pass through this process.
         parse_stored = stored_mail_parser(
             settings.DATABASE_URL, functools.partial(parse_and_analyse, parser=parser, analyser=analyser)
         )

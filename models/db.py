@@ -61,10 +61,22 @@ def _create_sqlite_file(path: Path) -> None:
         conn.close()
 
 
-def tortoise_config(url: str) -> dict[str, Any]:
+def connection_config(url: str) -> str | dict[str, Any]:
+    """tortoise's connection for `url`: PostgreSQL through models/pg_engine.py (asyncpg without the
+    reset query on each release to the pool), anything else as tortoise reads the URL."""
     url = normalise_url(url)
+    if not url.startswith("postgres://"):
+        return url
+    from tortoise.backends.base.config_generator import expand_db_url
+
+    from models.pg_engine import ENGINE
+
+    return {**expand_db_url(url), "engine": ENGINE}
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
     return {
-        "connections": {"default": url},
+        "connections": {"default": connection_config(url)},
         "apps": {
             APP_LABEL: {
                 "models": ["models.tables"],

@@ -11,7 +11,11 @@ tortoise and aiosqlite give no public way to that sqlite3.Connection: the privat
 models/compat_tortoise.py (the transaction's aiosqlite connection) and models/compat_aiosqlite.py (a
 function run on its thread with the sqlite3.Connection). A normal INSERT is used when one finds the
 library not as expected (an upgrade costs memory, not mail).
-PostgreSQL (asyncpg) always uses a normal INSERT.
+PostgreSQL (asyncpg): binding a big bytea makes asyncpg encode the whole message into its (doubling)
+write buffer, and asyncio keep what the socket did not take in another buffer: a 25 MB mail raised the
+main process's peak by about 110 MB (docs/notes/pg.md). A big one is therefore streamed with
+`COPY raw_mail_content FROM STDIN` in binary format, CHUNK_BYTES at a time (asyncpg waits for the
+socket between chunks), on the transaction's own connection; a small one takes the normal INSERT.
 
 Reading: `load_content` / `load_contents`. Parse workers on SQLite read the table themselves
 (mail/stored.py).
@@ -20,7 +24,8 @@ Reading: `load_content` / `load_contents`. Parse workers on SQLite read the tabl
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 
@@ -38,7 +43,9 @@ async def store_contents(conn: BaseDBAsyncClient, contents: Sequence[tuple[int, 
     """Insert the bytes of these raw mails, `(raw mail id, bytes)`, in the caller's transaction `conn`."""
     small: list[RawMailContent] = []
     for raw_mail_id, content in contents:
-        if len(content) >= IN_PLACE_MIN_BYTES and await _insert_in_place(conn, raw_mail_id, content):
+        if len(content) >= IN_PLACE_MIN_BYTES and (
+            await _insert_in_place(conn, raw_mail_id, content) or await _copy_in_chunks(conn, raw_mail_id, content)
+        ):
             continue
         small.append(RawMailContent(id=raw_mail_id, content=content))
     if small:
@@ -70,6 +77,32 @@ async def _insert_in_place(conn: BaseDBAsyncClient, raw_mail_id: int, content: b
     async with conn.acquire_connection():
         written = await run_with_sqlite(aio, write)
     return bool(written)
+
+
+# COPY's binary format: the signature, no flags, no header extension; a row of two fields (the int4 id
+# and the bytea), each with its length; -1 fields ends the data.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+
+
+async def _copy_in_chunks(conn: BaseDBAsyncClient, raw_mail_id: int, content: bytes) -> bool:
+    """PostgreSQL (asyncpg), in a transaction: stream the row with COPY, CHUNK_BYTES at a time. False
+    (nothing written) otherwise: the caller inserts normally."""
+    if conn.capabilities.dialect != "postgres" or not isinstance(conn, TransactionalDBClient):
+        return False
+    async with conn.acquire_connection() as driver:  # the transaction's asyncpg connection
+        if not hasattr(driver, "copy_to_table"):
+            return False  # another driver (psycopg)
+
+        async def rows() -> AsyncIterator[bytes]:
+            yield _COPY_HEADER + struct.pack("!hiii", 2, 4, raw_mail_id, len(content))
+            view = memoryview(content)
+            for start in range(0, len(view), CHUNK_BYTES):
+                yield bytes(view[start : start + CHUNK_BYTES])  # one chunk copied at a time, never the mail
+            yield _COPY_TRAILER
+
+        await driver.copy_to_table("raw_mail_content", source=rows(), columns=["id", "content"], format="binary")
+    return True
 
 
 async def load_content(raw_mail_id: int) -> bytes | None:

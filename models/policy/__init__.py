@@ -28,6 +28,7 @@ from models.policy.base import (
     policy_view,
 )
 from models.policy.records import PolicyRepository
+from models.policy.request_lookups import prefetch
 from models.policy.rules.duplicates import DuplicateRule, content_hash
 from models.policy.rules.faq import FaqRule
 from models.policy.rules.identification import IdentificationRule
@@ -116,6 +117,10 @@ class PolicyEngine:
         findings: list[Finding] = []
         for rule in self.rules:
             findings += await rule.check(req, ctx)
+            if repository is None and isinstance(rule, IdentificationRule):
+                # The client is known: what the later rules read, in one statement (a group's lookups
+                # have read it for the whole group already).
+                ctx.repository = await prefetch(ctx.repository, req, ctx)
         suggestion, reason = suggest(findings)
         return Verdict(
             findings=findings, client=ctx.client, candidates=ctx.candidates,

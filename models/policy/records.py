@@ -111,6 +111,16 @@ class GroupHistory:
     recent_by_sender: dict[str, list[PriorTicket]]
 
 
+@dataclass(frozen=True, slots=True)
+class RequestHistory:
+    """What the duplicate and monthly-limit checks of one request read once it is identified, fetched in
+    one statement (`request_history`, models/policy/request_lookups.py)."""
+
+    copies: EarlierCopies
+    recent: list[PriorTicket]  # as `recent_tickets` answers for the client (or, without one, the sender)
+    month_count: int | None  # as `count_earlier_in_month` answers; None without a client
+
+
 class PolicyRepository(Protocol):
     async def identify(self, values: Sequence[str], inns: Sequence[str], contracts: Sequence[str]) -> Identities:
         """Registered addresses/domains whose value is one of `values` (exact, lower-case) with their

@@ -31,6 +31,7 @@ from models.policy.records import (
     Identities,
     KnownTicket,
     PriorTicket,
+    RequestHistory,
     SeenMessage,
 )
 from models.sql import datetime_from_db, for_dialect, marks
@@ -198,6 +199,82 @@ class TortoisePolicyRepository:
             " ORDER BY t.arrived_at DESC, t.id DESC",
             [who, *values, since, *_OPEN, limit, str(MessageDirection.INBOUND)])
         return [_prior(r, r[7], r[8]) for r in rows]
+
+    # -- one request once identified (models/policy/request_lookups.py) --------------------------------
+
+    async def request_history(
+        self, *, message_ids: Sequence[str], content_hash: str, arrived_at: datetime, ticket_id: int | None,
+        since: datetime, client_id: int | None, sender_address: str | None, month_key: str, count_refused: bool,
+        limit: int = MAX_NEAR_CANDIDATES,
+    ) -> RequestHistory:
+        """`earlier_copies`, `recent_tickets` (client, else sender) and, with a client,
+        `count_earlier_in_month`, in ONE statement: each branch is the statement those methods run, its
+        rows tagged with the branch (k) and sorted here. On PostgreSQL each statement is a round trip
+        over the network: three dependent ones became one (docs/notes/pg.md)."""
+        # Columns: k, o, the ticket's seven, message_id, from_address, new_text, attachments, n (a count).
+        # NULLs inside a subquery are typed: PostgreSQL gives an untyped one `text`, which `UNION` could
+        # not unite with a timestamp or jsonb of another branch.
+        none_msg = "CAST(NULL AS VARCHAR(998)), CAST(NULL AS VARCHAR(320))"
+        none_text = "CAST(NULL AS TEXT), CAST(NULL AS JSONB)"
+        none_n = "CAST(NULL AS BIGINT)"
+        branches: list[str] = []
+        params: list[Any] = []
+        ids = [m for m in message_ids if m]
+        if ids:
+            exclude = " AND m.ticket_id <> ?" if ticket_id is not None else ""
+            branches.append(
+                f"SELECT * FROM (SELECT 0 AS k, m.id AS o, {_TICKET_COLUMNS}, m.message_id, m.from_address,"
+                f" {none_text}, {none_n} FROM message m JOIN ticket t ON t.id = m.ticket_id"
+                f" WHERE m.message_id IN ({marks(len(ids))}) AND m.direction = ?{exclude}"
+                " ORDER BY m.id LIMIT 20) s")
+            params += [*ids, str(MessageDirection.INBOUND)] + ([ticket_id] if exclude else [])
+        if content_hash:
+            earlier, values = _earlier(ticket_id, arrived_at)
+            branches.append(
+                f"SELECT * FROM (SELECT 1 AS k, 0 AS o, {_TICKET_COLUMNS}, {none_msg}, {none_text}, {none_n}"
+                f" FROM ticket t WHERE t.content_hash = ? AND {earlier}"
+                f" AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
+                " ORDER BY t.arrived_at, t.id LIMIT 10) h")
+            params += [content_hash, *values, since, *_OPEN]
+        whose = ("t.client_id = ?", client_id) if client_id is not None else (
+            ("t.sender_address = ?", sender_address) if sender_address else None)
+        if whose is not None:
+            earlier, values = _earlier(ticket_id, arrived_at)
+            branches.append(
+                f"SELECT * FROM (SELECT 2 AS k, 0 AS o, {_TICKET_COLUMNS}, {none_msg}, m.new_text, m.attachments,"
+                f" {none_n} FROM (SELECT {_TICKET_COLUMNS} FROM ticket t WHERE {whose[0]} AND {earlier}"
+                f"  AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
+                "  ORDER BY t.arrived_at DESC, t.id DESC LIMIT ?"
+                ") t LEFT JOIN message m ON m.id = ("
+                " SELECT f.id FROM message f WHERE f.ticket_id = t.id AND f.direction = ? ORDER BY f.id LIMIT 1)) r")
+            params += [whose[1], *values, since, *_OPEN, limit, str(MessageDirection.INBOUND)]
+        if client_id is not None:
+            earlier, values = _earlier(ticket_id, arrived_at)
+            refused = "" if count_refused else " AND t.status <> ?"
+            branches.append(
+                "SELECT * FROM (SELECT 3 AS k, 0 AS o, CAST(NULL AS INT), CAST(NULL AS VARCHAR(32)),"
+                " CAST(NULL AS TIMESTAMPTZ), CAST(NULL AS INT), CAST(NULL AS TEXT), CAST(NULL AS VARCHAR(320)),"
+                f" CAST(NULL AS VARCHAR(64)), {none_msg}, {none_text}, COUNT(*) FROM ticket t"
+                f" WHERE t.client_id = ? AND t.month_key = ? AND t.counts_toward_limit = ? AND {earlier}{refused}) c")
+            params += [client_id, month_key, True, *values] + ([] if count_refused else [str(TicketStatus.REFUSED)])
+        seen: list[tuple[int, SeenMessage]] = []
+        same: list[PriorTicket] = []
+        recent: list[PriorTicket] = []
+        count: int | None = None
+        for r in await _fetch(" UNION ALL ".join(branches), params) if branches else []:
+            k, row = r[0], tuple(r)[2:]
+            if k == 0:
+                seen.append((r[1], SeenMessage(row[0], row[7] or "", row[8], row[3])))
+            elif k == 1:
+                same.append(_prior(row))
+            elif k == 2:
+                recent.append(_prior(row, row[9], row[10]))
+            else:
+                count = int(row[11])
+        seen.sort(key=lambda pair: pair[0])
+        same.sort(key=lambda t: (t.arrived_at, t.id))
+        recent.sort(key=lambda t: (t.arrived_at, t.id), reverse=True)
+        return RequestHistory(EarlierCopies([s for _, s in seen], same), recent, count)
 
     # -- a whole ingest group at once (models/policy/group.py) ----------------------------------------
 
