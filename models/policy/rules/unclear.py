@@ -42,7 +42,11 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|\b[\w-]+\.(?:ru|com|net|org|io|рф|s
 _PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().-]{5,}\d")
 _DATE = re.compile(r"\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{1,2}:\d{2}\b|\b(?:19|20)\d{2}\s*(?:г\b|год)",
                    re.IGNORECASE)
+_DOMAIN_HINT = re.compile(r"\.(?:ru|com|net|org|io|рф|su|uk|de)\b", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
 _SENTENCE_END = re.compile(r"[.?!]\s*$")
+_MAX_SIGNATURE_LINE = 120
+_TAIL_LINES = 8  # a signature without a sign-off is looked for in the last lines only
 
 
 @dataclass(frozen=True)
@@ -141,9 +145,19 @@ def _is_nominative(word: str) -> bool:
 
 def _without_contacts(text: str) -> str:
     """`text` with e-mails, links, phones and dates blanked out."""
-    text = _URL.sub(" ", _EMAIL.sub(" ", text))
-    text = _PHONE_CANDIDATE.sub(_phone_blank, text)
-    return _DATE.sub(" ", text)
+    # Cheap tests first: most requests have no "@" and few digits, and each sub scans the whole text.
+    if "@" in text:
+        text = _EMAIL.sub(" ", text)
+    if "www" in text or "//" in text or _DOMAIN_HINT.search(text):
+        text = _URL.sub(" ", text)
+    if _DIGIT.search(text):
+        text = _DATE.sub(" ", _PHONE_CANDIDATE.sub(_phone_blank, text))
+    return text
+
+
+def _contact_removed(line: str, bare: str) -> bool:
+    """Whether blanking took away a phone, an e-mail or a link (a date alone is not a contact)."""
+    return bare != line and (_DIGIT.search(line) is None or _DATE.sub(" ", line) != bare)
 
 
 def _phone_blank(m: re.Match[str]) -> str:
@@ -155,6 +169,8 @@ def _phone_blank(m: re.Match[str]) -> str:
 
 def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
     """"contact", "company", "title" or "name" when `line` reads as a line of a signature, else None."""
+    if len(line) > _MAX_SIGNATURE_LINE:
+        return None  # a paragraph, not a signature line: and a long line is not lemmatised for nothing
     words = _WORD.findall(line)
     lemmas = [lemma(w) for w in words]
     bare = _without_contacts(line)
@@ -188,7 +204,7 @@ def _signature_tail(lines: list[str], lex: UnclearLexicon) -> int:
     """How many trailing lines are a signature without a sign-off: lines that read as a signature, with
     contacts or a company among them, or a name beside a title ("Sergey Volkov / CEO, Volkov Trade")."""
     kinds: list[str] = []
-    for line in reversed(lines[-8:]):
+    for line in reversed(lines[-_TAIL_LINES:]):
         if not line.strip():
             kinds.append("")
             continue
@@ -204,19 +220,8 @@ def _signature_tail(lines: list[str], lex: UnclearLexicon) -> int:
     return 0
 
 
-def request_text(text: str, lex: UnclearLexicon) -> tuple[str, bool]:
-    """The client's own words in the new text, and whether a signature or contacts were taken away."""
-    m = lex.signature_start.search(text)
-    cut = m is not None
-    if m is not None:
-        text = text[: m.start()]
-    lines = [ln for ln in text.split("\n") if not lex.quote_header.match(ln) and not lex.separator.match(ln)]
-    tail = _signature_tail(lines, lex)
-    if tail:
-        lines, cut = lines[:-tail], True
-    body = "\n".join(lines)
-    bare = _without_contacts(body)
-    return bare, cut or bare.strip() != body.strip()
+def _is_quoted_header(line: str, lex: UnclearLexicon) -> bool:
+    return lex.quote_header.match(line) is not None or lex.separator.match(line) is not None
 
 
 @dataclass
@@ -224,6 +229,7 @@ class _Count:
     words: list[str] = field(default_factory=list)  # meaningful lemmas (negations included)
     negations: int = 0
     nudge: list[str] = field(default_factory=list)  # the nudge words as written
+    signature: bool = False  # a signature block or contact details were taken away
 
     @property
     def total(self) -> int:
@@ -231,16 +237,37 @@ class _Count:
         return real + self.negations if real else 0
 
 
-def _phrase_end(lemmas: list[str], i: int, lex: UnclearLexicon) -> int | None:
+class _Words:
+    """A line's words and their lemmas, found only as far as they are read: counting stops at the
+    second meaningful word, so a long paragraph is not lemmatised to the end."""
+
+    __slots__ = ("_iter", "lemmas", "tokens")
+
+    def __init__(self, text: str) -> None:
+        self._iter = _WORD.finditer(text)
+        self.tokens: list[str] = []
+        self.lemmas: list[str] = []
+
+    def has(self, i: int) -> bool:
+        while len(self.tokens) <= i:
+            m = next(self._iter, None)
+            if m is None:
+                return False
+            self.tokens.append(m.group())
+            self.lemmas.append(lemma(m.group()))
+        return True
+
+
+def _phrase_end(words: _Words, i: int, lex: UnclearLexicon) -> int | None:
     """The end of an idiom starting at word `i`: its words in order, with up to two words that carry no task
     between them ("let me know", "дайте, пожалуйста, знать"); None when none matches."""
-    for rest in lex.phrases[lemmas[i]]:
+    for rest in lex.phrases[words.lemmas[i]]:
         pos = i + 1
         for want in rest:
             gap = 0
-            while pos < len(lemmas) and lemmas[pos] != want and lemmas[pos] in lex.empty and gap < 2:
+            while words.has(pos) and words.lemmas[pos] != want and words.lemmas[pos] in lex.empty and gap < 2:
                 pos, gap = pos + 1, gap + 1
-            if pos >= len(lemmas) or lemmas[pos] != want:
+            if not words.has(pos) or words.lemmas[pos] != want:
                 break
             pos += 1
         else:
@@ -249,18 +276,17 @@ def _phrase_end(lemmas: list[str], i: int, lex: UnclearLexicon) -> int | None:
 
 
 def _count(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> None:
-    tokens = _WORD.findall(text)
-    lemmas = [lemma(t) for t in tokens]
-    skip = 0
-    for i, (tok, lem) in enumerate(zip(tokens, lemmas, strict=True)):
-        if skip:
-            skip -= 1
-            continue
-        end = _phrase_end(lemmas, i, lex) if lem in lex.phrases else None
+    """Add the meaningful words of `text` to `acc`, stopping once there are enough."""
+    words = _Words(text)
+    i = 0
+    while words.has(i):
+        tok, lem = words.tokens[i], words.lemmas[i]
+        end = _phrase_end(words, i, lex) if lem in lex.phrases else None
         if end is not None:
-            skip = end - i - 1
-            acc.nudge.append(" ".join(tokens[i:end]))
+            acc.nudge.append(" ".join(words.tokens[i:end]))
+            i = end
             continue
+        i += 1
         if lem in lex.empty or lem in own_name or len(lem) < 2 or _is_name(tok):
             if lem in lex.nudge:
                 acc.nudge.append(tok)
@@ -270,6 +296,30 @@ def _count(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> N
         if acc.total >= lex.min_words:
             return
     acc.words += _NUMBER.findall(text)[: lex.min_words]
+
+
+def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> None:
+    """Count the new text line by line, without the signature block, quoted headers and contacts. The
+    last lines are read as a possible signature only when the lines above them did not say enough."""
+    m = lex.signature_start.search(text)
+    if m is not None:
+        text, acc.signature = text[: m.start()], True
+    lines = text.split("\n")
+    head, tail = lines[:-_TAIL_LINES], lines[-_TAIL_LINES:]
+    for part in (head, tail):
+        if part is tail:
+            part = [ln for ln in tail if not _is_quoted_header(ln, lex)]
+            cut = _signature_tail(part, lex)
+            if cut:
+                part, acc.signature = part[:-cut], True
+        for line in part:
+            if part is head and _is_quoted_header(line, lex):
+                continue
+            bare = _without_contacts(line)
+            acc.signature |= _contact_removed(line, bare)
+            _count(bare, lex, own_name, acc)
+            if acc.total >= lex.min_words:
+                return
 
 
 class UnclearRule(Rule):
@@ -284,15 +334,13 @@ class UnclearRule(Rule):
         lex = data.get(load_unclear_lexicon)
         msg = message
         own_name = set(lemmas_of(msg.from_name)) | set(lemmas_of(msg.from_address.split("@", 1)[0]))
-        body, signature = request_text(msg.new_text, lex)
         acc = _Count()
-        for text in (msg.subject, body):
-            _count(text, lex, own_name, acc)
-            if acc.total >= lex.min_words:
-                break
+        _count(msg.subject, lex, own_name, acc)
+        if acc.total < lex.min_words:
+            _count_body(msg.new_text, lex, own_name, acc)
         meaningful = [w for w in acc.words if w not in lex.negation or acc.total]
         return {"words": meaningful, "enough": acc.total >= lex.min_words, "min": lex.min_words,
-                "nudge": list(dict.fromkeys(acc.nudge))[:5], "signature": signature}
+                "nudge": list(dict.fromkeys(acc.nudge))[:5], "signature": acc.signature}
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         msg = req.message
