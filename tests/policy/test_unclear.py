@@ -82,6 +82,16 @@ async def test_a_negation_counts_only_beside_another_word(db):
     assert not await _unclear("", "Нет кнопки «Оплатить».")
 
 
+async def test_a_nudge_word_that_names_a_thing_is_a_task(db):
+    """"Жду ответа" is a nudge, "жду счёт" a task: the weak nudge words count beside a thing or an action
+    asked for, never beside a bare number."""
+    await make_client()
+    for text in ("Прошу счёт.", "Жду счёт.", "Есть ли API?", "Заявка на возврат.", "Прошу закрыть заявку."):
+        assert not await _unclear("", text), text
+    for text in ("Заявка 4512 — есть новости?", "Жду ответа по заявке.", "Какой статус заявки?"):
+        assert await _unclear("", text), text
+
+
 async def test_a_signature_without_a_sign_off_and_bare_contacts_are_unclear(db):
     """Trailing title/company/contact lines (and the names beside them) are a signature; phones, e-mails and
     links are not words, so their digits are not an order number."""

@@ -57,6 +57,7 @@ class UnclearLexicon:
     empty: frozenset[str]  # lemmas that carry no task (filler, function, nudge, exasperation)
     nudge: frozenset[str]  # the nudge and exasperation lemmas, named in the evidence
     negation: frozenset[str]
+    weak: frozenset[str]  # nudge words that count beside a thing or an action asked for
     phrases: dict[str, tuple[tuple[str, ...], ...]]  # first lemma -> the rest of each idiom, longest first
     signature_start: re.Pattern[str]
     titles: frozenset[str]
@@ -117,7 +118,7 @@ def load_unclear_lexicon(config: PolicyConfig) -> UnclearLexicon:
     return UnclearLexicon(
         min_words=int(data.get("min_meaningful_words", 2)),
         empty=_lemset(words.get("filler", [])) | _lemset(words.get("function", [])) | nudge,
-        nudge=nudge, negation=_lemset(words.get("negation", [])),
+        nudge=nudge, negation=_lemset(words.get("negation", [])), weak=_lemset(words.get("weak", [])),
         phrases={k: tuple(sorted(v, key=len, reverse=True)) for k, v in phrases.items()},
         signature_start=start, titles=_lemset(sig.get("titles", [])),
         companies=frozenset(w.casefold() for w in sig.get("companies", [])),
@@ -228,13 +229,28 @@ def _is_quoted_header(line: str, lex: UnclearLexicon) -> bool:
 class _Count:
     words: list[str] = field(default_factory=list)  # meaningful lemmas (negations included)
     negations: int = 0
+    weak: list[str] = field(default_factory=list)  # weak nudge words seen (lemmas)
+    anchored: bool = False  # a meaningful word names a thing or an action asked for
     nudge: list[str] = field(default_factory=list)  # the nudge words as written
     signature: bool = False  # a signature block or contact details were taken away
 
     @property
     def total(self) -> int:
         real = len(self.words) - self.negations
-        return real + self.negations if real else 0
+        if not real:
+            return 0
+        return real + self.negations + (len(self.weak) if self.anchored else 0)
+
+
+@lru_cache(maxsize=50_000)
+def _is_anchor(word: str) -> bool:
+    """A thing (a noun; an acronym or a brand in Latin letters: "API", "Ozon") or an action asked for (an
+    imperative, an infinitive): what makes a weak nudge word part of a task ("прошу возврат", "жду счёт").
+    English has no morphology here: only a capitalised Latin word counts."""
+    if not re.search("[а-яё]", word.casefold()):
+        return word[:1].isupper()  # the weak words are Russian: beside them, "API", "Ozon", "Excel" are things
+    tag = analyzer().parse(word.casefold())[0].tag
+    return tag.POS in ("NOUN", "INFN") or "impr" in tag
 
 
 class _Words:
@@ -287,12 +303,19 @@ def _count(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> N
             i = end
             continue
         i += 1
-        if lem in lex.empty or lem in own_name or len(lem) < 2 or _is_name(tok):
+        if lem in lex.weak:
+            acc.weak.append(lem)
+            acc.nudge.append(tok)
+        elif lem in lex.empty or lem in own_name or len(lem) < 2 or _is_name(tok):
             if lem in lex.nudge:
                 acc.nudge.append(tok)
             continue
-        acc.words.append(lem)
-        acc.negations += lem in lex.negation
+        else:
+            acc.words.append(lem)
+            if lem in lex.negation:
+                acc.negations += 1
+            elif not acc.anchored:
+                acc.anchored = _is_anchor(tok)
         if acc.total >= lex.min_words:
             return
     acc.words += _NUMBER.findall(text)[: lex.min_words]
