@@ -101,7 +101,8 @@ async def test_a_signature_without_a_sign_off_and_bare_contacts_are_unclear(db):
         assert await _unclear("", text, from_name="", from_address="x@vektor.ru"), text
     # The task above such a signature still counts; so does an order number.
     for text in ("Не приходят заказы с Ozon.\nАнна Соколова\nменеджер\nООО «Ромашка»\n+7 495 111-22-33",
-                 "Заказ 51377 не выгрузился.", "Удалите менеджера Иванова из кабинета."):
+                 "Заказ 51377 не выгрузился.", "Удалите менеджера Иванова из кабинета.",
+                 "ООО «Ромашка» не может войти в кабинет"):
         assert not await _unclear("", text, from_name="", from_address="x@vektor.ru"), text
 
 

@@ -22,9 +22,18 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
+from models.policy.base import (
+    DEFAULTS_DIR,
+    Finding,
+    FindingCode,
+    PolicyConfig,
+    PolicyContext,
+    PolicyRequest,
+    Rule,
+)
 from models.policy.lemmas import analyzer, lemma, lemmas_of
 
 if TYPE_CHECKING:
@@ -44,6 +53,7 @@ _DATE = re.compile(r"\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{1,2}:\d{2}\b|\b(?:19
                    re.IGNORECASE)
 _DOMAIN_HINT = re.compile(r"\.(?:ru|com|net|org|io|рф|su|uk|de)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+_CYRILLIC = re.compile("[а-яё]")
 _SENTENCE_END = re.compile(r"[.?!]\s*$")
 _MAX_SIGNATURE_LINE = 120
 _TAIL_LINES = 8  # a signature without a sign-off is looked for in the last lines only
@@ -64,21 +74,22 @@ class UnclearLexicon:
     companies: frozenset[str]
     contact_labels: frozenset[str]
     quote_header: re.Pattern[str]
-    separator: re.Pattern[str] = field(default=re.compile(
-        r"^[ \t>]*(?:-{3,}|_{3,}).*(?:original message|forwarded message|пересылаемое сообщение|"
-        r"исходное сообщение|переслано)|^[ \t>]*(?:on .{4,80} wrote|.{4,80}(?:написал|написала|пишет)\(?а?\)?)"
-        r"[ \t]*:[ \t]*$", re.IGNORECASE | re.MULTILINE))
 
 
-def _read(path: Any) -> dict[str, Any]:
+# The separator line of a quoted or forwarded mail ("-----Original Message-----", "On ... wrote:").
+_SEPARATOR = re.compile(
+    r"^[ \t>]*(?:-{3,}|_{3,}).*(?:original message|forwarded message|пересылаемое сообщение|"
+    r"исходное сообщение|переслано)|^[ \t>]*(?:on .{4,80} wrote|.{4,80}(?:написал|написала|пишет)\(?а?\)?)"
+    r"[ \t]*:[ \t]*$", re.IGNORECASE)
+
+
+def _read(path: Path) -> dict[str, Any]:
     with path.open("rb") as fh:
         return tomllib.load(fh)
 
 
 def _merged(config: PolicyConfig) -> dict[str, Any]:
     """The shipped lists plus an operator's unclear.toml in CONFIG_DIR, whose lists extend them."""
-    from models.policy.base import DEFAULTS_DIR
-
     data = _read(DEFAULTS_DIR / CONFIG_FILE)
     extra_path = config.config_dir / CONFIG_FILE if config.config_dir is not None else None
     if extra_path is None or not extra_path.is_file():
@@ -89,8 +100,8 @@ def _merged(config: PolicyConfig) -> dict[str, Any]:
     for section, lists in extra.items():
         if isinstance(lists, dict):
             for key, values in lists.items():
-                data.setdefault(section, {}).setdefault(key, [])
-                data[section][key] = [*data[section][key], *values]
+                if isinstance(values, list):
+                    data.setdefault(section, {})[key] = [*data.get(section, {}).get(key, []), *values]
     return data
 
 
@@ -99,7 +110,8 @@ def _lemset(values: list[str]) -> frozenset[str]:
 
 
 def _starts(values: list[str]) -> str:
-    return "|".join(r"\s+".join(map(re.escape, v.split())) for v in values if v.strip())
+    """An alternation of the entries (spaces match any run of spaces); never matches when there are none."""
+    return "|".join(r"\s+".join(map(re.escape, v.split())) for v in values if v.strip()) or r"(?!)"
 
 
 def load_unclear_lexicon(config: PolicyConfig) -> UnclearLexicon:
@@ -178,8 +190,8 @@ def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
     if bare != line or any(w in lex.contact_labels for w in lemmas):
         if all(w in lex.contact_labels for w in (lemma(x) for x in _WORD.findall(bare))):
             return "contact"
-    if not words or len(words) > 6:
-        return None
+    if not words or len(words) > 6 or any(_is_verb(w) for w in words if _CYRILLIC.search(w.casefold())):
+        return None  # "ООО «Ромашка» не может войти" is a request, not a signature line
     if any(w.casefold() in lex.companies for w in words):
         return "company"
     if not _SENTENCE_END.search(line) and _is_title(words, lemmas, lex):
@@ -191,10 +203,9 @@ def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
 
 
 def _is_title(words: list[str], lemmas: list[str], lex: UnclearLexicon) -> bool:
-    """A job title or department ("главный бухгалтер", "отдел логистики", "CEO, Volkov Trade")."""
+    """A job title or department ("главный бухгалтер", "отдел логистики", "CEO, Volkov Trade"); the caller
+    has made sure the line has no Russian verb."""
     if not any(lem in lex.titles and _is_nominative(w) for w, lem in zip(words[:2], lemmas[:2], strict=False)):
-        return False
-    if any(_is_verb(w) for w in words if re.search("[а-яё]", w.casefold())):
         return False
     # English has no morphology here: a title line is title words, capitalised names, "of", "and".
     return all(lem in lex.titles or w[:1].isupper() or lem in ("of", "and") or re.search("[а-яё]", lem)
@@ -222,7 +233,7 @@ def _signature_tail(lines: list[str], lex: UnclearLexicon) -> int:
 
 
 def _is_quoted_header(line: str, lex: UnclearLexicon) -> bool:
-    return lex.quote_header.match(line) is not None or lex.separator.match(line) is not None
+    return lex.quote_header.match(line) is not None or _SEPARATOR.match(line) is not None
 
 
 @dataclass
