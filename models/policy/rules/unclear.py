@@ -185,6 +185,8 @@ def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
     if len(line) > _MAX_SIGNATURE_LINE:
         return None  # a paragraph, not a signature line: and a long line is not lemmatised for nothing
     words = _WORD.findall(line)
+    if len(words) > 8 or len(words) > 4 and _SENTENCE_END.search(line):
+        return None  # a sentence: most last lines of a request end here, before any lemma or regex
     lemmas = [lemma(w) for w in words]
     bare = _without_contacts(line)
     if bare != line or any(w in lex.contact_labels for w in lemmas):
@@ -342,12 +344,11 @@ def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count)
     head, tail = lines[:-_TAIL_LINES], lines[-_TAIL_LINES:]
     for part in (head, tail):
         if part is tail:
-            part = [ln for ln in tail if not _is_quoted_header(ln, lex)]
-            cut = _signature_tail(part, lex)
+            cut = _signature_tail(tail, lex)
             if cut:
-                part, acc.signature = part[:-cut], True
+                part, acc.signature = tail[:-cut], True
         for line in part:
-            if part is head and _is_quoted_header(line, lex):
+            if not line or line.isspace() or _is_quoted_header(line, lex):
                 continue
             bare = _without_contacts(line)
             acc.signature |= _contact_removed(line, bare)
