@@ -228,6 +228,12 @@ def evidence_text(finding: dict[str, Any], lang: str, verdict: Verdict | None = 
         key = "title_en" if norm_lang(lang) == "en" else "title_ru"
         titles = ", ".join(str(e.get(key) or e.get("id")) for e in verdict.faq_entries[:3])
         parts.append(t("card.evidence.entries", lang, titles=titles))
+    if finding.get("code") == "unclear":  # the nudge's words as written, or that only a signature was left
+        nudge = ev.get("nudge")
+        if isinstance(nudge, list) and nudge:
+            parts.append(t("card.evidence.nudge", lang, words=", ".join(f"«{w}»" for w in nudge[:5])))
+        elif ev.get("signature") and not ev.get("meaningful_words"):
+            parts.append(t("card.evidence.signature", lang))
     english = norm_lang(lang) == "en"
     topic = ev.get("topic_en") if english else ev.get("topic_ru")  # out of scope: the topic, titled in config
     if isinstance(topic, str) and topic:

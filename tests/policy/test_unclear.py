@@ -57,3 +57,86 @@ async def test_short_real_tasks_are_clear(db):
                           ("Заказ 45812", "Всё ещё висит неоплаченным."), ("", "Сбросьте пароль.")):
         v = await verdict_of(make_message(subject=subject, new_text=text), UnclearRule)
         assert "unclear" not in codes(v), text
+
+
+async def _unclear(subject: str, text: str, **kw: object) -> bool:
+    v = await verdict_of(make_message(subject=subject, new_text=text, **kw), UnclearRule)
+    return "unclear" in codes(v)
+
+
+async def test_idioms_and_angry_but_clean_nudges_are_unclear(db):
+    """Idioms of a nudge go whole, even with words between ("let me know"), and exasperation is no task."""
+    await make_client()
+    for subject, text in (("", "Сколько можно ждать?!"), ("Re: заявка", "Прошу дать обратную связь."),
+                          ("", "Дайте, пожалуйста, знать, что там."), ("", "Как обстоят дела с моим вопросом?"),
+                          ("", "Вы там вообще работаете?"), ("", "Please let me know."),
+                          ("Re: ticket", "Kindly revert asap."), ("", "It's been two weeks. Seriously?")):
+        assert await _unclear(subject, text), text
+
+
+async def test_a_negation_counts_only_beside_another_word(db):
+    await make_client()
+    assert await _unclear("", "Ответа до сих пор нет.")
+    assert await _unclear("", "Не получили ответа на письмо.")
+    assert not await _unclear("", "Не работает оплата.")
+    assert not await _unclear("", "Нет кнопки «Оплатить».")
+
+
+async def test_a_nudge_word_that_names_a_thing_is_a_task(db):
+    """"Жду ответа" is a nudge, "жду счёт" a task: the weak nudge words count beside a thing or an action
+    asked for, never beside a bare number."""
+    await make_client()
+    for text in ("Прошу счёт.", "Жду счёт.", "Есть ли API?", "Заявка на возврат.", "Прошу закрыть заявку."):
+        assert not await _unclear("", text), text
+    for text in ("Заявка 4512 — есть новости?", "Жду ответа по заявке.", "Какой статус заявки?"):
+        assert await _unclear("", text), text
+
+
+async def test_a_signature_without_a_sign_off_and_bare_contacts_are_unclear(db):
+    """Trailing title/company/contact lines (and the names beside them) are a signature; phones, e-mails and
+    links are not words, so their digits are not an order number."""
+    await make_client()
+    for text in ("Петрова А.И.\nотдел снабжения\nвн. 2231", "Alice Brown\nHead of Sales\nalice@acme.example",
+                 "+7 (903) 111-22-33", "моб. 8-916-555-12-34", "Главный бухгалтер\nООО «Вектор»"):
+        assert await _unclear("", text, from_name="", from_address="x@vektor.ru"), text
+    # The task above such a signature still counts; so does an order number.
+    for text in ("Не приходят заказы с Ozon.\nАнна Соколова\nменеджер\nООО «Ромашка»\n+7 495 111-22-33",
+                 "Заказ 51377 не выгрузился.", "Удалите менеджера Иванова из кабинета.",
+                 "ООО «Ромашка» не может войти в кабинет"):
+        assert not await _unclear("", text, from_name="", from_address="x@vektor.ru"), text
+
+
+async def test_a_forwarded_request_counts_its_body_not_its_headers(db):
+    await make_client()
+    task = ("---------- Пересылаемое сообщение ----------\nОт: Анна <anna@romashka.ru>\n"
+            "Дата: 16.11.2026, 10:02\nТема: выгрузка\n\nНе уходят остатки на Wildberries второй день.")
+    assert not await _unclear("Fwd: выгрузка", task)
+    nudge = ("-----Original Message-----\nFrom: Anna <anna@romashka.ru>\nSent: Monday, November 16, 2026 10:02\n"
+             "Subject: order\n\nAny news?")
+    assert await _unclear("Fwd: order", nudge)
+
+
+async def test_operators_extend_the_lexicon_from_the_config_dir(db, tmp_path):
+    from models.policy import PolicyConfig
+
+    await make_client()
+    (tmp_path / "unclear.toml").write_text('[words]\nnudge = ["шевелиться", "побыстрее"]\n', encoding="utf-8")
+    message = make_message(subject="", new_text="Шевелитесь побыстрее!")
+    v = await verdict_of(message, UnclearRule, config=PolicyConfig(config_dir=tmp_path))
+    assert finding(v, "unclear").evidence["nudge"] == ["Шевелитесь", "побыстрее"]
+    # The shipped words still apply beside the operator's.
+    v = await verdict_of(make_message(subject="", new_text="Ау, есть новости?"), UnclearRule,
+                         config=PolicyConfig(config_dir=tmp_path))
+    assert "unclear" in codes(v)
+
+
+async def test_the_card_names_the_nudge_words_in_its_language(db):
+    from bot.board import evidence_text
+
+    await make_client()
+    v = await verdict_of(make_message(subject="", new_text="Напоминаю о своём письме, жду ответа."), UnclearRule)
+    f = finding(v, "unclear").to_json()
+    assert evidence_text(f, "ru") == "напоминание без новой задачи: «Напоминаю», «письме», «жду», «ответа»"
+    assert evidence_text(f, "en") == "a nudge with no new task: «Напоминаю», «письме», «жду», «ответа»"
+    v = await verdict_of(make_message(subject="", new_text="+7 (903) 111-22-33", from_name=""), UnclearRule)
+    assert evidence_text(finding(v, "unclear").to_json(), "ru") == "только подпись или контакты"
