@@ -60,6 +60,37 @@ def _datetime(value: Any) -> datetime:
     return datetime_from_db(value, _ARRIVED_AT)
 
 
+
+_NONE_MESSAGE = "CAST(NULL AS VARCHAR(998)) AS message_id, CAST(NULL AS VARCHAR(320)) AS from_address"
+
+
+def _copy_branches(
+    message_ids: Sequence[str], content_hash: str, *, ticket_id: int | None, arrived_at: datetime, since: datetime,
+    extra: str = "",
+) -> tuple[list[str], list[Any]]:
+    """The earlier-copies branches of a UNION ALL and their parameters: k=0 the messages with one of the
+    Message-IDs (in message id order, o), k=1 the tickets with the hash (in arrival order), served by the
+    message_id and content_hash indexes. `extra`: typed NULL columns the caller's other branches need."""
+    branches: list[str] = []
+    params: list[Any] = []
+    ids = [m for m in message_ids if m]
+    if ids:
+        exclude = " AND m.ticket_id <> ?" if ticket_id is not None else ""
+        branches.append(
+            f"SELECT * FROM (SELECT 0 AS k, m.id AS o, {_TICKET_COLUMNS}, m.message_id, m.from_address{extra}"
+            " FROM message m JOIN ticket t ON t.id = m.ticket_id"
+            f" WHERE m.message_id IN ({marks(len(ids))}) AND m.direction = ?{exclude}"
+            " ORDER BY m.id LIMIT 20) s")
+        params += [*ids, str(MessageDirection.INBOUND)] + ([ticket_id] if exclude else [])
+    if content_hash:
+        earlier, values = _earlier(ticket_id, arrived_at)
+        branches.append(
+            f"SELECT * FROM (SELECT 1 AS k, 0 AS o, {_TICKET_COLUMNS}, {_NONE_MESSAGE}{extra} FROM ticket t"
+            f" WHERE t.content_hash = ? AND {earlier} AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
+            " ORDER BY t.arrived_at, t.id LIMIT 10) h")
+        params += [content_hash, *values, since, *_OPEN]
+    return branches, params
+
 def _earlier(ticket_id: int | None, arrived_at: datetime) -> tuple[str, list[Any]]:
     """Tickets before this one in arrival order (arrived_at, then id), and not this one."""
     if ticket_id is None:
@@ -144,27 +175,8 @@ class TortoisePolicyRepository:
         self, message_ids: Sequence[str], content_hash: str, *, arrived_at: datetime, ticket_id: int | None,
         since: datetime,
     ) -> EarlierCopies:
-        # Two branches: k=0 the messages with a Message-ID (in message id order, o), k=1 the tickets with
-        # the hash (in arrival order). Served by the message_id and content_hash indexes.
-        ids = [m for m in message_ids if m]
-        branches: list[str] = []
-        params: list[Any] = []
-        if ids:
-            exclude = " AND m.ticket_id <> ?" if ticket_id is not None else ""
-            branches.append(
-                f"SELECT * FROM (SELECT 0 AS k, m.id AS o, {_TICKET_COLUMNS}, m.message_id, m.from_address"
-                " FROM message m JOIN ticket t ON t.id = m.ticket_id"
-                f" WHERE m.message_id IN ({marks(len(ids))}) AND m.direction = ?{exclude}"
-                " ORDER BY m.id LIMIT 20) s")
-            params += [*ids, str(MessageDirection.INBOUND)] + ([ticket_id] if exclude else [])
-        if content_hash:
-            earlier, values = _earlier(ticket_id, arrived_at)
-            branches.append(
-                f"SELECT * FROM (SELECT 1 AS k, 0 AS o, {_TICKET_COLUMNS}, CAST(NULL AS VARCHAR(998)) AS message_id,"
-                " CAST(NULL AS VARCHAR(320)) AS from_address FROM ticket t"
-                f" WHERE t.content_hash = ? AND {earlier} AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
-                " ORDER BY t.arrived_at, t.id LIMIT 10) h")
-            params += [content_hash, *values, since, *_OPEN]
+        branches, params = _copy_branches(message_ids, content_hash, ticket_id=ticket_id, arrived_at=arrived_at,
+                                          since=since)
         found = EarlierCopies([], [])
         if not branches:
             return found
@@ -217,25 +229,8 @@ class TortoisePolicyRepository:
         none_msg = "CAST(NULL AS VARCHAR(998)), CAST(NULL AS VARCHAR(320))"
         none_text = "CAST(NULL AS TEXT), CAST(NULL AS JSONB)"
         none_n = "CAST(NULL AS BIGINT)"
-        branches: list[str] = []
-        params: list[Any] = []
-        ids = [m for m in message_ids if m]
-        if ids:
-            exclude = " AND m.ticket_id <> ?" if ticket_id is not None else ""
-            branches.append(
-                f"SELECT * FROM (SELECT 0 AS k, m.id AS o, {_TICKET_COLUMNS}, m.message_id, m.from_address,"
-                f" {none_text}, {none_n} FROM message m JOIN ticket t ON t.id = m.ticket_id"
-                f" WHERE m.message_id IN ({marks(len(ids))}) AND m.direction = ?{exclude}"
-                " ORDER BY m.id LIMIT 20) s")
-            params += [*ids, str(MessageDirection.INBOUND)] + ([ticket_id] if exclude else [])
-        if content_hash:
-            earlier, values = _earlier(ticket_id, arrived_at)
-            branches.append(
-                f"SELECT * FROM (SELECT 1 AS k, 0 AS o, {_TICKET_COLUMNS}, {none_msg}, {none_text}, {none_n}"
-                f" FROM ticket t WHERE t.content_hash = ? AND {earlier}"
-                f" AND (t.arrived_at >= ? OR t.status IN ({marks(len(_OPEN))}))"
-                " ORDER BY t.arrived_at, t.id LIMIT 10) h")
-            params += [content_hash, *values, since, *_OPEN]
+        branches, params = _copy_branches(message_ids, content_hash, ticket_id=ticket_id, arrived_at=arrived_at,
+                                          since=since, extra=f", {none_text}, {none_n}")
         whose = ("t.client_id = ?", client_id) if client_id is not None else (
             ("t.sender_address = ?", sender_address) if sender_address else None)
         if whose is not None:
