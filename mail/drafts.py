@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,26 @@ log = logging.getLogger(__name__)
 
 
 class DraftError(Exception):
-    """The draft cannot become an email (its row fails with this message)."""
+    """The draft cannot become an email; its row fails with this text as `last_error`. The text opens with
+    `draft <reason>[ (<detail>)]: ` so the staff views can say why in the chat's language
+    (`draft_failure`, bot/i18n.py `msg.email_reason.<reason>`) while the log and the row keep the English
+    particulars. Reasons: "no_content" (neither bytes nor a draft), "no_composer" (this sender composes no
+    drafts), "compose_failed" (a template, a variable or an address failed; `detail` is the error's type)."""
+
+    def __init__(self, reason: str, message: str, detail: str = "") -> None:
+        tag = f"{reason} ({detail})" if detail else reason
+        super().__init__(f"draft {tag}: {message}")
+        self.reason = reason
+        self.detail = detail
+
+
+_DRAFT_FAILURE = re.compile(r"draft (no_content|no_composer|compose_failed)(?: \((\w{1,100})\))?: ")
+
+
+def draft_failure(error: str | None) -> tuple[str, str] | None:
+    """(reason, detail) of a row's `last_error` written by DraftError, else None (an SMTP reply, say)."""
+    found = _DRAFT_FAILURE.match(error or "")
+    return (found.group(1), found.group(2) or "") if found else None
 
 
 @dataclass(frozen=True)
@@ -87,7 +107,7 @@ class DraftComposer:
         if row.content:
             return bytes(row.content)
         if not row.draft:
-            raise DraftError("the row has neither content nor a draft")
+            raise DraftError("no_content", "the row has neither content nor a draft")
         composed = await self._compose(row)
         async with in_transaction():
             # Guarded by the claim: a row taken back meanwhile (lease, shutdown) is left to its new owner.
@@ -112,4 +132,5 @@ class DraftComposer:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - a template, a variable, a bad address: all fail the row
-            raise DraftError(f"could not compose the {row.event} email: {type(error).__name__}: {error}") from error
+            raise DraftError("compose_failed", f"could not compose the {row.event} email: {type(error).__name__}: {error}",
+                             detail=type(error).__name__) from error

@@ -484,7 +484,7 @@ class EmailSender:
 
     async def _composed(self, row: EmailOutbox) -> bytes:
         if self._drafts is None:
-            raise DraftError("the row is a draft and this sender composes none")
+            raise DraftError("no_composer", "the row is a draft and this sender composes none")
         return await self._drafts.content(row)
 
     async def _transmit(

@@ -13,7 +13,9 @@ from tests.rig.fake_telegram import FakeTelegram  # noqa: E402
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[str]:
-    """A migrated, empty database (SQLite by default, PostgreSQL with TEST_DATABASE_URL); yields its URL."""
+    """A migrated, empty database (SQLite by default, PostgreSQL with TEST_DATABASE_URL); yields its URL.
+    `database_url` makes it a copy of the session's migrated template (tests/rig/plugin.py); the migrations
+    run again here and find nothing pending."""
     await database.apply_migrations(database_url)
     try:
         yield database_url

@@ -109,3 +109,30 @@ async def test_a_sender_without_a_composer_fails_a_draft_instead_of_sending_it_e
     await row.refresh_from_db()
     assert row.status == OutboxStatus.FAILED and "composes none" in (row.last_error or "")
     assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+async def test_a_draft_failure_reaches_staff_in_the_chat_language_not_as_english_log_text(
+    db: str, smtp_server: SmtpCapture, language: str
+) -> None:
+    async with Desk.open(language=language) as desk:
+        row = await acknowledged_request(desk)
+        draft = dict(row.draft)
+        draft["event"] = "no_such_email"
+        await EmailOutbox.filter(id=row.id).update(draft=draft)
+        sender = EmailSender(SmtpConfig(host=smtp_server.host, port=smtp_server.port, security="none", timeout=5.0),
+                             drafts=DraftComposer(RECIPE), on_event=desk.notifier.on_email_event)
+        await sender.deliver_due()
+        await sender.aclose()
+        await desk.settled()
+        notices = [m["text"] for m in desk.fake.messages(desk.chat_id) if m.get("text", "").startswith("❗")]
+        card = await desk.card_text(row.ticket_id)
+    assert len(notices) == 1, notices
+    if language == "ru":
+        assert notices[0] == (f"❗ Письмо клиенту не отправлено (#{row.ticket_id}): "
+                              "не удалось составить письмо по шаблону (ValueError)")
+        assert "Письмо клиенту не доставлено: не удалось составить письмо по шаблону (ValueError)" in card
+    else:
+        assert notices[0] == (f"❗ Email to the client not sent (#{row.ticket_id}): "
+                              "the email could not be composed from its template (ValueError)")
+    assert "could not compose" not in notices[0] + card and "no_such_email" not in notices[0] + card

@@ -9,6 +9,7 @@ from typing import Any
 from bot.i18n import RU, finding_title, norm_lang, reason_label, t
 from bot.text import visible_len
 from bot.views.keyboards import Keyboards
+from bot.views.notices import email_failure_text
 from bot.views.templates import SAFE_LIMIT
 from bot.views.text import human_size, short
 from models.assignment import OPEN_STATUSES, staff_label
@@ -200,9 +201,9 @@ class Cards(Keyboards):
         )
         bounced = await EmailOutbox.filter(ticket_id=ticket.id, delivery_failed=True).order_by("-id").first()
         if failed is not None:
-            lines.append("❗ " + t("card.delivery_failed", lang, error=short(failed.last_error or "?", 300)))
+            lines.append("❗ " + t("card.delivery_failed", lang, error=email_failure_text(failed.last_error, lang, 300)))
         elif bounced is not None:
-            lines.append("❗ " + t("card.delivery_failed", lang, error="bounce"))
+            lines.append("❗ " + t("card.delivery_failed", lang, error=t("card.delivery_bounced", lang)))
         return lines
 
 

@@ -7,8 +7,18 @@ from typing import Any
 from bot.i18n import t
 from bot.views.keyboards import Keyboards
 from bot.views.text import human_size, short
+from mail.drafts import draft_failure
 from models.tables import Message
 
+
+def email_failure_text(error: str | None, lang: str, limit: int) -> str:
+    """Why an email failed, for the staff: a draft we could not compose (mail/drafts.DraftError) in the
+    chat's language; anything else is the mail server's reply, shown as it came (quoted data)."""
+    drafted = draft_failure(error)
+    if drafted is not None:
+        reason, detail = drafted
+        return t(f"msg.email_reason.{reason}", lang, detail=detail)
+    return short(error or "?", limit)
 
 class Notices(Keyboards):
     async def followup_text(self, ticket_id: int, message_id: int, note: str = "") -> str:
@@ -50,7 +60,7 @@ class Notices(Keyboards):
         elif event == "email_sent":
             line = t("msg.email_sent", lang, n=facts.get("ticket_id"))
         elif event == "email_failed":
-            error = short(str(facts.get("error") or "?"), 500)
+            error = email_failure_text(facts.get("error"), lang, 500)
             if facts.get("ticket_id"):
                 line = t("msg.email_failed", lang, n=facts.get("ticket_id"), error=error)
             else:

@@ -79,9 +79,14 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-def create_database_at(server_url: str, name: str) -> str:
-    """CREATE DATABASE on the server of ``server_url``; returns the new database's URL."""
-    _run_in_thread(_admin(_with_database(server_url, "postgres"), f'CREATE DATABASE "{_check_name(name)}"'))
+def create_database_at(server_url: str, name: str, template: str | None = None) -> str:
+    """CREATE DATABASE on the server of ``server_url`` (a copy of the database ``template`` when given:
+    PostgreSQL copies its files, about 0.15 s, where migrating an empty one takes about 1 s); returns the
+    new database's URL."""
+    sql = f'CREATE DATABASE "{_check_name(name)}"'
+    if template is not None:
+        sql += f' TEMPLATE "{_check_name(template)}"'
+    _run_in_thread(_admin(_with_database(server_url, "postgres"), sql))
     return _with_database(server_url, name)
 
 
