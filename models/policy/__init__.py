@@ -9,7 +9,8 @@ refuse).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, replace
 from typing import Any
 
 from models.inbound import InboundMessage
@@ -97,12 +98,14 @@ class PolicyEngine:
             for loader in rule.loaders:
                 self.data.get(loader)
 
-    def analyse(self, message: InboundMessage) -> dict[str, Any]:
-        """Every rule's text analysis of `message`, by rule name: what `evaluate` would otherwise do
-        on the event loop. Pure and picklable, so a parse worker can run it (`TextAnalyser`)."""
+    def analyse(self, message: InboundMessage, skip: Rule | None = None) -> dict[str, Any]:
+        """Every rule's text analysis of `message` (but `skip`'s), by rule name: what `evaluate` would
+        otherwise do on the event loop. Pure and picklable, so a parse worker can run it (`TextAnalyser`)."""
         analyses: dict[str, Any] = {}
         view = policy_view(message)  # made once: every rule but the duplicate check reads the bounded text
         for rule in self.rules:
+            if rule is skip:
+                continue
             result = rule.analyse(view if rule.bounded_text else message, self.data)
             if result is not None:
                 analyses[rule.name] = result
@@ -115,7 +118,24 @@ class PolicyEngine:
             raise ValueError("PolicyRequest.arrived_at must be timezone-aware")
         ctx = PolicyContext(config=self.config, repository=repository or self.repository, data=self.data)
         findings: list[Finding] = []
-        for rule in self.rules:
+        rules = self.rules
+        if (req.analyses is None and rules and isinstance(rules[0], IdentificationRule)
+                and getattr(ctx.repository, "answers_over_network", False)):
+            # Nobody made the text work beforehand (a request evaluated alone: a re-evaluation, `explain`)
+            # and the database is a server: identification's statement goes out first and the other
+            # rules' analyses are made while the server answers, instead of one after the other. The
+            # verdict is the same (the analyses are pure; tests/policy/test_engine_overlap.py).
+            identified = asyncio.ensure_future(rules[0].check(req, ctx))
+            try:
+                await asyncio.sleep(0)  # the task runs until it waits for the database's answer
+                req = replace(req, analyses=self.analyse(req.message, skip=rules[0]))
+                findings += await identified
+            finally:
+                identified.cancel()  # a no-op once done; else (the analysis failed) no task outlives us
+            if repository is None:
+                ctx.repository = await prefetch(ctx.repository, req, ctx)
+            rules = rules[1:]
+        for rule in rules:
             findings += await rule.check(req, ctx)
             if repository is None and isinstance(rule, IdentificationRule):
                 # The client is known: what the later rules read, in one statement (a group's lookups
