@@ -50,7 +50,6 @@ from mail.intake import MailWatcher
 from mail.processor import MailProcessor, ParsePool
 from mail.send import EmailSender, SmtpConfig
 from mail.stored import stored_mail_parser
-from models import db, metrics_port
 from models.aio import raise_if_cancelling
 from models.analysed import parse_and_analyse
 from models.clock import utcnow
@@ -58,9 +57,10 @@ from models.deps import Services
 from models.desk import Desk
 from models.effects import Effects
 from models.ingest import Ingest
-from models.leases import LeaseManager, run_with_lease, unique_holder
 from models.sla import SlaConfig, SlaService
 from models.sla_rules import parse_thresholds
+from models.store import db, metrics_port
+from models.store.leases import LeaseManager, run_with_lease, unique_holder
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ async def receive_telegram(bridge: Bridge) -> None:
 
 def start_singletons(bridge: Bridge) -> None:
     """The mail watcher, mail processor and SLA scheduler run in ONE process of a deployment at a
-    time: each under its database lease (models/leases.py), taken over when its holder dies."""
+    time: each under its database lease (models/store/leases.py), taken over when its holder dies."""
     holder = unique_holder(bridge.settings.INSTANCE_NAME)
     ttl = bridge.settings.LEASE_SECONDS
     singletons: dict[str, Callable[[], Awaitable[None]]] = {

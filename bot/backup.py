@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from bot.i18n import t
-from models.db import normalise_url
+from models.store.db import normalise_url
 
 EXIT_OK = 0
 EXIT_FAILED = 2
@@ -79,7 +79,7 @@ def _check_target(target: Path, lang: str) -> None:
 
 
 def sqlite_path(url: str, lang: str) -> Path:
-    """The file of a `sqlite://PATH` URL, parsed as models/db.py does (everything after the scheme,
+    """The file of a `sqlite://PATH` URL, parsed as models/store/db.py does (everything after the scheme,
     up to `?`, is the path: `sqlite://./data/x` is relative, `sqlite:///srv/x` absolute)."""
     raw = url.removeprefix("sqlite://").split("?", 1)[0]
     if not raw or ":memory:" in raw:

@@ -11,7 +11,7 @@ CHECK_TIMEOUT = 20.0
 
 
 async def check_database(settings: Settings) -> str:
-    from models import db
+    from models.store import db
 
     try:
         await db.init_db(settings.DATABASE_URL)

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def _no_database(core: CoreSettings) -> bool:
     """Only `migrate` creates the database: any other command run in the wrong folder (the default
     DATABASE_URL is relative to it) or before the first migrate says so instead of leaving an empty file."""
-    from models.db import missing_sqlite_file
+    from models.store.db import missing_sqlite_file
 
     path = missing_sqlite_file(core.DATABASE_URL)
     if path is None:
@@ -227,7 +227,7 @@ def _configure_logging(level: str, secrets: Iterable[str] = (), log_format: str 
 
 
 async def _migrate(core: CoreSettings) -> int:
-    from models import db
+    from models.store import db
 
     try:
         applied = await db.apply_migrations(core.DATABASE_URL)
@@ -242,7 +242,7 @@ async def _migrate(core: CoreSettings) -> int:
 
 async def _with_db(core: CoreSettings, action: Callable[[], Awaitable[int]]) -> int:
     """Run `action` on an up-to-date database; always close connections (aiosqlite threads block exit)."""
-    from models import db
+    from models.store import db
 
     try:
         await db.init_db(core.DATABASE_URL)

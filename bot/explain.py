@@ -14,7 +14,7 @@ from bot.settings import CoreSettings
 from models.clock import as_utc, utcnow
 from models.inbound import MalformedMessage
 from models.policy import PolicyRequest, Verdict
-from models.raw_store import load_content
+from models.store.raw_store import load_content
 from models.tables import Message, MessageDirection, Ticket
 
 

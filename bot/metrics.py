@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from models.clock import as_utc, utcnow
-from models.sql import datetime_from_db, for_dialect
+from models.store.sql import datetime_from_db, for_dialect
 from models.tables import EmailOutbox, OutboxStatus, RawMail, RawMailStatus, Ticket, TicketStatus
 
 log = logging.getLogger(__name__)

@@ -95,9 +95,9 @@ from bot.views.messages import INTERACTIVE
 from mail.parse import extract_attachment
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
-from models.claims import claim_row
 from models.clock import as_utc, utcnow
 from models.metrics_port import events
+from models.store.claims import claim_row
 from models.tables import Message, OutboxStatus, RawMailContent, TelegramOutbox, Ticket
 
 log = logging.getLogger(__name__)
@@ -538,7 +538,7 @@ class TelegramSender:
         # inside the previous window (measured: one 429 in 200 cards while a backlog was being ingested).
         await self.limiter.wait_for_room(chat_id, is_group_chat(chat_id))
         # While SENDING, `not_before` is the claim time: the lease recover() reads. Guarded update,
-        # plus FOR UPDATE SKIP LOCKED on PostgreSQL (models/claims.py).
+        # plus FOR UPDATE SKIP LOCKED on PostgreSQL (models/store/claims.py).
         claimed = await claim_row(
             TelegramOutbox,
             row.id,

@@ -28,9 +28,9 @@ from mail.imap import FetchedMail, ImapConfig, ImapConfigError, ImapError, ImapS
 from models.aio import raise_if_cancelling
 from models.backoff import capped_delay
 from models.clock import utcnow
-from models.fast_rows import RowInserter
 from models.metrics_port import events
-from models.raw_store import store_contents
+from models.store.fast_rows import RowInserter
+from models.store.raw_store import store_contents
 from models.tables import MailCursor, RawMail, RawMailStatus
 
 log = logging.getLogger(__name__)
@@ -357,7 +357,7 @@ class MailWatcher:
                     )
                 )
             if rows:
-                # Plain rows (models/fast_rows.py): this transaction holds the database while it runs, and
+                # Plain rows (models/store/fast_rows.py): this transaction holds the database while it runs, and
                 # the processor waits for it, so nothing in it builds model instances.
                 await _RAW_MAILS.insert_many(conn, rows)
                 # The bytes go in their own table, keyed by the new ids (bulk_create does not set them

@@ -22,7 +22,7 @@ from mail.pool_chunks import submit_chunked
 from models.analysed import AnalysedMail, parse_and_analyse
 from models.inbound import InboundMessage, without_nul
 from models.ingest import Ingest, StoredRow, is_request, plainly_new, raw_content, stored_rows
-from models.raw_store import load_contents
+from models.store.raw_store import load_contents
 
 
 @dataclass

@@ -46,9 +46,9 @@ from tortoise.transactions import in_transaction
 from mail.drafts import DraftComposer, DraftError
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
-from models.claims import claim_row
 from models.clock import utcnow
 from models.metrics_port import events
+from models.store.claims import claim_row
 from models.tables import EmailOutbox, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -422,7 +422,7 @@ class EmailSender:
 
     async def _claim(self, row_id: int) -> EmailOutbox | None:
         claimed_at = self._clock()
-        # Guarded update everywhere; on PostgreSQL also FOR UPDATE SKIP LOCKED (see models/claims.py).
+        # Guarded update everywhere; on PostgreSQL also FOR UPDATE SKIP LOCKED (see models/store/claims.py).
         changed = await claim_row(
             EmailOutbox,
             row_id,

@@ -52,7 +52,7 @@ def postgres_params(database_url: str) -> dict[str, Any] | None:
     Worked out in the main process, which has tortoise imported: the worker only gets a plain dict.
     Only what says where and who (host, port, user, password, database, ssl) is kept; pool sizes and
     the other tortoise options mean nothing to a single connection."""
-    from models.db import normalise_url
+    from models.store.db import normalise_url
 
     url = normalise_url(database_url)
     if not url.startswith(("postgres://", "asyncpg://")):

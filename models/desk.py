@@ -31,9 +31,9 @@ from models.metrics_port import events
 from models.outcome import Decided, Outcome
 from models.policy import PolicyRequest, Verdict
 from models.ports import ThreadInfo
-from models.raw_store import load_content
 from models.saved_replies import SavedReplies, fill
 from models.search import SearchDoc, index_messages
+from models.store.raw_store import load_content
 from models.tables import (
     Client,
     Decision,

@@ -16,12 +16,12 @@ from tortoise.transactions import in_transaction
 
 from models.clock import utcnow
 from models.deps import UseCaseConfig
-from models.fast_rows import RowInserter
 from models.intents import CardChanged, Postable, StaffNotice
 from models.ports import EmailDraft, Mailer, ThreadInfo
 from models.post_queue import queue_post
 from models.search import SearchDoc, index_messages
-from models.sql import for_dialect, marks
+from models.store.fast_rows import RowInserter
+from models.store.sql import for_dialect, marks
 from models.tables import (
     Client,
     Decision,

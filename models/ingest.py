@@ -25,7 +25,6 @@ from models.analysed import AnalysedMail
 from models.clock import as_utc
 from models.deps import Services, UseCaseConfig
 from models.effects import Acknowledgement, Effects
-from models.fast_rows import RowInserter
 from models.inbound import InboundMessage, MalformedMessage, MessageKind
 from models.intents import Followup, NewCard, StaffNotice
 from models.merge_chain import final_ticket
@@ -37,9 +36,10 @@ from models.policy.records import KnownTicket, PriorTicket
 from models.policy.repository import TortoisePolicyRepository
 from models.policy.rules.duplicates import request_content_hash
 from models.post_queue import post_row
-from models.raw_store import load_content
 from models.search import inbound_doc, index_messages, indexed
-from models.sql import datetime_from_db, for_dialect, marks, reserve_ids
+from models.store.fast_rows import RowInserter
+from models.store.raw_store import load_content
+from models.store.sql import datetime_from_db, for_dialect, marks, reserve_ids
 from models.tables import (
     Client,
     Decision,
@@ -57,7 +57,7 @@ from models.tables import (
 log = logging.getLogger(__name__)
 
 TICKET_TAG = re.compile(r"\[#(\d{1,9})\]")
-# The ingest hot path inserts plain rows (models/fast_rows.py): no model instance per row.
+# The ingest hot path inserts plain rows (models/store/fast_rows.py): no model instance per row.
 _TICKETS = RowInserter(Ticket)
 _MESSAGES = RowInserter(Message)
 _POSTS = RowInserter(TelegramOutbox)

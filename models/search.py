@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from models.search_terms import INDEX_CHARS, Term, hit_count, index_terms, query_terms, snippet
-from models.sql import for_dialect, marks
 from models.statuses import MessageDirection, TicketStatus
+from models.store.sql import for_dialect, marks
 from models.tables import Client, Message, Ticket
 
 LIMIT = 10

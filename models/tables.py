@@ -182,7 +182,7 @@ class RawMailContent(Model):
     """The bytes of one raw mail, keyed by its id.
 
     `id` is the raw mail's id (a foreign key in the database, see migration 0002) and the blob is the
-    last column, which lets SQLite write a big one in place (models/raw_store.py) and keeps `raw_mail` rows
+    last column, which lets SQLite write a big one in place (models/store/raw_store.py) and keeps `raw_mail` rows
     small for the status updates."""
 
     id = fields.IntField(primary_key=True, generated=False)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from models import db as database  # noqa: E402
+from models.store import db as database  # noqa: E402
 from tests.helpers.process import staff_telegram  # noqa: E402
 from tests.rig.fake_telegram import FakeTelegram  # noqa: E402
 

@@ -18,7 +18,7 @@ import pytest
 
 from bot.runtime import compat_pydantic
 from mail import compat_aioimaplib
-from models import compat_aiosqlite, compat_tortoise
+from models.store import compat_aiosqlite, compat_tortoise
 
 COMPAT = [compat_pydantic, compat_aioimaplib, compat_tortoise, compat_aiosqlite]
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"

@@ -26,7 +26,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-from models import db as database
+from models.store import db as database
 from models.tables import (
     Decision,
     EmailOutbox,

@@ -76,7 +76,7 @@ async def test_explain_of_a_missing_ticket_or_file_says_so(tmp_path: Path, datab
 
 
 async def test_explain_of_a_stored_ticket_reevaluates_it(tmp_path: Path, database_url: str) -> None:
-    from models import db as database
+    from models.store import db as database
     from tests.helpers.desk import Desk, make_email
 
     env = await prepare(tmp_path, database_url)

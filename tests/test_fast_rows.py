@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tortoise.transactions import in_transaction
 
-from models.fast_rows import RowInserter
+from models.store.fast_rows import RowInserter
 from models.tables import Message, MessageDirection, TelegramOutbox, Ticket, TicketStatus
 
 ARRIVED = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)

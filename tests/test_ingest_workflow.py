@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from models.raw_store import load_content
+from models.store.raw_store import load_content
 from models.tables import (
     Decision,
     EmailOutbox,

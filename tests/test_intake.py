@@ -33,7 +33,7 @@ from mail.imap import (
     uid_set,
 )
 from mail.intake import MailWatcher, split_by_bytes
-from models.raw_store import load_content, load_contents
+from models.store.raw_store import load_content, load_contents
 from models.tables import MailCursor, RawMail, RawMailStatus
 from tests.helpers.process import reap
 from tests.rig.dovecot import DovecotServer

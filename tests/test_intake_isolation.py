@@ -23,8 +23,8 @@ from tortoise import Tortoise
 
 from mail.classify import message_ids
 from mail.parse import parse_message
-from models import db as database
 from models.inbound import MAX_MESSAGE_ID, bounded_message_id, is_hashed_message_id
+from models.store import db as database
 from models.tables import Message, RawMail, RawMailStatus, TelegramOutbox, Ticket
 from tests.fuzzing import fuzz_mail
 from tests.helpers.desk import Desk, make_email, store_raw_mail

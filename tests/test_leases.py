@@ -1,4 +1,4 @@
-"""Database leases (models/leases.py) on the test database: SQLite by default, PostgreSQL in CI's second pass."""
+"""Database leases (models/store/leases.py) on the test database: SQLite by default, PostgreSQL in CI's second pass."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.leases import LeaseManager, run_with_lease, unique_holder
+from models.store.leases import LeaseManager, run_with_lease, unique_holder
 from models.tables import Lease
 
 

@@ -7,8 +7,8 @@ from tortoise.connection import get_connection
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.migrations.api import migrate
 
-from models import db as database
-from models.raw_store import load_content
+from models.store import db as database
+from models.store.raw_store import load_content
 from models.tables import EmailOutbox, Message, RawMail, SavedReply, Ticket, TicketStatus
 
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL engine (models/pg_engine.py): a pool connection goes back without a statement."""
+"""The PostgreSQL engine (models/store/pg_engine.py): a pool connection goes back without a statement."""
 
 from __future__ import annotations
 

@@ -312,7 +312,7 @@ async def test_reports_about_our_email_mark_it_undelivered_and_open_no_card_and_
 ) -> None:
     """Issue 18: a bounce from `MAILER-DAEMON <>` (no address at all) for our acceptance email marks that email
     undelivered on its ticket; it and an ARF spam complaint about the same email are reports: no card, no email."""
-    from models.db import close_db, init_db
+    from models.store.db import close_db, init_db
     from models.tables import EmailOutbox, Message, RawMail, RawMailStatus
 
     # About the reports of the acceptance email: the acknowledgement (tests/test_acknowledgement.py) is off.
@@ -379,7 +379,7 @@ async def test_a_new_request_is_acknowledged_through_the_running_process(
     from zoneinfo import ZoneInfo
 
     from models.clock import as_utc
-    from models.db import close_db, init_db
+    from models.store.db import close_db, init_db
     from models.tables import Ticket
 
     # TIMEZONE named: Tortoise.init in this test process sets os.environ["TIMEZONE"]="UTC", which

@@ -1,4 +1,4 @@
-"""models/raw_store.py: the bytes of a raw mail in their own table, big ones written in place on SQLite."""
+"""models/store/raw_store.py: the bytes of a raw mail in their own table, big ones written in place on SQLite."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from tortoise.transactions import in_transaction
 
-from models import raw_store
-from models.raw_store import load_content, load_contents, store_contents
+from models.store import raw_store
+from models.store.raw_store import load_content, load_contents, store_contents
 from models.tables import RawMail, RawMailContent
 
 

@@ -12,8 +12,8 @@ from tortoise.migrations.api import migrate
 
 from bot.callbacks import Op, TicketAction
 from bot.handlers.views import search_view
-from models import db as database
 from models.search import search_tickets
+from models.store import db as database
 from models.tables import Client, ClientAddress, Message, StaffMember, Ticket, TicketStatus
 from tests.helpers.desk import STAFF_CHAT, Desk, make_email
 from tests.test_board import make_board, telegram_view

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models import db as database
+from models.store import db as database
 from models.tables import Ticket
 
 pytestmark = pytest.mark.sqlite_only

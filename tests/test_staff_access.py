@@ -17,7 +17,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-from models import db as database
+from models.store import db as database
 from models.tables import Decision, EmailOutbox, Ticket, TicketStatus
 from tests.helpers.process import STAFF_CHAT_ID, STAFF_USER_ID, BridgeProcess
 from tests.rig.dovecot import DovecotServer

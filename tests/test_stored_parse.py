@@ -16,11 +16,11 @@ from tortoise.connection import get_connection
 from bot.workers import make_parse_pool
 from mail.parse import parse_message
 from mail.stored import postgres_params, sqlite_path, stored_mail_parser
-from models import db as database
 from models.inbound import InboundMessage
 from models.policy import PolicyConfig
 from models.policy.analyser import TextAnalyser
-from models.raw_store import load_content
+from models.store import db as database
+from models.store.raw_store import load_content
 from models.tables import Message, RawMail, RawMailStatus, Ticket
 from tests.helpers.desk import Desk, make_email, store_raw_mail
 

@@ -34,7 +34,7 @@ from models.policy.records import (
     RequestHistory,
     SeenMessage,
 )
-from models.sql import datetime_from_db, for_dialect, marks
+from models.store.sql import datetime_from_db, for_dialect, marks
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
 
 

@@ -18,7 +18,7 @@ from email import policy as email_policy
 import aioimaplib
 
 from mail.intake import split_by_bytes
-from models import db
+from models.store import db
 from models.tables import RawMail, RawMailStatus, Ticket
 from scripts.bench.common import (
     Options,

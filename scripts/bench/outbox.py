@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from mail.send import EmailSender, SmtpConfig
-from models import db
+from models.store import db
 from models.tables import EmailOutbox, OutboxStatus
 from scripts.bench.common import Options, Result, smtp_capture
 

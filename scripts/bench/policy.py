@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from mail.parse import parse_message
-from models import db
 from models.inbound import InboundMessage
 from models.policy import (
     PolicyConfig,
@@ -22,6 +21,7 @@ from models.policy import (
     content_hash,
     month_key,
 )
+from models.store import db
 from models.tables import Client, ClientAddress, Message, MessageDirection, Ticket, TicketStatus
 from scripts.bench.common import Options, Result, body_text, median, percentile, request_mail
 

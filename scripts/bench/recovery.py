@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from mail.send import EmailSender, SmtpConfig
-from models import db
+from models.store import db
 from models.tables import EmailOutbox
 from scripts.bench.common import Options, Result, smtp_capture
 from scripts.bench.outbox import composed

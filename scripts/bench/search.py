@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 import time
 
-from models import db
 from models.search import rebuild_index, search_tickets
+from models.store import db
 from models.tables import Client, Ticket
 from scripts.bench.common import Options, Result, median, percentile
 from scripts.bench.policy import populate

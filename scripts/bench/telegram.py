@@ -13,7 +13,7 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from models import db
+from models.store import db
 from models.tables import Ticket
 from scripts.bench.common import (
     Options,

@@ -47,7 +47,7 @@ from models.desk import Desk as StaffDesk
 from models.effects import ACK_EVENT, Effects
 from models.ingest import Ingest
 from models.policy import PolicyConfig, PolicyEngine, TortoisePolicyRepository
-from models.raw_store import store_contents
+from models.store.raw_store import store_contents
 from models.tables import EmailOutbox, OutboxStatus, RawMail, TelegramOutbox, Ticket
 from tests.rig.fake_telegram import FakeTelegram
 

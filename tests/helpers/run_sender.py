@@ -15,7 +15,7 @@ import signal
 import sys
 
 from mail.send import EmailSender, SmtpConfig
-from models.db import close_db, init_db
+from models.store.db import close_db, init_db
 
 
 async def main(database_url: str, host: str, port: int) -> None:

@@ -16,7 +16,7 @@ import sys
 
 from mail.imap import ImapConfig
 from mail.intake import MailWatcher
-from models import db as database
+from models.store import db as database
 
 
 async def main() -> None:

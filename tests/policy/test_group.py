@@ -19,7 +19,7 @@ from models.policy.group import GroupLookups
 from models.policy.records import GroupHistory
 from models.policy.rules.duplicates import content_hash
 from models.policy.rules.monthly_limit import month_key
-from models.sql import reserve_ids
+from models.store.sql import reserve_ids
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
 
 from .factories import attachment, make_client, make_message, store_ticket, utc

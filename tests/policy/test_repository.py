@@ -10,7 +10,7 @@ from models.policy import PolicyConfig, PolicyEngine, PolicyRequest
 from models.policy.repository import TortoisePolicyRepository, _connection
 from models.policy.rules.duplicates import DuplicateRule, content_hash
 from models.policy.rules.monthly_limit import MonthlyLimitRule
-from models.sql import _rewrite, placeholder_style
+from models.store.sql import _rewrite, placeholder_style
 from models.tables import Message, MessageDirection, Ticket, TicketStatus
 
 from .factories import attachment, codes, finding, make_client, make_message, store_ticket, utc, verdict_of

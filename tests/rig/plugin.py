@@ -139,7 +139,7 @@ class MigratedTemplate:
 
 def _migrate_in_child(url: str) -> None:
     # A child process, so tortoise's global state in this one is untouched by the template's migration.
-    code = "import asyncio, sys; from models import db; asyncio.run(db.apply_migrations(sys.argv[1])); " \
+    code = "import asyncio, sys; from models.store import db; asyncio.run(db.apply_migrations(sys.argv[1])); " \
            "asyncio.run(db.close_db())"
     result = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=300,
                             check=False, cwd=Path(__file__).resolve().parents[2])

@@ -4,7 +4,7 @@ building a model instance per row.
 `Model.create` costs about 0.2 ms of CPU per row in validation and attribute bookkeeping (profiled in
 docs/benchmarks.md), more than SQLite needs to store the row; under a backlog that is three rows per
 request on the event loop. `RowInserter` takes the statement tortoise prepared for the model
-(models/compat_tortoise.py `insert_statement`: tortoise's executor cache) and converts each value with the field's own
+(models/store/compat_tortoise.py `insert_statement`: tortoise's executor cache) and converts each value with the field's own
 `to_db_value`, so what is stored is byte for byte what `create` would store (tests/test_fast_rows.py).
 Signals do not fire: callers pass text that is already free of NUL characters (models/analysed.py).
 """
@@ -19,7 +19,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.fields import DatetimeField
 from tortoise.models import Model
 
-from models.compat_tortoise import insert_statement
+from models.store.compat_tortoise import insert_statement
 
 
 class RowInserter:
@@ -30,7 +30,7 @@ class RowInserter:
         self._fields = model._meta.fields_map
 
     def _statement(self, conn: BaseDBAsyncClient, *, with_keys: bool = False) -> tuple[list[str], str]:
-        # with_keys: the primary key given by the caller (reserved with models.sql.reserve_ids)
+        # with_keys: the primary key given by the caller (reserved with models.store.sql.reserve_ids)
         return insert_statement(conn, self.model, with_keys=with_keys)
 
     def _values(self, columns: Sequence[str], row: Mapping[str, Any], now: datetime) -> list[Any]:

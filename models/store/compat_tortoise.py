@@ -2,12 +2,12 @@
 
 Replaces: nothing is monkey-patched; two private reaches that tortoise gives no public way to.
 - `insert_statement`: the INSERT tortoise prepares and caches per model and database
-  (`BaseExecutor.regular_columns` / `insert_query` and their `_all` twins), for models/fast_rows.py's
+  (`BaseExecutor.regular_columns` / `insert_query` and their `_all` twins), for models/store/fast_rows.py's
   `RowInserter`, which inserts plain rows without building a model instance. Buys about 0.2 ms of CPU per
   row on the event loop (`Model.create`'s validation and bookkeeping; docs/benchmarks.md, ingest groups),
   three rows per request under a backlog. Signals do not fire on that path (none is registered).
 - `transaction_driver`: a SQLite transaction client's aiosqlite connection (`_connection`), for
-  models/raw_store.py's in-place blob write (with models/compat_aiosqlite.py). Buys: a big mail is not
+  models/store/raw_store.py's in-place blob write (with models/store/compat_aiosqlite.py). Buys: a big mail is not
   copied twice more by SQLite (+2x the mail's size in RSS; docs/benchmarks.md, raw mail store).
 Checked by tests/test_compat.py: the installed version and the source of each attribute relied on; the
 behaviour by tests/test_fast_rows.py, tests/test_raw_store.py, tests/test_ingest_groups.py.

@@ -8,7 +8,7 @@ avoids both: insert `zeroblob(n)` (a record that only says "n zero bytes") and f
 the transaction's own connection, so the bytes commit or roll back with the RawMail rows.
 
 tortoise and aiosqlite give no public way to that sqlite3.Connection: the private reaches are in
-models/compat_tortoise.py (the transaction's aiosqlite connection) and models/compat_aiosqlite.py (a
+models/store/compat_tortoise.py (the transaction's aiosqlite connection) and models/store/compat_aiosqlite.py (a
 function run on its thread with the sqlite3.Connection). A normal INSERT is used when one finds the
 library not as expected (an upgrade costs memory, not mail).
 PostgreSQL (asyncpg): binding a big bytea makes asyncpg encode the whole message into its (doubling)
@@ -29,8 +29,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 
-from models.compat_aiosqlite import run_with_sqlite
-from models.compat_tortoise import transaction_driver
+from models.store.compat_aiosqlite import run_with_sqlite
+from models.store.compat_tortoise import transaction_driver
 from models.tables import RawMailContent
 
 CHUNK_BYTES = 1 << 20

@@ -62,14 +62,14 @@ def _create_sqlite_file(path: Path) -> None:
 
 
 def connection_config(url: str) -> str | dict[str, Any]:
-    """tortoise's connection for `url`: PostgreSQL through models/pg_engine.py (asyncpg without the
+    """tortoise's connection for `url`: PostgreSQL through models/store/pg_engine.py (asyncpg without the
     reset query on each release to the pool), anything else as tortoise reads the URL."""
     url = normalise_url(url)
     if not url.startswith("postgres://"):
         return url
     from tortoise.backends.base.config_generator import expand_db_url
 
-    from models.pg_engine import ENGINE
+    from models.store.pg_engine import ENGINE
 
     return {**expand_db_url(url), "engine": ENGINE}
 
@@ -89,7 +89,7 @@ def tortoise_config(url: str) -> dict[str, Any]:
     }
 
 
-# For the `tortoise` command line only (`tortoise -c models.db.TORTOISE_ORM makemigrations`).
+# For the `tortoise` command line only (`tortoise -c models.store.db.TORTOISE_ORM makemigrations`).
 TORTOISE_ORM = tortoise_config(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
 
 

@@ -4,7 +4,7 @@ Why: asyncpg's pool runs `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *
 connection it takes back, and tortoise takes a pool connection for each statement it runs outside a
 transaction (and for each transaction). So every such statement cost two round trips to the server,
 the second one only to undo session state the bridge never creates: it takes no advisory locks (the
-leases are rows, models/leases.py), keeps no cursor or LISTEN outside a transaction and never SETs a
+leases are rows, models/store/leases.py), keeps no cursor or LISTEN outside a transaction and never SETs a
 session variable (only SET LOCAL, which ends with its transaction). The policy of one request outside a
 transaction ran four statements and eight round trips (docs/notes/pg.md).
 
@@ -12,7 +12,7 @@ What is kept: asyncpg still rolls back a transaction left open on a connection h
 `Connection._reset`, not the reset query), and drops its listeners. Whoever adds session state (a
 `SET`, `pg_advisory_lock`, `LISTEN`) must add its undoing to `get_reset_query` below.
 
-tortoise loads an engine by module path and takes its `client_class`; models/db.py names this module
+tortoise loads an engine by module path and takes its `client_class`; models/store/db.py names this module
 for PostgreSQL URLs. The dialect, the executor and the transaction wrapper stay tortoise's own.
 """
 

@@ -3,7 +3,7 @@
 Replaces: nothing is monkey-patched; aiosqlite gives no public way to run a function on its connection's
 thread with the `sqlite3.Connection` itself, which SQLite's incremental blob I/O (`blobopen`) needs.
 `run_with_sqlite` queues `fn(sqlite3.Connection)` with the private `Connection._execute` and reads the
-private `_conn` there. Used by models/raw_store.py: a big mail is written into a `zeroblob` in 1 MB
+private `_conn` there. Used by models/store/raw_store.py: a big mail is written into a `zeroblob` in 1 MB
 chunks, so SQLite does not copy it twice more (+2x the mail's size in RSS; docs/benchmarks.md, raw mail
 store). When an attribute is missing it returns None and the caller inserts normally (memory, not mail).
 Checked by tests/test_compat.py (the installed version and the source of each attribute relied on) and
