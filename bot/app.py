@@ -50,6 +50,7 @@ from mail.intake import MailWatcher
 from mail.processor import MailProcessor, ParsePool
 from mail.send import EmailSender, SmtpConfig
 from mail.stored import stored_mail_parser
+from models import metrics_port
 from models.aio import raise_if_cancelling
 from models.analysed import parse_and_analyse
 from models.clock import utcnow
@@ -59,7 +60,7 @@ from models.effects import Effects
 from models.ingest import Ingest
 from models.sla import SlaConfig, SlaService
 from models.sla_rules import parse_thresholds
-from models.store import db, metrics_port
+from models.store import db
 from models.store.leases import LeaseManager, run_with_lease, unique_holder
 
 log = logging.getLogger(__name__)
