@@ -192,3 +192,55 @@ async def test_search_in_the_staff_chat_answers_members_only_and_the_button_open
         assert usage["text"].startswith("Использование: /search текст")
         bot_messages = [m for m in desk.fake.messages(STAFF_CHAT)[before:] if m["from"]["id"] == desk.fake.bot_id]
         assert bot_messages == [usage]  # nothing for Mallory's search
+
+
+async def test_each_search_is_planned_for_its_own_words_and_stays_right_past_the_generic_plan_switch(
+    db: str, monkeypatch
+) -> None:
+    """PostgreSQL may give a prepared statement a generic plan after five runs; each search runs in a
+    transaction that forbids it (`SET LOCAL`, gone after it). Twelve runs of each query give the same hits."""
+    import models.search as search
+
+    await romashka()
+    async with Desk.open() as desk:
+        common = [await desk.deliver(make_email(subject=f"Касса {n}", body="Касса не печатает чеки."),
+                                     internal_date=DAY + timedelta(hours=n)) for n in range(12)]
+        rare = await desk.deliver(make_email(subject="Фискальный накопитель", body="Заменили фискальный накопитель."),
+                                  internal_date=DAY - timedelta(days=30))
+    settings: list[str] = []
+    original = search._matching_ticket_ids
+
+    async def watched(query, limit, conn, index):  # type: ignore[no-untyped-def]
+        if conn.capabilities.dialect == "postgres":
+            _, rows = await conn.execute_query("SHOW plan_cache_mode")
+            settings.append(rows[0][0])
+        return await original(query, limit, conn, index)
+
+    monkeypatch.setattr(search, "_matching_ticket_ids", watched)
+    for _ in range(12):
+        assert await found("касса чеки") == [t.id for t in reversed(common)][:10]
+        assert await found("накопитель") == [rare.id]
+        assert await found("накопитель касса") == []
+    if db.startswith("postgres"):
+        assert settings == ["force_custom_plan"] * 36
+        _, rows = await get_connection("default").execute_query("SHOW plan_cache_mode")
+        assert rows[0][0] == "auto"  # the setting ended with the search's transaction
+
+
+async def test_migration_0006_adds_the_arrival_index_on_postgresql(database_url: str) -> None:
+    await migrate(config=database.tortoise_config(database_url), target="models.0005_email_drafts")
+    try:
+        conn = get_connection("default")
+        postgres = conn.capabilities.dialect == "postgres"
+        await database.close_db()
+        assert "models.0006_search_arrival" in await database.apply_migrations(database_url)
+        conn = get_connection("default")
+        if postgres:
+            _, rows = await conn.execute_query(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'search_doc' AND indexname = 'search_doc_arrival'")
+            assert len(rows) == 1 and "arrived_at DESC, ticket_id DESC" in rows[0][0]
+        else:
+            _, rows = await conn.execute_query("SELECT name FROM sqlite_master WHERE name = 'search_doc_arrival'")
+            assert list(rows) == []  # SQLite's FTS5 rowid is the arrival order already
+    finally:
+        await database.close_db()
