@@ -19,16 +19,13 @@ name). The filters `client:NAME`, `status:open|closed|refused` and a month `2026
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from models.search_terms import INDEX_CHARS, Term, hit_count, index_terms, query_terms, snippet
 from models.statuses import MessageDirection, TicketStatus
@@ -149,9 +146,6 @@ class SearchIndex(Protocol):
         """A condition on `ticket t` and its parameters: its words say every one of `terms` (`text`: their
         `text_query`), for a plan driven by `ticket`, one look at each candidate ticket's row."""
 
-    def planned(self, conn: BaseDBAsyncClient) -> AbstractAsyncContextManager[BaseDBAsyncClient]:
-        """The connection one search's statements run on, planned for their own parameters."""
-
 
 class SqliteSearchIndex:
     """FTS5 `search_fts`: one row per ticket (rowid `_SQLITE_KEY`) holding the terms of all its indexed
@@ -218,11 +212,6 @@ class SqliteSearchIndex:
         return (f"EXISTS (SELECT 1 FROM search_fts WHERE rowid = {_sqlite_key('t.')} AND {found})",
                 [f" {term.key} " for term in terms])
 
-    @contextlib.asynccontextmanager
-    async def planned(self, conn: BaseDBAsyncClient) -> AsyncIterator[BaseDBAsyncClient]:
-        """SQLite plans each statement as it runs it: the connection as it is."""
-        yield conn
-
 
 class PostgresSearchIndex:
     """`search_doc`: one row per ticket (its id and arrival) with the stripped `tsvector` of all its indexed
@@ -266,17 +255,6 @@ class PostgresSearchIndex:
     def says_sql(self, terms: Sequence[Term], text: tuple[Any, ...]) -> tuple[str, list[Any]]:
         return (f"EXISTS (SELECT 1 FROM search_doc d WHERE d.ticket_id = t.id AND d.tsv @@ ({_pg_tsquery(len(text))}))",
                 list(text))
-
-    @contextlib.asynccontextmanager
-    async def planned(self, conn: BaseDBAsyncClient) -> AsyncIterator[BaseDBAsyncClient]:
-        """A transaction whose statements are planned for their own words. asyncpg prepares each statement,
-        and after five runs PostgreSQL may switch it to a generic plan that cannot see the words: for the
-        newest-first statement that plan walks the arrival index (migration 0006) for a rare word too,
-        where the GIN index would answer at once. `SET LOCAL` ends with the transaction."""
-        async with in_transaction():
-            current = current_connection()
-            await current.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
-            yield current
 
 
 def _pg_tsquery(params: int) -> str:
@@ -403,12 +381,6 @@ async def matching_ticket_ids(query: SearchQuery, limit: int, conn: BaseDBAsyncC
     naming the ticket's client needs not be in its words. Both sets together, newest first."""
     conn = conn or Ticket._meta.db
     index = search_index(conn)
-    async with index.planned(conn) as planned:
-        return await _matching_ticket_ids(query, limit, planned, index)
-
-
-async def _matching_ticket_ids(query: SearchQuery, limit: int, conn: BaseDBAsyncClient, index: SearchIndex,
-                               ) -> list[int]:
     where, params = _filters(conn, query)
     if not query.terms:
         return await _from_tickets(conn, where, params, limit)
