@@ -82,6 +82,12 @@ class ScopeBook:
     service_pairs: frozenset[tuple[str, str]]
     not_service_after: frozenset[str]
     window: int
+    # The service cues that name us ("ваш", "Storeolis"); the others are nouns ("обновление", "платформа")
+    # that point to us only when they do not govern a subject: "после обновления Windows" is Windows'.
+    service_names: frozenset[str] = frozenset()
+    order: frozenset[str] = frozenset()  # "у вас заказать макет": asking whether we sell the work
+    quantity: frozenset[str] = frozenset()  # "сделайте пару баннеров": the artefact in the genitive
+    plain_starts: frozenset[str] = frozenset()  # first lemmas of the plain subjects
     # Quick tests on a text's set of lemmas, so most requests skip the full scan (see `_worth_scanning`).
     plain_firsts: frozenset[str] = frozenset()
     owned_firsts: frozenset[str] = frozenset()
@@ -150,7 +156,10 @@ def load_scope_book(config: PolicyConfig) -> ScopeBook:
         work=lemset("work"), create=lemset("create"), need=lemset("need"), ask=lemset("ask"), ask_weak=lemset("ask_weak"), problem=lemset("problem"),
         owner=lemset("owner"), owner_pairs=pairs("owner_pairs"), service=lemset("service"),
         service_pairs=pairs("service_pairs"), not_service_after=lemset("not_service_after"),
-        window=int(data.get("window", 6)), plain_firsts=plain, owned_firsts=owned, enablers=enablers)
+        window=int(data.get("window", 6)), service_names=lemset("service_names"), order=lemset("order"),
+        quantity=lemset("quantity"),
+        plain_starts=frozenset(f for f, entries in subjects.items() if any(not e[2] for e in entries)),
+        plain_firsts=plain, owned_firsts=owned, enablers=enablers)
 
 
 class _Word:
@@ -213,6 +222,7 @@ class _Scan:
                  for i, w in enumerate(self.words)]
         service = [(w.lemma in book.service or (i > 0 and (lemmas[i - 1], w.lemma) in book.service_pairs))
                    and (i + 1 == len(lemmas) or lemmas[i + 1] not in book.not_service_after)
+                   and not self._governs_subject(i, lemmas) and not self._orders_from_us(i, lemmas)
                    for i, w in enumerate(self.words)]
         self.tables = {"owner": _cue_tables(self.words, owner), "service": _cue_tables(self.words, service)}
         # Asks count anywhere in the request; question words only in their own sentence.
@@ -220,6 +230,22 @@ class _Scan:
                           if w.lemma in book.ask or (w.lemma in book.work and _asking_form(w.text))]
         self.weak_sentences = {w.sentence: w for w in self.words if w.lemma in book.ask_weak}
         self.problem = any(lem in book.problem for lem in lemmas)
+
+    def _governs_subject(self, i: int, lemmas: list[str]) -> bool:
+        """A service noun followed by a subject names the subject's thing, not ours: "обновление Windows",
+        "платформа Tilda", "справка Битрикса". A name of us ("ваш", "Storeolis") never does."""
+        book = self.book
+        if lemmas[i] in book.service_names or i + 1 >= len(lemmas):
+            return False
+        nxt = self.words[i + 1]
+        return nxt.sentence == self.words[i].sentence and (
+            nxt.lemma in book.plain_starts or any(p in book.plain_starts for p in nxt.parts))
+
+    def _orders_from_us(self, i: int, lemmas: list[str]) -> bool:
+        """"у вас заказать макет", "можно ли у вас купить": the client asks whether we sell the work, so "у
+        вас" does not make the subject ours."""
+        return i > 0 and (lemmas[i - 1], lemmas[i]) in self.book.service_pairs and any(
+            lem in self.book.order for lem in lemmas[i + 1 : i + 3])
 
     def weak_ask(self, sentence: int) -> str | None:
         # A bare question mark asks nothing by itself: "Ноутбук б/у принимается на трейд-ин?".
@@ -230,9 +256,13 @@ class _Scan:
         or what is needed ("нужны продающие тексты")?"""
         words, book = self.words, self.book
         before = [w for w in words[max(0, i - 3) : i] if w.sentence == words[i].sentence]
-        if any(w.lemma in book.need for w in before) and _can_be(words[i].text, "nomn"):
+        # After a quantity ("пару баннеров", "5 иконок", "несколько текстов") the artefact is in the genitive.
+        counted = bool(before) and (before[-1].lemma in book.quantity or before[-1].text.isdigit())
+        if any(w.lemma in book.need for w in before) and (
+            _can_be(words[i].text, "nomn") or counted and _can_be(words[i].text, "gent")):
             return True
-        return _can_be(words[i].text, "accs") and any(w.lemma in book.create and _asking_form(w.text) for w in before)
+        case_fits = _can_be(words[i].text, "accs") or counted and _can_be(words[i].text, "gent")
+        return case_fits and any(w.lemma in book.create and _asking_form(w.text) for w in before)
 
     def subjects(self) -> Iterable[tuple[int, int, str, bool]]:
         """(first word, last word, topic, owned_only) of every subject mention."""

@@ -11,7 +11,8 @@ find the earlier request.
   on, and trailing lines that read as a signature without one (a job title or department, a company form,
   contacts, the names beside them);
 - the header lines of a quoted or forwarded mail ("От:", "Sent:"), and phones, e-mails, links and dates.
-A negation ("не", "нет") counts only beside another meaningful word: "не работает оплата" is a task,
+The subject of a reply or a forward ("Re: ...", "Fwd: ...") is the earlier mail's: it counts only when
+the new text has no word at all. A negation ("не", "нет") counts only beside another meaningful word: "не работает оплата" is a task,
 "ответа до сих пор нет" is not. A number of three digits or more left over (an order, an error code)
 counts as a word: "API отдаёт 401" is a task.
 """
@@ -57,6 +58,9 @@ _CYRILLIC = re.compile("[а-яё]")
 _SENTENCE_END = re.compile(r"[.?!]\s*$")
 _MAX_SIGNATURE_LINE = 120
 _TAIL_LINES = 8  # a signature without a sign-off is looked for in the last lines only
+# "Re:", "Fwd:", "Отв:", "Пересл:" (repeated, with a counter such as "Re[2]:"): the subject of an earlier mail.
+_REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|отв|ответ|пересл)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+",
+                            re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -370,7 +374,11 @@ class UnclearRule(Rule):
         msg = message
         own_name = set(lemmas_of(msg.from_name)) | set(lemmas_of(msg.from_address.split("@", 1)[0]))
         acc = _Count()
-        _count(msg.subject, lex, own_name, acc)
+        # A reply's or a forward's subject names the earlier mail's task, not this one's: "Re: не работает
+        # магазин" over "жду." is a nudge. It counts only when the new text has no word at all (a client
+        # who wrote the task in the subject of a reply).
+        if not (_REPLY_SUBJECT.match(msg.subject) and _WORD.search(msg.new_text)):
+            _count(msg.subject, lex, own_name, acc)
         if acc.total < lex.min_words:
             _count_body(msg.new_text, lex, own_name, acc)
         meaningful = [w for w in acc.words if w not in lex.negation or acc.total]
