@@ -107,3 +107,29 @@ async def test_generic_words_of_our_service_need_an_owner_or_a_request_to_make_t
                         ("Нужны продающие тексты для карточек на Ozon, 50 штук.", "content")):
         v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
         assert finding(v, "out_of_scope").evidence["topic"] == topic, text
+
+
+async def test_a_service_noun_that_governs_a_subject_names_the_subjects_thing_not_ours(db):
+    await make_client()
+    # "обновление" and "справка" point to us alone ("после вашего обновления"), not when they are Windows' or Bitrix's.
+    for text, topic in (("После обновления Windows не печатает принтер, помогите настроить.", "office_it"),
+                        ("По справке Битрикса не получается поставить плагин, настройте его нам.", "cms")):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert finding(v, "out_of_scope").evidence["topic"] == topic, text
+    for text in ("После вашего обновления не открывается кабинет, помогите.",
+                 "После обновления платформы Storeolis пропали фильтры каталога, поправьте."):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert "out_of_scope" not in codes(v), text
+
+
+async def test_asking_to_order_work_from_us_is_out_of_scope_and_a_quantity_takes_the_genitive(db):
+    await make_client()
+    for text, topic in (("А можно у вас заказать дизайн логотипа для магазина?", "design"),
+                        ("Нарисуйте нам 4 иконки для разделов меню.", "design"),
+                        ("Напишите несколько описаний для новых товаров.", "content")):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert finding(v, "out_of_scope").evidence["topic"] == topic, text
+    for text in ("Можно ли у вас заказать SSL-сертификат для магазина?",
+                 "У вас в кабинете несколько описаний тарифа расходятся, поправьте."):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert "out_of_scope" not in codes(v), text

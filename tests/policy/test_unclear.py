@@ -140,3 +140,14 @@ async def test_the_card_names_the_nudge_words_in_its_language(db):
     assert evidence_text(f, "en") == "a nudge with no new task: «Напоминаю», «письме», «жду», «ответа»"
     v = await verdict_of(make_message(subject="", new_text="+7 (903) 111-22-33", from_name=""), UnclearRule)
     assert evidence_text(finding(v, "unclear").to_json(), "ru") == "только подпись или контакты"
+
+
+async def test_a_replys_subject_is_the_earlier_mails_task_not_this_ones(db):
+    await make_client()
+    for subject, text in (("Re: не приходят уведомления о заказах", "Ждём."),
+                          ("RE[2]: счёт за декабрь", "см. ниже"),
+                          ("Fwd: выгрузка на Ozon", "FYI")):
+        assert await _unclear(subject, text), (subject, text)
+    # The task in the new text counts as always, and a reply with an empty body keeps its subject's task.
+    assert not await _unclear("Re: счёт", "Пришлите счёт на оплату тарифа.")
+    assert not await _unclear("Re: сбросьте пароль от кабинета", "")
