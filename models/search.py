@@ -263,14 +263,17 @@ def _pg_tsquery(params: int) -> str:
     return " && ".join("plainto_tsquery('russian', ?)" for _ in range(params))
 
 
-# PostgreSQL's parser reads "<...>" as an HTML tag and drops it, with the text of a <script> or <style>
-# element: a client's "<script>покупателю</script>" is still words to find.
-_NO_TAGS = str.maketrans("<>", "  ")
+def _no_tags(text: str) -> str:
+    """PostgreSQL's parser reads "<...>" as an HTML tag and drops it, with the text of a <script> or <style>
+    element: a client's "<script>покупателю</script>" is still words to find, so the brackets become spaces.
+    Two `str.replace` calls, not `str.translate`: translate looks every character up in a dict (about 5 ms
+    for 64 K characters of Cyrillic, in the main process, per message); replace scans with memchr (0.04 ms)."""
+    return text.replace("<", " ").replace(">", " ")
 
 
 def pg_text(texts: Sequence[str]) -> str:
     """The text PostgreSQL indexes for one message; an address also under its domain ("romashka.ru")."""
-    parts = [t[:INDEX_CHARS].translate(_NO_TAGS) for t in texts if t]
+    parts = [_no_tags(t[:INDEX_CHARS]) for t in texts if t]
     parts.extend(t.rsplit("@", 1)[1] for t in texts if "@" in t and " " not in t.strip())
     return "\n".join(parts)
 
