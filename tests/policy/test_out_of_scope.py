@@ -133,3 +133,35 @@ async def test_asking_to_order_work_from_us_is_out_of_scope_and_a_quantity_takes
                  "У вас в кабинете несколько описаний тарифа расходятся, поправьте."):
         v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
         assert "out_of_scope" not in codes(v), text
+
+
+async def test_literals_and_the_signature_are_not_the_clients_words(db):
+    await make_client()
+    for subject, text in (
+        ("", 'Вызов GET /api/v2/products возвращает {"error": "NullPointerException"}, в трассировке '
+             "ProductMapper.java. Можете посмотреть?"),
+        ("", "В вашем конструкторе кнопка «Оплатить картой» выдаёт «script error», помогите."),
+        ("", "Подскажите, почему в вашем кабинете не открывается отчёт по заказам?\n\nС уважением,\n"
+             "программист 1С\nООО «Ромашка»"),
+        # The subject line names what the body says is ours.
+        ("Обмен с 1С остановился", "Ваш модуль обмена с 1С со вчера не выгружает остатки, помогите."),
+    ):
+        v = await verdict_of(make_message(subject=subject, new_text=text), OutOfScopeRule)
+        assert "out_of_scope" not in codes(v), text
+    # A quoted single word is the client naming a thing; a dotted name that starts with a subject stays.
+    for text, topic in (("Хотим перенести наш сайт на «Тильду», поможете?", "cms"),
+                        ("Нужна консультация: как настроить Node.js на нашем VPS?", "code")):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert finding(v, "out_of_scope").evidence["topic"] in {topic, "hosting"}, text
+
+
+async def test_two_word_asks(db):
+    await make_client()
+    for text, topic in (("Стоит ли нам переходить с Битрикса на WordPress?", "cms"),
+                        ("В Outlook на нашем компьютере не приходят письма, что делать?", "mail_client")):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert finding(v, "out_of_scope").evidence["topic"] == topic, text
+    # Alone, "стоит" is "is set", not an ask.
+    v = await verdict_of(make_message(new_text="В нашем обмене с 1С стоит интервал 15 минут, а остатки "
+                                                "приходят раз в сутки."), OutOfScopeRule)
+    assert "out_of_scope" not in codes(v)

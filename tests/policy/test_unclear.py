@@ -151,3 +151,24 @@ async def test_a_replys_subject_is_the_earlier_mails_task_not_this_ones(db):
     # The task in the new text counts as always, and a reply with an empty body keeps its subject's task.
     assert not await _unclear("Re: счёт", "Пришлите счёт на оплату тарифа.")
     assert not await _unclear("Re: сбросьте пароль от кабинета", "")
+
+
+async def test_a_negation_counts_beside_a_meaningful_word_only(db):
+    await make_client()
+    assert await _unclear("", "Пишу третий раз. Ни одного ответа.")
+    assert not await _unclear("", "Оплату не получили.")
+
+
+async def test_a_replys_quote_is_the_earlier_mail_and_a_forward_is_not(db):
+    await make_client()
+    assert await _unclear("", "Ну что?\n\n-----Original Message-----\nFrom: support@storeolis.ru\n"
+                              "Передали вопрос специалистам, ожидайте.")
+    assert await _unclear("", "Есть новости?\n> Ваше обращение зарегистрировано, специалист ответит.")
+    assert not await _unclear("", "FYI\n\n---------- Forwarded message ----------\nFrom: buh@romashka.ru\n"
+                                  "Не пришёл акт за октябрь, пришлите.")
+
+
+async def test_a_body_of_company_requisites_is_a_signature(db):
+    await make_client()
+    assert await _unclear("", "ООО «Вектор»\nИНН 7701234567\nКПП 770101001\nОГРН 1027700132195",
+                          from_name="", from_address="info@vektor.ru")

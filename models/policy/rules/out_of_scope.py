@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
 from models.policy.lemmas import PhraseHit, PhraseMatcher, analyzer, lemma
+from models.policy.rules.unclear import load_unclear_lexicon, without_signature
 
 if TYPE_CHECKING:
     from models.inbound import InboundMessage
@@ -44,6 +45,38 @@ _SENTENCE_END = frozenset(".!?\n;")
 _CYRILLIC = re.compile("[а-яё]")
 _MAX_SUBJECT_WORDS = 4
 _MAX_MATCHES = 20  # evidence per group: enough for a card, bounded for a pathological mail
+# Literals in a request are data the client quotes, not the client's words: links, paths and HTTP calls
+# ("GET /api/v2/orders"), dotted names ("offers.xml", "ProductService.java", "order.paid"), JSON, and a
+# quoted text of two words or more (an error message «script error», a button «Купить в один клик»). A
+# quoted single word stays: «Тильда» is the client naming a CMS.
+_LITERALS = re.compile(
+    r"(?:https?://|www\.)\S+"
+    r"|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\b(?=\s+/)"
+    r"|(?<![\w/])/[\w.-]+(?:/[\w.?=&%:-]*)+"
+    r"|\b[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+(?:\([^()\n]{0,200}\))?"
+    r"|\{[^{}\n]{0,500}\}"
+)
+_QUOTED = re.compile(r"«[^«»\n]{1,200}»|\"[^\"\n]{1,200}\"|“[^“”\n]{1,200}”|(?<!\w)'[^'\n]{1,200}'(?!\w)")
+
+
+def _blank_quoted(m: re.Match[str]) -> str:
+    return " " * len(m.group()) if len(_TOKEN.findall(m.group())) >= 2 else m.group()
+
+
+def _without_literals(text: str, subjects: Mapping[str, object]) -> str:
+    """`text` with its literals blanked to spaces of the same length (offsets stay valid for the evidence).
+    A dotted name stays when it names our service ("help.storeolis.ru") or starts with a subject ("Node.js",
+    "mail.ru"): it is then the client's word for the thing, not a file or a field."""
+    if not text:
+        return text
+
+    def blank(m: re.Match[str]) -> str:
+        found = m.group()
+        if "storeolis" in found.casefold() or lemma(re.split(r"[.\s]", found, maxsplit=1)[0]) in subjects:
+            return found
+        return " " * len(found)
+
+    return _QUOTED.sub(_blank_quoted, _LITERALS.sub(blank, text))
 
 
 @dataclass(frozen=True)
@@ -85,7 +118,8 @@ class ScopeBook:
     # The service cues that name us ("ваш", "Storeolis"); the others are nouns ("обновление", "платформа")
     # that point to us only when they do not govern a subject: "после обновления Windows" is Windows'.
     service_names: frozenset[str] = frozenset()
-    order: frozenset[str] = frozenset()  # "у вас заказать макет": asking whether we sell the work
+    order: frozenset[str] = frozenset()
+    ask_pairs: frozenset[tuple[str, str]] = frozenset()  # two-word asks: "стоит ли"  # "у вас заказать макет": asking whether we sell the work
     quantity: frozenset[str] = frozenset()  # "сделайте пару баннеров": the artefact in the genitive
     plain_starts: frozenset[str] = frozenset()  # first lemmas of the plain subjects
     # Quick tests on a text's set of lemmas, so most requests skip the full scan (see `_worth_scanning`).
@@ -157,7 +191,7 @@ def load_scope_book(config: PolicyConfig) -> ScopeBook:
         owner=lemset("owner"), owner_pairs=pairs("owner_pairs"), service=lemset("service"),
         service_pairs=pairs("service_pairs"), not_service_after=lemset("not_service_after"),
         window=int(data.get("window", 6)), service_names=lemset("service_names"), order=lemset("order"),
-        quantity=lemset("quantity"),
+        quantity=lemset("quantity"), ask_pairs=pairs("ask_pairs"),
         plain_starts=frozenset(f for f, entries in subjects.items() if any(not e[2] for e in entries)),
         plain_firsts=plain, owned_firsts=owned, enablers=enablers)
 
@@ -226,8 +260,9 @@ class _Scan:
                    for i, w in enumerate(self.words)]
         self.tables = {"owner": _cue_tables(self.words, owner), "service": _cue_tables(self.words, service)}
         # Asks count anywhere in the request; question words only in their own sentence.
-        self.ask_words = [w for w in self.words
-                          if w.lemma in book.ask or (w.lemma in book.work and _asking_form(w.text))]
+        self.ask_words = [w for k, w in enumerate(self.words)
+                          if w.lemma in book.ask or (w.lemma in book.work and _asking_form(w.text))
+                          or k + 1 < len(lemmas) and (w.lemma, lemmas[k + 1]) in book.ask_pairs]
         self.weak_sentences = {w.sentence: w for w in self.words if w.lemma in book.ask_weak}
         self.problem = any(lem in book.problem for lem in lemmas)
 
@@ -247,6 +282,12 @@ class _Scan:
         return i > 0 and (lemmas[i - 1], lemmas[i]) in self.book.service_pairs and any(
             lem in self.book.order for lem in lemmas[i + 1 : i + 3])
 
+    def served(self, i: int, j: int) -> bool:
+        """Is the subject [i, j] tied to our service: a service cue nearer to it than any ownership cue?"""
+        service = self.distance(self.nearest("service", i, j), i, j)
+        owner = self.distance(self.nearest("owner", i, j), i, j)
+        return service is not None and (owner is None or service < owner)
+
     def weak_ask(self, sentence: int) -> str | None:
         # A bare question mark asks nothing by itself: "Ноутбук б/у принимается на трейд-ин?".
         return self.weak_sentences[sentence].text if sentence in self.weak_sentences else None
@@ -255,7 +296,8 @@ class _Scan:
         """Is word i what an ask wants made: the object of a verb that makes something ("сделайте баннеры"),
         or what is needed ("нужны продающие тексты")?"""
         words, book = self.words, self.book
-        before = [w for w in words[max(0, i - 3) : i] if w.sentence == words[i].sentence]
+        # Four words back: "сделайте нам, пожалуйста, красивую шапку".
+        before = [w for w in words[max(0, i - 4) : i] if w.sentence == words[i].sentence]
         # After a quantity ("пару баннеров", "5 иконок", "несколько текстов") the artefact is in the genitive.
         counted = bool(before) and (before[-1].lemma in book.quantity or before[-1].text.isdigit())
         if any(w.lemma in book.need for w in before) and (
@@ -343,6 +385,7 @@ def _worth_scanning(book: ScopeBook, subject: str, body: str) -> bool:
 def analyse_scope(book: ScopeBook, subject: str, body: str) -> dict[str, dict[str, Any]]:
     """Group name -> {"topic", "matches", "ask", "owner"} for the groups the request falls into."""
     result: dict[str, dict[str, Any]] = {}
+    subject, body = _without_literals(subject, book.subjects), _without_literals(body, book.subjects)
     for where, text in (("subject", subject), ("body", body)):
         for h in book.matcher.find(text):
             entry = result.setdefault(h.key, {"topic": None, "matches": [], "ask": None, "owner": None})
@@ -354,16 +397,19 @@ def analyse_scope(book: ScopeBook, subject: str, body: str) -> dict[str, dict[st
     strong = next((w.text for s in scans for w in s.ask_words), None)
     # Only question words and a breakage ("почему перестал показываться ...?"): a problem report.
     reports_problem = strong is None and any(s.problem for s in scans)
+    # A subject the body ties to our service ("ваш модуль обмена с 1С") is ours in the subject line too
+    # ("Ошибка при обмене с 1С"): the subject line is a headline, the body says whose the thing is.
+    served = {scans[1].words[i].lemma for i, j, _, _ in scans[1].subjects() if scans[1].served(i, j)}
     for scan in scans:
         for i, j, topic_name, owned_only in scan.subjects():
             ask = strong or (None if reports_problem else scan.weak_ask(scan.words[i].sentence))
             if ask is None:
                 continue
             owner_at = scan.nearest("owner", i, j)
-            owner, service = scan.distance(owner_at, i, j), scan.distance(scan.nearest("service", i, j), i, j)
+            owner = scan.distance(owner_at, i, j)
             if owned_only and owner is None and not scan.made(i):
                 continue
-            if service is not None and (owner is None or service < owner):
+            if scan.served(i, j) or scan is scans[0] and owner is None and scan.words[i].lemma in served:
                 continue  # "ваш API", "в вашем кабинете": a report about our service
             topic = book.topics[topic_name]
             entry = result.setdefault(topic.group, {"topic": None, "matches": [], "ask": None, "owner": None})
@@ -397,7 +443,8 @@ class OutOfScopeRule(Rule):
     loaders = (load_scope_topics,)
 
     def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, dict[str, Any]]:
-        return analyse_scope(data.get(load_scope_book), message.subject, message.new_text)
+        body = without_signature(message.new_text, data.get(load_unclear_lexicon))
+        return analyse_scope(data.get(load_scope_book), message.subject, body)
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         groups, topics = ctx.data.get(load_scope_topics)

@@ -11,7 +11,8 @@ find the earlier request.
   on, and trailing lines that read as a signature without one (a job title or department, a company form,
   contacts, the names beside them);
 - the header lines of a quoted or forwarded mail ("От:", "Sent:"), and phones, e-mails, links and dates.
-The subject of a reply or a forward ("Re: ...", "Fwd: ...") is the earlier mail's: it counts only when
+The quote of a reply (lines starting with ">", and everything after "-----Original Message-----" or "...
+написал:") is the earlier mail's. The subject of a reply or a forward ("Re: ...", "Fwd: ...") is the earlier mail's: it counts only when
 the new text has no word at all. A negation ("не", "нет") counts only beside another meaningful word: "не работает оплата" is a task,
 "ответа до сих пор нет" is not. A number of three digits or more left over (an order, an error code)
 counts as a word: "API отдаёт 401" is a task.
@@ -85,6 +86,14 @@ _SEPARATOR = re.compile(
     r"^[ \t>]*(?:-{3,}|_{3,}).*(?:original message|forwarded message|пересылаемое сообщение|"
     r"исходное сообщение|переслано)|^[ \t>]*(?:on .{4,80} wrote|.{4,80}(?:написал|написала|пишет)\(?а?\)?)"
     r"[ \t]*:[ \t]*$", re.IGNORECASE)
+
+
+# The separator of a reply's quote ("-----Original Message-----", "On ... wrote:", "... написал:"): what
+# follows is the earlier mail, not this one's words. A forward's separator is not one: the forwarded
+# mail is what the client sends us.
+_REPLY_SEPARATOR = re.compile(
+    r"^[ \t>]*(?:(?:-{3,}|_{3,})[^\n]*(?:original message|исходное сообщение)[^\n]*|on .{4,80} wrote[ \t]*:[ \t]*|"
+    r".{4,80}(?:написал|написала|пишет)\(?а?\)?[ \t]*:[ \t]*)$", re.IGNORECASE | re.MULTILINE)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -308,6 +317,15 @@ def _phrase_end(words: _Words, i: int, lex: UnclearLexicon) -> int | None:
     return None
 
 
+def _meaningful(words: _Words, i: int, lex: UnclearLexicon, own_name: set[str]) -> bool:
+    """Is token i a word that carries a task by itself (not empty, weak, a negation or a name)?"""
+    if i < 0 or not words.has(i):
+        return False
+    lem = words.lemmas[i]
+    return not (lem in lex.empty or lem in lex.weak or lem in lex.negation or lem in own_name or len(lem) < 2
+                or _is_name(words.tokens[i]))
+
+
 def _count(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> None:
     """Add the meaningful words of `text` to `acc`, stopping once there are enough."""
     words = _Words(text)
@@ -327,24 +345,45 @@ def _count(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> N
             if lem in lex.nudge:
                 acc.nudge.append(tok)
             continue
+        elif lem in lex.negation:
+            # Beside a meaningful word only: "не работает", "оплату не получили"; not "Ни одного ответа".
+            if not (_meaningful(words, i - 2, lex, own_name) or _meaningful(words, i, lex, own_name)):
+                continue
+            acc.words.append(lem)
+            acc.negations += 1
         else:
             acc.words.append(lem)
-            if lem in lex.negation:
-                acc.negations += 1
-            elif not acc.anchored:
+            if not acc.anchored:
                 acc.anchored = _is_anchor(tok)
         if acc.total >= lex.min_words:
             return
     acc.words += _NUMBER.findall(text)[: lex.min_words]
 
 
+def without_signature(text: str, lex: UnclearLexicon) -> str:
+    """`text` up to its signature block: a sign-off line ("С уважением", "--", "Sent from ...") or trailing
+    lines that read as a signature (title, company, contacts). Offsets into the result are offsets into
+    `text`. The out-of-scope rule uses it too: "программист 1С, ООО «ОптТорг»" under a request is a job
+    title, not a subject."""
+    m = lex.signature_start.search(text)
+    if m is not None:
+        text = text[: m.start()]
+    lines = text.split("\n")
+    cut = _signature_tail(lines, lex)
+    return "\n".join(lines[:-cut]) if cut else text
+
+
 def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> None:
     """Count the new text line by line, without the signature block, quoted headers and contacts. The
     last lines are read as a possible signature only when the lines above them did not say enough."""
+    reply = _REPLY_SEPARATOR.search(text)
+    if reply is not None:
+        text = text[: reply.start()]
     m = lex.signature_start.search(text)
     if m is not None:
         text, acc.signature = text[: m.start()], True
-    lines = text.split("\n")
+    # Quoted lines ("> ...") are the earlier mail's words.
+    lines = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
     head, tail = lines[:-_TAIL_LINES], lines[-_TAIL_LINES:]
     for part in (head, tail):
         if part is tail:
