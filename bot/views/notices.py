@@ -20,6 +20,7 @@ def email_failure_text(error: str | None, lang: str, limit: int) -> str:
         return t(f"msg.email_reason.{reason}", lang, detail=detail)
     return short(error or "?", limit)
 
+
 class Notices(Keyboards):
     async def followup_text(self, ticket_id: int, message_id: int, note: str = "") -> str:
         message = await Message.get(id=message_id)

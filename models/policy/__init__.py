@@ -84,6 +84,13 @@ def suggest(findings: list[Finding]) -> tuple[Suggestion, str | None]:
     return "accept", None
 
 
+async def _read_ahead(ctx: PolicyContext, req: PolicyRequest, given: PolicyRepository | None) -> None:
+    """The client is known: what the later rules read, in one statement. A group's lookups (`given`) have
+    read it for the whole group already."""
+    if given is None:
+        ctx.repository = await prefetch(ctx.repository, req, ctx)
+
+
 class PolicyEngine:
     """Runs the chain. Data files are loaded once here, not per request."""
 
@@ -132,15 +139,12 @@ class PolicyEngine:
                 findings += await identified
             finally:
                 identified.cancel()  # a no-op once done; else (the analysis failed) no task outlives us
-            if repository is None:
-                ctx.repository = await prefetch(ctx.repository, req, ctx)
+            await _read_ahead(ctx, req, repository)
             rules = rules[1:]
         for rule in rules:
             findings += await rule.check(req, ctx)
-            if repository is None and isinstance(rule, IdentificationRule):
-                # The client is known: what the later rules read, in one statement (a group's lookups
-                # have read it for the whole group already).
-                ctx.repository = await prefetch(ctx.repository, req, ctx)
+            if isinstance(rule, IdentificationRule):
+                await _read_ahead(ctx, req, repository)
         suggestion, reason = suggest(findings)
         return Verdict(
             findings=findings, client=ctx.client, candidates=ctx.candidates,
