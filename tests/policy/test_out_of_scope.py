@@ -165,3 +165,20 @@ async def test_two_word_asks(db):
     v = await verdict_of(make_message(new_text="В нашем обмене с 1С стоит интервал 15 минут, а остатки "
                                                 "приходят раз в сутки."), OutOfScopeRule)
     assert "out_of_scope" not in codes(v)
+
+
+async def test_a_subjunctive_asks_and_a_first_person_can_offers(db):
+    await make_client()
+    for text, topic in (("Было бы здорово, если бы вы переделали шапку нашего сайта на WordPress.", "cms"),
+                        ("Хотелось бы, чтобы кто-то настроил нам Outlook на новом ноутбуке.", "mail_client"),
+                        ("Прошу оказать содействие в настройке нашего сервера на Ubuntu.", "hosting")):
+        v = await verdict_of(make_message(new_text=text), OutOfScopeRule)
+        assert finding(v, "out_of_scope").evidence["topic"] == topic, text
+    # "могу" offers: the client can send a photo of the receipt, it asks nothing of the kind.
+    v = await verdict_of(make_message(new_text="Оплатил тариф, а в кабинете «не оплачено». Могу прислать "
+                                                "фото чека и скриншот из Excel."), OutOfScopeRule)
+    assert "out_of_scope" not in codes(v)
+    # A past tense without "бы" reports what happened.
+    v = await verdict_of(make_message(new_text="Ваш сотрудник вчера настроил выгрузку, и наш сайт на "
+                                                "WordPress перестал получать заказы."), OutOfScopeRule)
+    assert "out_of_scope" not in codes(v)

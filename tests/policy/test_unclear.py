@@ -172,3 +172,14 @@ async def test_a_body_of_company_requisites_is_a_signature(db):
     await make_client()
     assert await _unclear("", "ООО «Вектор»\nИНН 7701234567\nКПП 770101001\nОГРН 1027700132195",
                           from_name="", from_address="info@vektor.ru")
+
+
+async def test_counts_of_days_pings_and_disclaimers_state_no_task(db):
+    await make_client()
+    assert await _unclear("", "Прошло уже пять рабочих дней. Сколько ещё ждать?")
+    assert await _unclear("", "пинг по задаче ниже")
+    assert await _unclear("", "Искренне Ваш,\nП. Смирнов\nТорговый дом «Восток»\nг. Казань, ул. Баумана, 12")
+    assert await _unclear("", "Анна Котова\nРуководитель отдела продаж\nООО «Север»\nм. +7 (921) 555-01-02\n\n"
+                              "Это сообщение и любые приложения к нему конфиденциальны.",
+                          from_name="", from_address="a@sever.ru")
+    assert not await _unclear("", "Задача: выгрузить пять товаров на Ozon, они не уходят.")

@@ -49,14 +49,17 @@ _MAX_MATCHES = 20  # evidence per group: enough for a card, bounded for a pathol
 # ("GET /api/v2/orders"), dotted names ("offers.xml", "ProductService.java", "order.paid"), JSON, and a
 # quoted text of two words or more (an error message «script error», a button «Купить в один клик»). A
 # quoted single word stays: «Тильда» is the client naming a CMS.
-_LITERALS = re.compile(
-    r"(?:https?://|www\.)\S+"
-    r"|\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\b(?=\s+/)"
-    r"|(?<![\w/])/[\w.-]+(?:/[\w.?=&%:-]*)+"
-    r"|\b[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+(?:\([^()\n]{0,200}\))?"
-    r"|\{[^{}\n]{0,500}\}"
+# Each kind of literal with the characters it cannot do without: a kind is looked for only when the text
+# has them (`in` is a memchr; one regex of all kinds tried at every position cost ~0.1 ms a request).
+_LITERAL_KINDS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    (("://", "www."), re.compile(r"(?:https?://|www\.)\S+")),
+    (("/",), re.compile(r"\b(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS)\b(?=\s+/)|(?<![\w/])/[\w.-]+(?:/[\w.?=&%:-]*)+")),
+    (("{",), re.compile(r"\{[^{}\n]{0,500}\}")),
 )
-_QUOTED = re.compile(r"«[^«»\n]{1,200}»|\"[^\"\n]{1,200}\"|“[^“”\n]{1,200}”|(?<!\w)'[^'\n]{1,200}'(?!\w)")
+_DOTTED = re.compile(r"\b[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+(?:\([^()\n]{0,200}\))?")
+_DOTTED_HINT = re.compile(r"[A-Za-z_]\.[A-Za-z_]")
+_QUOTED = (("«", re.compile(r"«[^«»\n]{1,200}»")), ('"', re.compile(r'"[^"\n]{1,200}"')),
+           ("“", re.compile(r"“[^“”\n]{1,200}”")), ("'", re.compile(r"(?<!\w)'[^'\n]{1,200}'(?!\w)")))
 
 
 def _blank_quoted(m: re.Match[str]) -> str:
@@ -76,7 +79,15 @@ def _without_literals(text: str, subjects: Mapping[str, object]) -> str:
             return found
         return " " * len(found)
 
-    return _QUOTED.sub(_blank_quoted, _LITERALS.sub(blank, text))
+    for needs, pattern in _LITERAL_KINDS:
+        if any(n in text for n in needs):
+            text = pattern.sub(blank, text)
+    if _DOTTED_HINT.search(text):
+        text = _DOTTED.sub(blank, text)
+    for mark, pattern in _QUOTED:
+        if mark in text:
+            text = pattern.sub(_blank_quoted, text)
+    return text
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,8 @@ class ScopeBook:
     # that point to us only when they do not govern a subject: "после обновления Windows" is Windows'.
     service_names: frozenset[str] = frozenset()
     order: frozenset[str] = frozenset()
-    ask_pairs: frozenset[tuple[str, str]] = frozenset()  # two-word asks: "стоит ли"  # "у вас заказать макет": asking whether we sell the work
+    ask_pairs: frozenset[tuple[str, str]] = frozenset()  # two-word asks: "стоит ли"
+    offer_first_person: frozenset[str] = frozenset()  # ask words that offer in the 1st person: "могу"  # "у вас заказать макет": asking whether we sell the work
     quantity: frozenset[str] = frozenset()  # "сделайте пару баннеров": the artefact in the genitive
     plain_starts: frozenset[str] = frozenset()  # first lemmas of the plain subjects
     # Quick tests on a text's set of lemmas, so most requests skip the full scan (see `_worth_scanning`).
@@ -191,7 +203,7 @@ def load_scope_book(config: PolicyConfig) -> ScopeBook:
         owner=lemset("owner"), owner_pairs=pairs("owner_pairs"), service=lemset("service"),
         service_pairs=pairs("service_pairs"), not_service_after=lemset("not_service_after"),
         window=int(data.get("window", 6)), service_names=lemset("service_names"), order=lemset("order"),
-        quantity=lemset("quantity"), ask_pairs=pairs("ask_pairs"),
+        quantity=lemset("quantity"), ask_pairs=pairs("ask_pairs"), offer_first_person=lemset("offer_first_person"),
         plain_starts=frozenset(f for f, entries in subjects.items() if any(not e[2] for e in entries)),
         plain_firsts=plain, owned_firsts=owned, enablers=enablers)
 
@@ -215,6 +227,20 @@ def _asking_form(word: str) -> bool:
         return True
     tag = analyzer().parse(w)[0].tag
     return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
+
+
+@lru_cache(maxsize=100_000)
+def _past_verb(word: str) -> bool:
+    """A Russian verb in the past tense ("посмотрел", "сделали"): with "бы" before it, a polite ask."""
+    w = word.casefold()
+    return bool(_CYRILLIC.search(w)) and "past" in analyzer().parse(w)[0].tag
+
+
+@lru_cache(maxsize=100_000)
+def _first_person(word: str) -> bool:
+    """"могу", "можем": the client speaks of itself ("могу сфотографировать чек"), it does not ask."""
+    w = word.casefold()
+    return bool(_CYRILLIC.search(w)) and "1per" in analyzer().parse(w)[0].tag
 
 
 @lru_cache(maxsize=100_000)
@@ -260,11 +286,27 @@ class _Scan:
                    for i, w in enumerate(self.words)]
         self.tables = {"owner": _cue_tables(self.words, owner), "service": _cue_tables(self.words, service)}
         # Asks count anywhere in the request; question words only in their own sentence.
-        self.ask_words = [w for k, w in enumerate(self.words)
-                          if w.lemma in book.ask or (w.lemma in book.work and _asking_form(w.text))
-                          or k + 1 < len(lemmas) and (w.lemma, lemmas[k + 1]) in book.ask_pairs]
+        self.ask_words = [w for k, w in enumerate(self.words) if self._asks(k, lemmas)]
         self.weak_sentences = {w.sentence: w for w in self.words if w.lemma in book.ask_weak}
         self.problem = any(lem in book.problem for lem in lemmas)
+
+    def _asks(self, k: int, lemmas: list[str]) -> bool:
+        """Is word k an ask: an ask word (not "могу" without "ли"), a verb of work in an asking form or in
+        the subjunctive ("было бы здорово, если бы вы сделали", "хотелось бы, чтобы вы настроили"), or
+        the first of a two-word ask ("стоит ли")?"""
+        w, book = self.words[k], self.book
+        after = lemmas[k + 1] if k + 1 < len(lemmas) else ""
+        if w.lemma in book.ask:
+            # "могу сфотографировать чек" offers; "могу ли я заказать", "хотим сайт" ask.
+            return w.lemma not in book.offer_first_person or after == "ли" or not _first_person(w.text)
+        if w.lemma in book.work:
+            if _asking_form(w.text):
+                return True
+            if _past_verb(w.text):
+                before = self.words[max(0, k - 6) : k]
+                return any(b.lemma == "бы" and b.sentence == w.sentence for b in before)
+            return False
+        return (w.lemma, after) in book.ask_pairs
 
     def _governs_subject(self, i: int, lemmas: list[str]) -> bool:
         """A service noun followed by a subject names the subject's thing, not ours: "обновление Windows",

@@ -96,6 +96,9 @@ _REPLY_SEPARATOR = re.compile(
     r".{4,80}(?:написал|написала|пишет)\(?а?\)?[ \t]*:[ \t]*)$", re.IGNORECASE | re.MULTILINE)
 
 
+_REPLY_WORDS = ("original message", "исходное сообщение", "wrote", "написал", "пишет")
+
+
 def _read(path: Path) -> dict[str, Any]:
     with path.open("rb") as fh:
         return tomllib.load(fh)
@@ -376,9 +379,12 @@ def without_signature(text: str, lex: UnclearLexicon) -> str:
 def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> None:
     """Count the new text line by line, without the signature block, quoted headers and contacts. The
     last lines are read as a possible signature only when the lines above them did not say enough."""
-    reply = _REPLY_SEPARATOR.search(text)
-    if reply is not None:
-        text = text[: reply.start()]
+    folded = text.casefold()
+    # The separator's regex is tried only when one of its words is there (it costs ~45 us a mail).
+    if any(w in folded for w in _REPLY_WORDS):
+        reply = _REPLY_SEPARATOR.search(text)
+        if reply is not None:
+            text = text[: reply.start()]
     m = lex.signature_start.search(text)
     if m is not None:
         text, acc.signature = text[: m.start()], True
