@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -424,16 +424,27 @@ def _worth_scanning(book: ScopeBook, subject: str, body: str) -> bool:
     return not book.owned_firsts.isdisjoint(present) and not book.enablers.isdisjoint(present)
 
 
-def analyse_scope(book: ScopeBook, subject: str, body: str) -> dict[str, dict[str, Any]]:
-    """Group name -> {"topic", "matches", "ask", "owner"} for the groups the request falls into."""
+def analyse_scope(
+    book: ScopeBook, subject: str, body: str, cut_signature: Callable[[str], str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Group name -> {"topic", "matches", "ask", "owner"} for the groups the request falls into.
+
+    Most requests name no subject that could count (`_worth_scanning` on the text as written): their
+    phrases are matched as written and nothing else is done. The others are read without their literals
+    and without the signature block (`cut_signature`), and then scanned."""
     result: dict[str, dict[str, Any]] = {}
-    subject, body = _without_literals(subject, book.subjects), _without_literals(body, book.subjects)
+    worth = _worth_scanning(book, subject, body)
+    if worth:
+        subject, body = _without_literals(subject, book.subjects), _without_literals(body, book.subjects)
+        if cut_signature is not None:
+            body = cut_signature(body)
+        worth = _worth_scanning(book, subject, body)  # the subject words may have been literals
     for where, text in (("subject", subject), ("body", body)):
         for h in book.matcher.find(text):
             entry = result.setdefault(h.key, {"topic": None, "matches": [], "ask": None, "owner": None})
             if len(entry["matches"]) < _MAX_MATCHES:
                 entry["matches"].append(_phrase_hit(h, where))
-    if not _worth_scanning(book, subject, body):
+    if not worth:
         return result
     scans = [_Scan(book, subject, "subject"), _Scan(book, body, "body")]
     strong = next((w.text for s in scans for w in s.ask_words), None)
@@ -485,8 +496,9 @@ class OutOfScopeRule(Rule):
     loaders = (load_scope_topics,)
 
     def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, dict[str, Any]]:
-        body = without_signature(message.new_text, data.get(load_unclear_lexicon))
-        return analyse_scope(data.get(load_scope_book), message.subject, body)
+        lexicon = data.get(load_unclear_lexicon)
+        return analyse_scope(data.get(load_scope_book), message.subject, message.new_text,
+                             lambda body: without_signature(body, lexicon))
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         groups, topics = ctx.data.get(load_scope_topics)
