@@ -7,23 +7,61 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
+import pytest
+from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _pin_blocks(name: str) -> Iterator[re.Match[str]]:
+    text = (ROOT / name).read_text(encoding="utf-8")
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        match = re.match(r"([A-Za-z0-9_.\-]+)(?:\[([^\]]*)\])?==(\S+)", block)
+        if match:
+            yield match
+
+
 def locked(name: str = "requirements.lock") -> dict[str, tuple[str, int]]:
     """name -> (version, number of hashes)."""
     pins: dict[str, tuple[str, int]] = {}
-    text = (ROOT / name).read_text(encoding="utf-8")
-    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
-        match = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)", block)
-        if match:
-            pins[canonicalize_name(match.group(1))] = (match.group(2), block.count("--hash=sha256:"))
+    for match in _pin_blocks(name):
+        block = match.string
+        pins[canonicalize_name(match.group(1))] = (match.group(3), block.count("--hash=sha256:"))
     return pins
+
+
+def locked_extras(name: str = "requirements.lock") -> dict[str, set[str]]:
+    """name -> the extras its pin carries ("cachecontrol[filecache]==0.14.4")."""
+    return {canonicalize_name(m.group(1)): {e.strip() for e in (m.group(2) or "").split(",") if e.strip()}
+            for m in _pin_blocks(name)}
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-runtime.lock"])
+def test_every_extra_a_locked_package_asks_for_is_pinned_with_it(lock: str) -> None:
+    """A dependency asked for with an extra ("CacheControl[filecache]>=0.13.0" from pip-audit) is, for
+    `pip install --require-hashes`, a requirement of its own: unless the lock pins it with that extra, pip
+    looks for it on the index and refuses the newer release it finds there ("all requirements must have
+    their versions pinned with =="). That is how CI failed on 2026-12-07 once PyPI was reachable."""
+    pins, extras = locked(lock), locked_extras(lock)
+    environment = dict(default_environment(), extra="")
+    problems = []
+    for dist in metadata.distributions():
+        if canonicalize_name(dist.metadata["Name"]) not in pins:
+            continue
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is not None and not requirement.marker.evaluate(environment):
+                continue
+            wanted = canonicalize_name(requirement.name)
+            if requirement.extras and wanted in pins and not requirement.extras <= extras[wanted]:
+                problems.append(f"{dist.metadata['Name']} asks for {text}: pin {wanted}[...] with its extras")
+    assert not problems, problems
 
 
 def test_every_locked_package_is_pinned_with_hashes() -> None:
