@@ -138,6 +138,25 @@ def test_quote_splitting_is_linear_in_lines_of_valedictions() -> None:
     """)
 
 
+def test_reply_separators_are_linear_on_a_long_line_of_dashes() -> None:
+    # Before the dashes were possessive, 16,000 of them followed by other words took 13 s (quadratic).
+    finishes("""
+        from models.policy.rules.unclear import _REPLY_SEPARATOR, _SEPARATOR
+        line = "-" * 1_000_000 + " original messagX wrote"
+        assert _SEPARATOR.match(line) is None and _REPLY_SEPARATOR.search(line + "\\nok") is None
+        assert _REPLY_SEPARATOR.search("hi\\n" + "-" * 1_000_000 + "Original Message-----\\nx") is not None
+    """)
+
+
+def test_literal_blanking_is_linear_on_a_long_hyphenated_run() -> None:
+    # With "\\b" a dotted name was tried from every hyphen: 32,000 characters took 15 s (quadratic).
+    finishes("""
+        from models.policy.rules.out_of_scope import _without_literals
+        text = "a-" * 500_000 + " offers.xml"
+        assert _without_literals(text, {}) == "a-" * 500_000 + " " * len(" offers.xml")
+    """)
+
+
 def test_the_rules_read_only_the_first_policy_text_chars_of_a_body() -> None:
     """A word past the limit is not analysed (it would cost the workers' time, and the card never shows
     it); the same word before the limit is found."""
