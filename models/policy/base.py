@@ -183,6 +183,11 @@ class PolicyData:
         self.config = config
         self._cache: dict[Callable[[PolicyConfig], Any], Any] = {}
 
+    def put(self, loader: Callable[[PolicyConfig], T], value: T) -> None:
+        """Set what `loader` gives: for tools that run the rules with a part of their data replaced (the
+        quality benchmark runs the out-of-scope rule without its trained model)."""
+        self._cache[loader] = value
+
     def get(self, loader: Callable[[PolicyConfig], T]) -> T:
         if loader not in self._cache:
             self._cache[loader] = loader(self.config)

@@ -23,7 +23,7 @@ from typing import Any
 
 from models.inbound import InboundMessage, MessageKind
 from models.policy.base import PolicyConfig, PolicyContext, PolicyData, PolicyRequest
-from models.policy.rules.out_of_scope import OutOfScopeRule
+from models.policy.rules.out_of_scope import OutOfScopeRule, load_scope_model
 from models.policy.rules.profanity import ProfanityRule
 from models.policy.rules.unclear import UnclearRule
 
@@ -49,8 +49,10 @@ def message(subject: str, text: str) -> InboundMessage:
 class Judge:
     """The three text rules without a database: their `check` reads only their own analysis."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: bool = True) -> None:
         self.data = PolicyData(PolicyConfig())
+        if not model:  # the rules alone: the out-of-scope rule without its trained second opinion
+            self.data.put(load_scope_model, None)
         self.rules = {code: rule() for code, rule in RULES.items()}
         self.ctx = PolicyContext(config=self.data.config, repository=None, data=self.data)  # type: ignore[arg-type]
 

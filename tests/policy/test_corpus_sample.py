@@ -3,7 +3,10 @@
 No score threshold: the test pins, record by record, which of the three findings (out of scope,
 profanity, unclear) the rules raise on about 80 records chosen by hash. A change that makes a rule
 miss a record it caught, or catch one it should not, fails here with the record; a change that fixes a
-known miss fails too, until the miss is struck from KNOWN_MISSES. The test part is never sampled.
+known miss or false alarm fails too, until it is struck from KNOWN_MISSES or KNOWN_FALSE_ALARMS. The test part is never sampled.
+
+The rules are judged alone, without the out-of-scope rule's trained model: that model was trained on the
+tune part, so on these records it would only repeat its labels (tests/policy/test_scope_model.py tests it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ KNOWN_MISSES = {
     "Привет. На нашем старом магазине на OpenCart 3 модуль SEO URL": "out_of_scope",  # "Как лечится?" asks
     "Здравствуйте!\nСоседка моя, Валентина, говорит": "out_of_scope",  # legal advice in a neighbour's story
 }
+# Sampled records the rules flag wrongly: (start of the text, the finding raised). The model vetoes this one.
+KNOWN_FALSE_ALARMS = {
+    "Hi there,\n\nLooks like the Custom CSS field": "out_of_scope",  # "Can you confirm it's a bug?" about our builder
+}
 
 
 def _sampled(row: dict[str, str]) -> bool:
@@ -33,7 +40,7 @@ SAMPLE = [r for r in load_corpus() if _sampled(r)]
 
 @pytest.fixture(scope="module")
 def judge() -> Judge:
-    return Judge()
+    return Judge(model=False)
 
 
 def test_the_sample_covers_every_label() -> None:
@@ -50,4 +57,5 @@ def test_each_rule_hits_or_misses_the_sampled_record_as_pinned(judge: Judge, row
     missed = next((code for start, code in KNOWN_MISSES.items() if row["text"].startswith(start)), None)
     if missed is not None:
         expected.discard(missed)
+    expected |= {code for start, code in KNOWN_FALSE_ALARMS.items() if row["text"].startswith(start)}
     assert raised == expected, row["text"]

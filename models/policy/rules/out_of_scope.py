@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
 from models.policy.lemmas import PhraseHit, PhraseMatcher, analyzer, lemma
 from models.policy.rules.unclear import load_unclear_lexicon, without_signature
+from models.policy.scope_model import MODEL_FILE, ScopeModel, ScopeOpinion, load_model_file
 
 if TYPE_CHECKING:
     from models.inbound import InboundMessage
@@ -223,10 +224,11 @@ class _Word:
 @lru_cache(maxsize=100_000)
 def _asking_form(word: str) -> bool:
     """The forms of a verb that ask: imperative ("напишите"), 2nd person ("сделаете?"), infinitive ("помогите
-    настроить"). English words have no such tags here: any form counts."""
+    настроить"). English words have no such tags here: any form counts but the third person singular, which
+    reports ("Looks like the field strips ...", "it builds fine")."""
     w = word.casefold()
     if not _CYRILLIC.search(w):
-        return True
+        return not (len(w) > 3 and w.endswith("s") and lemma(w) != w)
     tag = analyzer().parse(w)[0].tag
     return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
 
@@ -489,6 +491,53 @@ def _strongest(result: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: e for name, e in result.items() if not specific or name in specific}
 
 
+def load_scope_model(config: PolicyConfig) -> ScopeModel | None:
+    """The trained second opinion (models/policy/scope_model.py) as `[model]` in out_of_scope.toml sets it:
+    `enabled`, `file` (looked up like the other data files, so an operator may ship weights retrained on
+    their own corpus), `veto_below` and `rescue_above`. None when disabled."""
+    section = _read_scope_file(config).get("model", {})
+    if not section.get("enabled", True):
+        return None
+    veto, rescue = float(section.get("veto_below", 0.02)), float(section.get("rescue_above", 0.7))
+    if not 0.0 <= veto < rescue <= 1.0:
+        raise ValueError(f"out_of_scope.toml: [model] needs 0 <= veto_below < rescue_above <= 1, got {veto}, {rescue}")
+    return load_model_file(config.data_file(str(section.get("file", MODEL_FILE))), veto, rescue)
+
+
+def second_opinion(model: ScopeModel, book: ScopeBook, found: dict[str, dict[str, Any]], subject: str,
+                   body: str) -> dict[str, dict[str, Any]]:
+    """The rule's groups as the model leaves them: dropped when the model is sure the request is in scope,
+    made when the rule found nothing and the model is sure it is out of scope. `body` is without its
+    signature, as the model was trained."""
+    probability = model.probability(subject, body)
+    if found and probability < model.veto_below:
+        return {}
+    # A request that asks nothing (no ask word, no question) reports: "наш сайт на WordPress перестал
+    # получать заказы" is a report whatever its words weigh. Batch cross-validation: no finding lost.
+    if found or probability <= model.rescue_above or not _asks_anything(book, subject, body):
+        return found
+    opinion = model.opinion(subject, body)
+    if opinion.topic not in book.topics:
+        return found
+    topic = book.topics[opinion.topic]
+    return {topic.group: {"topic": topic.name, "matches": _model_spans(opinion, subject, body), "ask": None,
+                          "owner": None, "model": round(opinion.probability, 2)}}
+
+
+def _asks_anything(book: ScopeBook, subject: str, body: str) -> bool:
+    for text, where in ((subject, "subject"), (body, "body")):
+        scan = _Scan(book, text, where)
+        if scan.ask_words or scan.questions or scan.weak_sentences:
+            return True
+    return False
+
+
+def _model_spans(opinion: ScopeOpinion, subject: str, body: str) -> list[dict[str, Any]]:
+    texts = {"subject": subject, "body": body}
+    return [{"kind": "model", "text": texts[f.where][f.start:f.end], "where": f.where, "start": f.start,
+             "end": f.end, "topic": opinion.topic} for f in opinion.evidence]
+
+
 class OutOfScopeRule(Rule):
     code = FindingCode.OUT_OF_SCOPE
     clause = "2.4"
@@ -499,8 +548,12 @@ class OutOfScopeRule(Rule):
 
     def analyse(self, message: InboundMessage, data: PolicyData) -> dict[str, dict[str, Any]]:
         lexicon = data.get(load_unclear_lexicon)
-        return analyse_scope(data.get(load_scope_book), message.subject, message.new_text,
-                             lambda body: without_signature(body, lexicon))
+        book = data.get(load_scope_book)
+        found = analyse_scope(book, message.subject, message.new_text, lambda body: without_signature(body, lexicon))
+        model = data.get(load_scope_model)
+        if model is None:
+            return found
+        return second_opinion(model, book, found, message.subject, without_signature(message.new_text, lexicon))
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         groups, topics = ctx.data.get(load_scope_topics)
@@ -513,6 +566,8 @@ class OutOfScopeRule(Rule):
                 {"category": name, "refuse_reason": group.refuse_reason, "topic": found["topic"],
                  "topic_ru": topic.title_ru if topic else None, "topic_en": topic.title_en if topic else None,
                  "matches": found["matches"], "ask": found["ask"], "owner": found["owner"],
+                 # Set when the trained model found what the rule did not: its probability, 0-1.
+                 "model": found.get("model"),
                  "offer": "paid, by separate agreement", "offer_ru": "платно, по дополнительной договорённости"},
                 "block", clause=group.clause, title_ru=group.title_ru, title_en=group.title_en))
         return findings
