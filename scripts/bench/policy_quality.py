@@ -1,8 +1,9 @@
 """policy-quality: how well the text rules judge requests nobody tuned them on (issue 17). Not run by CI.
 
 Runs the out-of-scope, profanity and unclear rules on the labelled corpus (tests/data/policy_corpus.jsonl, see
-its README) and prints precision and recall per rule on the `tune` and the `test` parts, with the misses of the
-test part. Then downloads the MIT-licensed `slaviclean` package with `pip download` (only here, never at run
+its README) and prints precision and recall per rule on the `tune` part (the rules alone: the out-of-scope
+model was trained on it) and the `test` part (with the model, and the out-of-scope rule alone), with the misses
+of the test part. Then downloads the MIT-licensed `slaviclean` package with `pip download` (only here, never at run
 time of the product) and reports the share of its Russian profanity lemmas (resources/profanity/ru.csv) the
 profanity rule flags, one sentence per lemma, split into мат and person-naming insults.
 """
@@ -145,16 +146,21 @@ def lexicon_recall(judge: Judge, rows: list[dict[str, str]]) -> dict[str, Any]:
 
 
 async def run(opts: Any) -> dict[str, Any]:
-    judge = Judge()
+    judge, rules_alone = Judge(), Judge(model=False)
     corpus = load_corpus()
     result: dict[str, Any] = {}
-    for part in ("tune", "test"):
-        figures, misses = scores(judge, [r for r in corpus if r["split"] == part])
+    # The tune part is judged by the rules alone: the out-of-scope model was trained on it and would only
+    # repeat its labels. The test part both ways, so the model's share shows.
+    for part, label, j in (("tune", "tune (rules alone)", rules_alone), ("test", "test", judge),
+                           ("test", "test (rules alone)", rules_alone)):
+        figures, misses = scores(j, [r for r in corpus if r["split"] == part])
         for code, f in figures.items():
-            result[f"{part} {code} precision"] = f["precision"]
-            result[f"{part} {code} recall"] = f["recall"]
-            result[f"{part} {code} tp/fp/fn"] = f"{f['tp']}/{f['fp']}/{f['fn']}"
-        if part == "test":
+            if label == "test (rules alone)" and code != "out_of_scope":
+                continue  # the model changes only the out-of-scope finding
+            result[f"{label} {code} precision"] = f["precision"]
+            result[f"{label} {code} recall"] = f["recall"]
+            result[f"{label} {code} tp/fp/fn"] = f"{f['tp']}/{f['fp']}/{f['fn']}"
+        if label == "test":
             print("\n".join(misses) or "no misses on the test part", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="slaviclean-") as tmp:
         try:
