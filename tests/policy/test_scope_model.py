@@ -76,6 +76,8 @@ def test_a_sure_model_drops_the_rule_finding_and_an_unsure_one_leaves_it(book: A
     unsure = _model({"u:ваш": 3.0})  # p = 0.27: neither veto nor rescue
     assert second_opinion(unsure, book, rule, "", "Напишите, почему ваш скрипт оплаты падает?") == rule
     assert second_opinion(unsure, book, {}, "", "Напишите, почему ваш скрипт оплаты падает?") == {}
+    # No word names our service: the model's low score on a short plain ask does not overrule the rule.
+    assert second_opinion(sure_in_scope, book, rule, "", "Напишите нам скрипт для сайта.") == rule
 
 
 def _config_dir(tmp_path: Path, model_section: str) -> PolicyConfig:
@@ -87,7 +89,7 @@ def _config_dir(tmp_path: Path, model_section: str) -> PolicyConfig:
 
 def test_the_model_settings(tmp_path: Path) -> None:
     shipped = load_scope_model(PolicyConfig())
-    assert shipped is not None and (shipped.veto_below, shipped.rescue_above) == (0.02, 0.7)
+    assert shipped is not None and (shipped.veto_below, shipped.rescue_above) == (0.2, 0.7)
     assert load_scope_model(_config_dir(tmp_path, "enabled = false\n")) is None
     with pytest.raises(ValueError, match="veto_below < rescue_above"):
         load_scope_model(_config_dir(tmp_path, "veto_below = 0.9\nrescue_above = 0.5\n"))
