@@ -235,8 +235,8 @@ def evidence_text(finding: dict[str, Any], lang: str, verdict: Verdict | None = 
             parts.append(t("card.evidence.nudge", lang, words=", ".join(f"«{w}»" for w in nudge[:5])))
         elif ev.get("signature") and not ev.get("meaningful_words"):
             parts.append(t("card.evidence.signature", lang))
-    model = ev.get("model")  # out of scope: found by the trained model, not by a rule (its probability)
-    if finding.get("code") == "out_of_scope" and isinstance(model, int | float) and not isinstance(model, bool):
+    model = ev.get("model")  # out of scope, unclear: found by a trained model, not by the rule (its probability)
+    if finding.get("code") in ("out_of_scope", "unclear") and isinstance(model, int | float) and not isinstance(model, bool):
         parts.append(t("card.evidence.model", lang, percent=round(model * 100)))
     english = norm_lang(lang) == "en"
     topic = ev.get("topic_en") if english else ev.get("topic_ru")  # out of scope: the topic, titled in config

@@ -1,6 +1,6 @@
 """A second opinion for the out-of-scope rule: a logistic regression over the lemmas and lemma pairs of a
 request, trained on the tuning part of the labelled corpus (tests/data/policy_corpus.jsonl) by
-`python -m scripts.train_scope_model`, its weights shipped in `config/defaults/out_of_scope_model.json`.
+`python -m scripts.train_text_models`, its weights shipped in `config/defaults/out_of_scope_model.json`.
 
 Why beside the rules: the rules read structure (an ask about a subject that is not ours) and explain
 themselves, but every phrasing they were not written for is a miss, and every innocent use of a work verb
@@ -19,71 +19,22 @@ dictionary probe per feature. The domain stays pure: no I/O but reading the weig
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-import re
-from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from models.policy.lemmas import lemma
+from models.policy.text_model import (
+    Feature,
+    LinearModel,
+    feature_names,
+    linear_from_json,
+    linear_to_json,
+    weightiest,
+)
 
-# Letters only, inner hyphens and apostrophes kept: digits and codes are facts, not wording.
-_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 MODEL_FILE = "out_of_scope_model.json"
 _EVIDENCE_WORDS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Feature:
-    name: str  # "u:сайт" (a lemma) or "b:наш_сайт" (a pair of neighbouring lemmas)
-    where: str  # "subject" or "body"
-    start: int
-    end: int
-
-
-def features(subject: str, body: str) -> Iterator[Feature]:
-    """The request's features, in text order, each with the span that shows it (a repeated feature is
-    yielded each time; callers keep the first). Pairs do not cross from the subject line into the body."""
-    for where, text in (("subject", subject), ("body", body)):
-        prev: tuple[str, int] | None = None
-        for m in _WORD.finditer(text):
-            lem = lemma(m.group())
-            yield Feature("u:" + lem, where, m.start(), m.end())
-            if prev is not None:
-                yield Feature(f"b:{prev[0]}_{lem}", where, prev[1], m.end())
-            prev = (lem, m.start())
-
-
-def feature_names(subject: str, body: str) -> set[str]:
-    """The names `features` yields, made without spans: the per-request path (findall and a memoised
-    lemma map; building a `Feature` per word cost four times as much)."""
-    names: set[str] = set()
-    for text in (subject, body):
-        lems = list(map(lemma, _WORD.findall(text)))
-        names.update(["u:" + lem for lem in lems])
-        names.update([f"b:{a}_{b}" for a, b in itertools.pairwise(lems)])
-    return names
-
-
-@dataclass(frozen=True)
-class LinearModel:
-    bias: float
-    weights: dict[str, float]
-
-    def margin(self, names: Collection[str]) -> float:
-        # map over dict.get with a repeated default: the loop stays in C (a generator cost twice as much).
-        return self.bias + sum(map(self.weights.get, names, repeat(0.0, len(names))))
-
-    def probability(self, names: Collection[str]) -> float:
-        return _sigmoid(self.margin(names))
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
 @dataclass(frozen=True)
@@ -100,17 +51,10 @@ class ScopeModel:
     def opinion(self, subject: str, body: str) -> ScopeOpinion:
         """The probability with the topic and the words behind it: run only when the model finds a request
         the rule let through."""
-        found = list(features(subject, body))
-        names = {f.name for f in found}
+        names = feature_names(subject, body)
         topic = max(sorted(self.topics), key=lambda t: self.topics[t].margin(names)) if self.topics else None
-        # The evidence: the features that pushed hardest towards "out of scope", first span of each.
-        first: dict[str, Feature] = {}
-        for f in found:
-            first.setdefault(f.name, f)
-        weights = self.out_of_scope.weights
-        top = sorted((n for n in first if weights.get(n, 0.0) > 0), key=lambda n: -weights[n])[:_EVIDENCE_WORDS]
-        spans = sorted((first[n] for n in top), key=lambda f: (f.where != "subject", f.start))
-        return ScopeOpinion(self.out_of_scope.probability(names), topic, spans)
+        evidence = weightiest(self.out_of_scope, subject, body, _EVIDENCE_WORDS)
+        return ScopeOpinion(self.out_of_scope.probability(names), topic, evidence)
 
 
 @dataclass(frozen=True)
@@ -120,20 +64,12 @@ class ScopeOpinion:
     evidence: list[Feature]
 
 
-def model_to_json(model: ScopeModel, meta: dict[str, Any]) -> str:
-    def linear(m: LinearModel) -> dict[str, Any]:
-        return {"bias": m.bias, "weights": dict(sorted(m.weights.items()))}
-
-    data = {"meta": meta, "out_of_scope": linear(model.out_of_scope),
-            "topics": {name: linear(m) for name, m in sorted(model.topics.items())}}
-    return json.dumps(data, ensure_ascii=False, indent=0, sort_keys=False) + "\n"
+def model_to_json(model: ScopeModel, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"meta": meta, "out_of_scope": linear_to_json(model.out_of_scope),
+            "topics": {name: linear_to_json(m) for name, m in sorted(model.topics.items())}}
 
 
 def load_model_file(path: Path, veto_below: float, rescue_above: float) -> ScopeModel:
     data = json.loads(path.read_text(encoding="utf-8"))
-
-    def linear(d: dict[str, Any]) -> LinearModel:
-        return LinearModel(float(d["bias"]), {str(k): float(v) for k, v in d["weights"].items()})
-
-    return ScopeModel(linear(data["out_of_scope"]), {k: linear(v) for k, v in data["topics"].items()},
-                      veto_below, rescue_above)
+    return ScopeModel(linear_from_json(data["out_of_scope"]),
+                      {k: linear_from_json(v) for k, v in data["topics"].items()}, veto_below, rescue_above)

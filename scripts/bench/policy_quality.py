@@ -1,9 +1,9 @@
 """policy-quality: how well the text rules judge requests nobody tuned them on (issue 17). Not run by CI.
 
 Runs the out-of-scope, profanity and unclear rules on the labelled corpus (tests/data/policy_corpus.jsonl, see
-its README) and prints precision and recall per rule on the `tune` part (the rules alone: the out-of-scope
-model was trained on it) and the `test` part (with the model, and the out-of-scope rule alone), with the misses
-of the test part. Then downloads the MIT-licensed `slaviclean` package with `pip download` (only here, never at run
+its README) and prints precision and recall per rule on the `tune` part (the rules alone: the trained models
+of the out-of-scope and unclear rules learnt it) and the `test` part (with the models, and the rules alone),
+with the misses of the test part. Then downloads the MIT-licensed `slaviclean` package with `pip download` (only here, never at run
 time of the product) and reports the share of its Russian profanity lemmas (resources/profanity/ru.csv) the
 profanity rule flags, one sentence per lemma, split into мат and person-naming insults.
 """
@@ -26,7 +26,7 @@ from models.inbound import InboundMessage, MessageKind
 from models.policy.base import PolicyConfig, PolicyContext, PolicyData, PolicyRequest
 from models.policy.rules.out_of_scope import OutOfScopeRule, load_scope_model
 from models.policy.rules.profanity import ProfanityRule
-from models.policy.rules.unclear import UnclearRule
+from models.policy.rules.unclear import UnclearRule, load_nudge_model
 
 CORPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "policy_corpus.jsonl"
 RULES = {"out_of_scope": OutOfScopeRule, "profanity": ProfanityRule, "unclear": UnclearRule}
@@ -52,8 +52,9 @@ class Judge:
 
     def __init__(self, model: bool = True) -> None:
         self.data = PolicyData(PolicyConfig())
-        if not model:  # the rules alone: the out-of-scope rule without its trained second opinion
+        if not model:  # the rules alone, without their trained second opinions
             self.data.put(load_scope_model, None)
+            self.data.put(load_nudge_model, None)
         self.rules = {code: rule() for code, rule in RULES.items()}
         self.ctx = PolicyContext(config=self.data.config, repository=None, data=self.data)  # type: ignore[arg-type]
 
@@ -149,14 +150,14 @@ async def run(opts: Any) -> dict[str, Any]:
     judge, rules_alone = Judge(), Judge(model=False)
     corpus = load_corpus()
     result: dict[str, Any] = {}
-    # The tune part is judged by the rules alone: the out-of-scope model was trained on it and would only
-    # repeat its labels. The test part both ways, so the model's share shows.
+    # The tune part is judged by the rules alone: the models were trained on it and would only repeat its
+    # labels. The test part both ways, so the models' share shows.
     for part, label, j in (("tune", "tune (rules alone)", rules_alone), ("test", "test", judge),
                            ("test", "test (rules alone)", rules_alone)):
         figures, misses = scores(j, [r for r in corpus if r["split"] == part])
         for code, f in figures.items():
-            if label == "test (rules alone)" and code != "out_of_scope":
-                continue  # the model changes only the out-of-scope finding
+            if label == "test (rules alone)" and code == "profanity":
+                continue  # no model there
             result[f"{label} {code} precision"] = f["precision"]
             result[f"{label} {code} recall"] = f["recall"]
             result[f"{label} {code} tp/fp/fn"] = f"{f['tp']}/{f['fp']}/{f['fn']}"

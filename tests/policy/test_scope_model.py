@@ -1,19 +1,21 @@
-"""The out-of-scope rule's trained second opinion (models/policy/scope_model.py, issue 17): its features and
-evidence, how it overrules the rule, its settings, and that the shipped weights are what the training script
-makes of the corpus's tune part and nothing else."""
+"""The text rules' trained second opinions (models/policy/scope_model.py, models/policy/nudge_model.py, issue
+17): their features and evidence, how they overrule the rules, their settings, and that the shipped weights
+are what the training script makes of the corpus's tune part and nothing else."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import scripts.train_scope_model as train
+import scripts.train_text_models as train
 from bot.views.card import evidence_text
 from models.policy.base import DEFAULTS_DIR, PolicyConfig, PolicyData
 from models.policy.rules.out_of_scope import load_scope_book, load_scope_model, second_opinion
-from models.policy.scope_model import MODEL_FILE, LinearModel, ScopeModel, features
+from models.policy.scope_model import MODEL_FILE, ScopeModel, model_to_json
+from models.policy.text_model import LinearModel, features
 from scripts.bench.policy_quality import Judge, load_corpus
 
 
@@ -24,14 +26,16 @@ def test_the_shipped_weights_are_what_training_gives_and_the_test_part_is_never_
         rows = load_corpus()
         for row in rows:
             if row["split"] == "test":
-                row["label"] = "in_scope" if row["label"] == "out_of_scope" else "out_of_scope"
+                row["label"] = {"out_of_scope": "unclear", "unclear": "in_scope"}.get(row["label"], "out_of_scope")
         return rows
 
     monkeypatch.setattr(train, "load_corpus", corpus_with_test_labels_turned)
-    assert train.main(["--check"]) == 0, "retrain: python -m scripts.train_scope_model"
-    meta = __import__("json").loads((DEFAULTS_DIR / MODEL_FILE).read_text(encoding="utf-8"))["meta"]
+    assert train.main(["--check"]) == 0, "retrain: python -m scripts.train_text_models"
+    meta = json.loads((DEFAULTS_DIR / MODEL_FILE).read_text(encoding="utf-8"))["meta"]
     assert meta["part"] == "tune"
     assert meta["requests"] == sum(r["split"] == "tune" for r in load_corpus())
+    nudge_meta = json.loads((DEFAULTS_DIR / "unclear_model.json").read_text(encoding="utf-8"))["meta"]
+    assert nudge_meta["requests"] == sum(r["split"] == "tune" and r["label"] != "profanity" for r in load_corpus())
 
 
 def test_features_are_lemmas_and_pairs_with_the_words_that_show_them() -> None:
@@ -95,7 +99,7 @@ def test_the_model_settings(tmp_path: Path) -> None:
         load_scope_model(_config_dir(tmp_path, "veto_below = 0.9\nrescue_above = 0.5\n"))
     # An operator's own weights, looked up in CONFIG_DIR like the other data files.
     own = ScopeModel(LinearModel(1.5, {"u:x": 1.0}), {}, 0.0, 1.0)
-    (tmp_path / "own.json").write_text(train.model_to_json(own, {}), encoding="utf-8")
+    (tmp_path / "own.json").write_text(json.dumps(model_to_json(own, {})), encoding="utf-8")
     loaded = load_scope_model(_config_dir(tmp_path, 'file = "own.json"\nveto_below = 0.1\n'))
     assert loaded is not None and loaded.out_of_scope == own.out_of_scope and loaded.veto_below == 0.1
 

@@ -37,6 +37,7 @@ from models.policy.base import (
     Rule,
 )
 from models.policy.lemmas import analyzer, lemma, lemmas_of
+from models.policy.nudge_model import MODEL_FILE, NudgeModel, load_nudge_file
 
 if TYPE_CHECKING:
     from models.inbound import InboundMessage
@@ -121,6 +122,8 @@ def _merged(config: PolicyConfig) -> dict[str, Any]:
             for key, values in lists.items():
                 if isinstance(values, list):
                     data.setdefault(section, {})[key] = [*data.get(section, {}).get(key, []), *values]
+                else:  # a setting ("[model] rescue_above = 0.9") replaces the shipped one
+                    data.setdefault(section, {})[key] = values
     return data
 
 
@@ -379,6 +382,32 @@ def without_signature(text: str, lex: UnclearLexicon) -> str:
     return "\n".join(lines[:-cut]) if cut else text
 
 
+def load_nudge_model(config: PolicyConfig) -> NudgeModel | None:
+    """The trained second opinion (models/policy/nudge_model.py) as `[model]` in unclear.toml sets it. None
+    when disabled."""
+    section = _merged(config).get("model", {})
+    if not section.get("enabled", True):
+        return None
+    rescue = float(section.get("rescue_above", 0.8))
+    if not 0.0 < rescue < 1.0:
+        raise ValueError(f"unclear.toml: [model] rescue_above must be between 0 and 1, got {rescue}")
+    return NudgeModel(load_nudge_file(config.data_file(str(section.get("file", MODEL_FILE)))), rescue,
+                      int(section.get("min_words", 6)), _lemset(section.get("talk_verbs", [])),
+                      frozenset(w.casefold() for w in section.get("task_verbs_en", [])))
+
+
+def own_part(text: str) -> str:
+    """The new text without a reply's quote: what follows the reply separator, and ">" lines."""
+    folded = text.casefold()
+    if any(w in folded for w in _REPLY_WORDS):
+        reply = _REPLY_SEPARATOR.search(text)
+        if reply is not None:
+            text = text[: reply.start()]
+    if ">" not in text:
+        return text
+    return "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(">"))
+
+
 def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> None:
     """Count the new text line by line, without the signature block, quoted headers and contacts. The
     last lines are read as a possible signature only when the lines above them did not say enough."""
@@ -430,8 +459,18 @@ class UnclearRule(Rule):
         if acc.total < lex.min_words:
             _count_body(msg.new_text, lex, own_name, acc)
         meaningful = [w for w in acc.words if w not in lex.negation or acc.total]
-        return {"words": meaningful, "enough": acc.total >= lex.min_words, "min": lex.min_words,
-                "nudge": list(dict.fromkeys(acc.nudge))[:5], "signature": acc.signature}
+        found = {"words": meaningful, "enough": acc.total >= lex.min_words, "min": lex.min_words,
+                 "nudge": list(dict.fromkeys(acc.nudge))[:5], "signature": acc.signature}
+        model = data.get(load_nudge_model) if found["enough"] else None
+        if model is not None:
+            # Enough words for the rule, but the model has read such long nudges: see nudge_model.py.
+            opinion = model.judge(msg.subject, msg.new_text, own_part(msg.new_text))
+            if opinion is not None:
+                p, words = opinion
+                texts = {"subject": msg.subject, "body": msg.new_text}
+                found |= {"enough": False, "model": round(p, 2),
+                          "nudge": list(dict.fromkeys(texts[f.where][f.start:f.end] for f in words))}
+        return found
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         msg = req.message
@@ -440,4 +479,6 @@ class UnclearRule(Rule):
             return []
         return [self.finding({"meaningful_words": found["words"], "min": found["min"],
                               "attachments": len(msg.attachments), "nudge": found["nudge"],
-                              "signature": found["signature"]}, "warn")]
+                              "signature": found["signature"],
+                              # Set when the trained model found the nudge: its probability, 0-1.
+                              "model": found.get("model")}, "warn")]

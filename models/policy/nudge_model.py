@@ -1,0 +1,77 @@
+"""A second opinion for the unclear rule: a logistic regression over the lemmas and lemma pairs of a request
+(models/policy/text_model.py), trained on the tuning part of the labelled corpus by
+`python -m scripts.train_text_models`, its weights in `config/defaults/unclear_model.json`.
+
+Why: the rule counts the words that carry a task and stops at two, so a long polite nudge ("Позвольте
+деликатно напомнить о моём письме от 12-го числа, оставшемся, по всей видимости, без ответа …", "I hope
+this message finds you well. I just wanted to gently follow up …") has words enough and passes for a task.
+The model has read such nudges and finds them; it never takes a finding away.
+
+It may find a request unclear only when, in the new text (a reply's quote cut off):
+- it gives more than `rescue_above`;
+- there are at least `min_words` words: a short request the rule let through states its task in few words
+  ("Dashboard is down.", "Остатки обнулились!!!"), which the model, having seen short nudges, would doubt;
+- no verb asks for an action: a Russian imperative, 2nd person or infinitive other than the verbs of
+  talking to us (`talk_verbs`: ответить, сообщить, напомнить …), or an English verb of `task_verbs_en`
+  ("Ну что, когда включите обратно выгрузку?" and "Please restart the export" are tasks, however much
+  they read like a nudge).
+Thresholds and lists are in unclear.toml, `[model]`; batch cross-validation on the tune part chose them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from models.policy.lemmas import analyzer, lemma
+from models.policy.text_model import Feature, LinearModel, feature_names, linear_from_json, weightiest
+
+MODEL_FILE = "unclear_model.json"
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_CYRILLIC = re.compile("[а-яё]")
+_EVIDENCE_WORDS = 3
+
+
+@lru_cache(maxsize=50_000)
+def _asking_verb(word: str) -> bool:
+    """A Russian verb in a form that asks for an action: imperative, 2nd person, infinitive."""
+    tag = analyzer().parse(word)[0].tag
+    return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
+
+
+@dataclass(frozen=True)
+class NudgeModel:
+    model: LinearModel
+    rescue_above: float
+    min_words: int
+    talk_verbs: frozenset[str]  # lemmas
+    task_verbs_en: frozenset[str]
+
+    def task_verb(self, subject: str, new_text: str) -> str | None:
+        """The first word that asks for an action, as written, or None."""
+        for text in (subject, new_text):
+            for word in _WORD.findall(text):
+                folded = word.casefold()
+                if _CYRILLIC.search(folded):
+                    if _asking_verb(folded) and lemma(word) not in self.talk_verbs:
+                        return word
+                elif lemma(word) in self.task_verbs_en:
+                    return word
+        return None
+
+    def judge(self, subject: str, new_text: str, own: str) -> tuple[float, list[Feature]] | None:
+        """(probability, the words that weighed most) when the request is a nudge by the model, else None.
+        `own` is the new text without a reply's quote: the guards read only the client's own words."""
+        if len(_WORD.findall(own)) < self.min_words:
+            return None
+        p = self.model.probability(feature_names(subject, new_text))
+        if p <= self.rescue_above or self.task_verb(subject, own) is not None:
+            return None
+        return p, weightiest(self.model, subject, new_text, _EVIDENCE_WORDS)
+
+
+def load_nudge_file(path: Path) -> LinearModel:
+    return linear_from_json(json.loads(path.read_text(encoding="utf-8"))["unclear"])

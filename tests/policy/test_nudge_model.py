@@ -1,0 +1,82 @@
+"""The unclear rule's trained second opinion (models/policy/nudge_model.py, issue 17): the long nudges it finds,
+the guards that keep real tasks out of it, and its settings. The shipped weights are checked against their
+recipe in tests/policy/test_scope_model.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.views.card import evidence_text
+from models.policy.base import PolicyConfig
+from models.policy.nudge_model import NudgeModel
+from models.policy.rules.unclear import load_nudge_model, own_part
+from models.policy.text_model import LinearModel
+from scripts.bench.policy_quality import Judge, load_corpus
+
+TALK = frozenset({"напомнить", "ответить", "сообщить", "позволить"})
+
+
+def _sure(rescue: float = 0.8, min_words: int = 6) -> NudgeModel:
+    weights = {"u:напомнить": 6.0, "u:письмо": 2.0, "u:follow": 6.0}
+    return NudgeModel(LinearModel(-3.0, weights), rescue, min_words, TALK, frozenset({"restart", "fix"}))
+
+
+def test_a_long_talking_nudge_is_found_with_its_weightiest_words() -> None:
+    text = "Добрый день! Позвольте напомнить о моём письме от 12-го числа, оставшемся без ответа."
+    found = _sure().judge("", text, own_part(text))
+    assert found is not None
+    p, words = found
+    assert p > 0.99 and [text[w.start:w.end] for w in words] == ["напомнить", "письме"]
+
+
+def test_real_tasks_and_short_mails_are_not_the_models() -> None:
+    model = _sure()
+    # An action asked for, however much the rest reads like a nudge.
+    text = "Напоминаю о письме: перезапустите, пожалуйста, выгрузку, она висит."
+    assert model.task_verb("", text) == "перезапустите"
+    assert model.judge("", text, text) is None
+    assert model.judge("", "Just a follow up: please restart the export job.", "Just a follow up: please restart the export job.") is None
+    # Too few words of the client's own to doubt the rule's count.
+    assert model.judge("", "Напомнить о письме!", "Напомнить о письме!") is None
+    # Below the threshold.
+    assert _sure(rescue=0.999).judge("", "Позвольте напомнить о нашем деле, уважаемые коллеги.",
+                                     "Позвольте напомнить о нашем деле, уважаемые коллеги.") is None
+
+
+def test_the_guards_read_only_the_clients_own_words() -> None:
+    text = ("Позвольте ещё раз напомнить о моём письме, на него пока нет ответа.\n"
+            "> Перезапустите, пожалуйста, выгрузку на Ozon.")
+    own = own_part(text)
+    assert "Перезапустите" not in own
+    assert _sure().judge("", text, own) is not None
+
+
+def _config(tmp_path: Path, text: str) -> PolicyConfig:
+    (tmp_path / "unclear.toml").write_text(text, encoding="utf-8")
+    return PolicyConfig(config_dir=tmp_path)
+
+
+def test_the_model_settings(tmp_path: Path) -> None:
+    shipped = load_nudge_model(PolicyConfig())
+    assert shipped is not None and (shipped.rescue_above, shipped.min_words) == (0.8, 6)
+    assert {"ответить", "напомнить"} <= shipped.talk_verbs and "restart" in shipped.task_verbs_en
+    assert load_nudge_model(_config(tmp_path, "[model]\nenabled = false\n")) is None
+    # An operator's unclear.toml replaces the settings and adds to the lists.
+    own = load_nudge_model(_config(tmp_path, '[model]\nrescue_above = 0.95\ntask_verbs_en = ["ship"]\n'))
+    assert own is not None and own.rescue_above == 0.95 and {"ship", "restart"} <= own.task_verbs_en
+    with pytest.raises(ValueError, match="rescue_above"):
+        load_nudge_model(_config(tmp_path, "[model]\nrescue_above = 1.5\n"))
+
+
+def test_the_shipped_model_finds_a_long_polite_nudge_the_count_lets_through_and_the_card_says_so() -> None:
+    row = next(r for r in load_corpus() if r["split"] == "tune"
+               and r["text"].startswith("Добрый день!\n\nПозвольте деликатно напомнить о моём письме"))
+    assert "unclear" not in Judge(model=False).codes(row["subject"], row["text"])
+    evidence = Judge().codes(row["subject"], row["text"])["unclear"]
+    assert evidence["model"] > 0.8 and evidence["nudge"]
+    assert all(w in row["subject"] + row["text"] for w in evidence["nudge"])
+    line = evidence_text({"code": "unclear", "evidence": evidence}, "ru")
+    assert "напоминание без новой задачи" in line and "найдено по сходству с размеченными запросами" in line
+    assert "found by" not in line
