@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from models.policy.lemmas import analyzer, lemma
-from models.policy.text_model import Feature, LinearModel, feature_names, linear_from_json, weightiest
+from models.policy.text_model import Feature, LinearModel, lemmatise, linear_from_json, weightiest
 
 MODEL_FILE = "unclear_model.json"
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
@@ -67,7 +67,7 @@ class NudgeModel:
         `own` is the new text without a reply's quote: the guards read only the client's own words."""
         if len(_WORD.findall(own)) < self.min_words:
             return None
-        p = self.model.probability(feature_names(subject, new_text))
+        p = self.model.score(lemmatise(subject, new_text))
         if p <= self.rescue_above or self.task_verb(subject, own) is not None:
             return None
         return p, weightiest(self.model, subject, new_text, _EVIDENCE_WORDS)

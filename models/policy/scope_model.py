@@ -28,6 +28,8 @@ from models.policy.text_model import (
     Feature,
     LinearModel,
     feature_names,
+    lemmatise,
+    lemmatise_prefix,
     linear_from_json,
     linear_to_json,
     weightiest,
@@ -44,9 +46,13 @@ class ScopeModel:
     veto_below: float
     rescue_above: float
 
-    def probability(self, subject: str, body: str) -> float:
-        """How sure the model is that the request is out of scope, 0-1: run on every request."""
-        return self.out_of_scope.probability(feature_names(subject, body))
+    def probability(self, subject: str, body: str, whole: str | None = None) -> float:
+        """How sure the model is that the request is out of scope, 0-1: run on every request. `body` may be
+        the start of `whole` (the new text before its signature): the lemmas are then cut from the whole's,
+        which the unclear rule's model scores too."""
+        if whole is not None and whole.startswith(body):
+            return self.out_of_scope.score(lemmatise_prefix(subject, whole, len(body)))
+        return self.out_of_scope.score(lemmatise(subject, body))
 
     def opinion(self, subject: str, body: str) -> ScopeOpinion:
         """The probability with the topic and the words behind it: run only when the model finds a request

@@ -121,3 +121,26 @@ def test_the_shipped_model_finds_a_bare_question_the_rules_miss_and_the_card_say
 def test_the_model_is_loaded_once_per_engine_data() -> None:
     data = PolicyData(PolicyConfig())
     assert data.get(load_scope_model) is data.get(load_scope_model)
+
+
+def test_the_fast_scoring_gives_what_the_feature_names_give() -> None:
+    # The models score from lemma tuples and pairs (text_model.LinearModel.score), were trained on feature
+    # names; and the out-of-scope model cuts the body's lemmas from the whole new text's. All must agree.
+    from models.policy.rules.unclear import load_nudge_model, load_unclear_lexicon, without_signature
+    from models.policy.text_model import feature_names, lemmatise
+
+    scope, nudge = load_scope_model(PolicyConfig()), load_nudge_model(PolicyConfig())
+    assert scope is not None and nudge is not None
+    lexicon = load_unclear_lexicon(PolicyConfig())
+    rows = load_corpus()[::7]
+    cut = 0
+    for row in rows:
+        body = without_signature(row["text"], lexicon)
+        cut += body != row["text"]
+        names = feature_names(row["subject"], body)
+        assert scope.probability(row["subject"], body) == pytest.approx(scope.out_of_scope.probability(names), abs=1e-12)
+        assert scope.probability(row["subject"], body, row["text"]) == pytest.approx(
+            scope.probability(row["subject"], body), abs=1e-12)
+        assert nudge.model.score(lemmatise(row["subject"], row["text"])) == pytest.approx(
+            nudge.model.probability(feature_names(row["subject"], row["text"])), abs=1e-12)
+    assert cut >= 10  # the prefix path was taken

@@ -506,11 +506,11 @@ def load_scope_model(config: PolicyConfig) -> ScopeModel | None:
 
 
 def second_opinion(model: ScopeModel, book: ScopeBook, found: dict[str, dict[str, Any]], subject: str,
-                   body: str) -> dict[str, dict[str, Any]]:
+                   body: str, whole: str | None = None) -> dict[str, dict[str, Any]]:
     """The rule's groups as the model leaves them: dropped when the model is sure the request is in scope,
     made when the rule found nothing and the model is sure it is out of scope. `body` is without its
-    signature, as the model was trained."""
-    probability = model.probability(subject, body)
+    signature, as the model was trained; `whole`, the new text it was cut from."""
+    probability = model.probability(subject, body, whole)
     # The veto is for technical words used about our service, so it needs a word that names us ("ваш",
     # "your", "кабинет"): without one, a short plain ask ("Напишите нам телеграм-бота") has too few words
     # for the model's low score to mean anything. Batch cross-validation on the tune part: guarded at 0.2,
@@ -566,7 +566,8 @@ class OutOfScopeRule(Rule):
         model = data.get(load_scope_model)
         if model is None:
             return found
-        return second_opinion(model, book, found, message.subject, without_signature(message.new_text, lexicon))
+        return second_opinion(model, book, found, message.subject, without_signature(message.new_text, lexicon),
+                              message.new_text)
 
     async def check(self, req: PolicyRequest, ctx: PolicyContext) -> list[Finding]:
         groups, topics = ctx.data.get(load_scope_topics)
