@@ -169,3 +169,16 @@ def test_the_rules_read_only_the_first_policy_text_chars_of_a_body() -> None:
     # The content hash still reads the whole text: mails that differ only past the limit are not copies.
     other = engine.analyse(make_message(new_text=filler + "вы молодец"))
     assert other["DuplicateRule"].content_hash != late["DuplicateRule"].content_hash
+
+
+def test_the_trained_models_read_hostile_text_through_the_bounded_view() -> None:
+    """The text models lemmatise every word they read: a run of hyphen-joined letters, bidi controls and one
+    endless word go through the whole analysis (the suite's deadline is the limit, no timing assertion), and a
+    repeated nudge is still found by the nudge model."""
+    engine = PolicyEngine(PolicyConfig(), _NoLookups())  # type: ignore[arg-type]
+    for text in ("а-" * 200_000, "\u202eнапомните о письме\u202c " * 20_000, "ы" * 1_000_000):
+        analyses = engine.analyse(make_message(new_text=text, subject="Re: " + text[:300]))
+        assert analyses["OutOfScopeRule"] == {}
+    text = "Позвольте деликатно напомнить о моём письме, оставшемся без ответа. " * 20_000
+    nudge = engine.analyse(make_message(new_text=text, subject="Напоминание"))
+    assert nudge["UnclearRule"]["enough"] is False and nudge["UnclearRule"]["model"] > 0.8

@@ -62,13 +62,15 @@ class NudgeModel:
                     return word
         return None
 
-    def judge(self, subject: str, new_text: str, own: str) -> tuple[float, list[Feature]] | None:
+    def judge(self, subject: str, new_text: str, own: str, unsigned: str | None = None) -> tuple[float, list[Feature]] | None:
         """(probability, the words that weighed most) when the request is a nudge by the model, else None.
-        `own` is the new text without a reply's quote: the guards read only the client's own words."""
+        `own` is the new text without a reply's quote: the guards read only the client's own words, and
+        the verbs only in `unsigned`, `own` without its signature block (a disclaimer's "просим уведомить
+        отправителя" asks nothing of us)."""
         if len(_WORD.findall(own)) < self.min_words:
             return None
         p = self.model.score(lemmatise(subject, new_text))
-        if p <= self.rescue_above or self.task_verb(subject, own) is not None:
+        if p <= self.rescue_above or self.task_verb(subject, own if unsigned is None else unsigned) is not None:
             return None
         return p, weightiest(self.model, subject, new_text, _EVIDENCE_WORDS)
 

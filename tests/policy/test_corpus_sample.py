@@ -23,10 +23,13 @@ KNOWN_MISSES = {
     "Сделайте нам систему онлайн-записи на услуги для салона": "out_of_scope",
     "Привет. На нашем старом магазине на OpenCart 3 модуль SEO URL": "out_of_scope",  # "Как лечится?" asks
     "Здравствуйте!\nСоседка моя, Валентина, говорит": "out_of_scope",  # legal advice in a neighbour's story
+    "Добрый день!\n\nМы раз в неделю выгружаем заказы из Storeolis": "out_of_scope",  # a spreadsheet formula
+    "Dear Storeolis team,\n\njust following up on my last e-mail.": "unclear",  # a polite nudge (the model finds it)
 }
 # Sampled records the rules flag wrongly: (start of the text, the finding raised). The model vetoes this one.
 KNOWN_FALSE_ALARMS = {
     "Hi there,\n\nLooks like the Custom CSS field": "out_of_scope",  # "Can you confirm it's a bug?" about our builder
+    "Добрый день.\n\nНаш сайт tvorog-shop.ru (на вашей платформе)": "out_of_scope",  # "our site (on your platform)"
 }
 
 

@@ -183,3 +183,43 @@ async def test_counts_of_days_pings_and_disclaimers_state_no_task(db):
                               "Это сообщение и любые приложения к нему конфиденциальны.",
                           from_name="", from_address="a@sever.ru")
     assert not await _unclear("", "Задача: выгрузить пять товаров на Ozon, они не уходят.")
+
+
+async def test_image_placeholders_vcards_and_a_repeated_word_state_no_task(db):
+    await make_client()
+    for subject, text in (
+        ("", "[image: logo_zdorovie_plus.png]\n\n--\nОтдел ИТ\nАптечная сеть «Здоровье Плюс»"),
+        ("Fw:", "[cid:image001.png@01DA5F2C.3E8B1A90]\nВера Лукина, аккаунт-менеджер"),
+        ("Визитка", "BEGIN:VCARD\nVERSION:3.0\nN:Белова;Анастасия;;;\nORG:Digital-агентство «Пиксель»\n"
+                    "TITLE:Аккаунт-менеджер\nTEL;TYPE=WORK:+7 495 000-00-00\nEND:VCARD"),
+        ("SSL", "по SSL что-то решилось?"),  # the subject's word said again is one word
+        ("По поводу выгрузки", "Добрый день! По поводу выгрузки — есть новости?"),
+        ("Re: Вопрос по магазину", "Подниму письмо наверх."),
+    ):
+        v = await verdict_of(make_message(subject=subject, new_text=text), UnclearRule)
+        assert "unclear" in codes(v), text
+    # Text beside a placeholder or a vCard, and two different words, still state a task.
+    for subject, text in (("", "[image: chart.png]\nВыгрузка на Ozon падает с ошибкой 500"),
+                          ("Визитка", "Смените контактный телефон.\nBEGIN:VCARD\nFN:Анна\nEND:VCARD"),
+                          ("SSL", "SSL не выпускается")):
+        v = await verdict_of(make_message(subject=subject, new_text=text), UnclearRule)
+        assert "unclear" not in codes(v), text
+
+
+async def test_the_nudge_models_verb_guard_skips_the_signature_block(db):
+    # "просим уведомить отправителя" in a disclaimer asks nothing of us; the same verb above it would.
+    from models.policy.base import PolicyConfig
+    from models.policy.rules.unclear import (
+        load_nudge_model,
+        load_unclear_lexicon,
+        own_part,
+        without_signature,
+    )
+
+    model = load_nudge_model(PolicyConfig())
+    lexicon = load_unclear_lexicon(PolicyConfig())
+    text = ("Коллеги, добрый день.\n\nНапоминаем о заявке INC-4471, ответа пока нет.\n\n--\nС уважением,\n"
+            "Отдел ИТ\nЕсли вы получили это письмо по ошибке, просим уведомить отправителя и удалить его.")
+    own = own_part(text)
+    assert model is not None and model.task_verb("", own) is not None
+    assert model.task_verb("", without_signature(own, lexicon)) is None

@@ -56,6 +56,8 @@ _DATE = re.compile(r"\b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b|\b\d{1,2}:\d{2}\b|\b(?:19
                    re.IGNORECASE)
 _DOMAIN_HINT = re.compile(r"\.(?:ru|com|net|org|io|рф|su|uk|de)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+# What a mail program leaves of an inline image: "[image: logo.png]", "[cid:image001.png@01DA5F2C.3E8B1A90]".
+_PLACEHOLDER = re.compile(r"\[(?:image|cid|картинка|изображение)\b[^\]\n]{0,300}\]", re.IGNORECASE)
 _CYRILLIC = re.compile("[а-яё]")
 _SENTENCE_END = re.compile(r"[.?!]\s*$")
 _MAX_SIGNATURE_LINE = 120
@@ -179,8 +181,11 @@ def _is_nominative(word: str) -> bool:
 
 
 def _without_contacts(text: str) -> str:
-    """`text` with e-mails, links, phones and dates blanked out."""
+    """`text` with e-mails, links, phones, dates and inline-image placeholders ("[image: logo.png]",
+    "[cid:image001.png@01DA…]") blanked out."""
     # Cheap tests first: most requests have no "@" and few digits, and each sub scans the whole text.
+    if "[" in text:
+        text = _PLACEHOLDER.sub(" ", text)
     if "@" in text:
         text = _EMAIL.sub(" ", text)
     if "www" in text or "//" in text or _DOMAIN_HINT.search(text):
@@ -360,6 +365,8 @@ def _count(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> N
                 continue
             acc.words.append(lem)
             acc.negations += 1
+        elif lem in acc.words:
+            continue  # a word said twice is one word: "SSL" over "по SSL что-то решилось?"
         else:
             acc.words.append(lem)
             if not acc.anchored:
@@ -408,6 +415,22 @@ def own_part(text: str) -> str:
     return "\n".join(line for line in text.split("\n") if not line.lstrip().startswith(">"))
 
 
+def _without_vcards(lines: list[str]) -> list[str]:
+    """The lines outside "BEGIN:VCARD" … "END:VCARD" blocks (a contact card pasted as text)."""
+    if not any(line.strip().upper() == "BEGIN:VCARD" for line in lines):
+        return lines
+    kept, inside = [], False
+    for line in lines:
+        mark = line.strip().upper()
+        if mark == "BEGIN:VCARD":
+            inside = True
+        elif mark == "END:VCARD" and inside:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return kept
+
+
 def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count) -> None:
     """Count the new text line by line, without the signature block, quoted headers and contacts. The
     last lines are read as a possible signature only when the lines above them did not say enough."""
@@ -420,8 +443,8 @@ def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count)
     m = lex.signature_start.search(text)
     if m is not None:
         text, acc.signature = text[: m.start()], True
-    # Quoted lines ("> ...") are the earlier mail's words.
-    lines = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
+    # Quoted lines ("> ...") are the earlier mail's words; a vCard is contacts.
+    lines = _without_vcards([line for line in text.split("\n") if not line.lstrip().startswith(">")])
     head, tail = lines[:-_TAIL_LINES], lines[-_TAIL_LINES:]
     for part in (head, tail):
         if part is tail:
@@ -464,7 +487,8 @@ class UnclearRule(Rule):
         model = data.get(load_nudge_model) if found["enough"] else None
         if model is not None:
             # Enough words for the rule, but the model has read such long nudges: see nudge_model.py.
-            opinion = model.judge(msg.subject, msg.new_text, own_part(msg.new_text))
+            own = own_part(msg.new_text)
+            opinion = model.judge(msg.subject, msg.new_text, own, without_signature(own, lex))
             if opinion is not None:
                 p, words = opinion
                 texts = {"subject": msg.subject, "body": msg.new_text}
