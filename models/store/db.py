@@ -63,14 +63,17 @@ def _create_sqlite_file(path: Path) -> None:
 
 def connection_config(url: str) -> str | dict[str, Any]:
     """tortoise's connection for `url`: PostgreSQL through models/store/pg_engine.py (asyncpg without the
-    reset query on each release to the pool), anything else as tortoise reads the URL."""
+    reset query on each release to the pool), SQLite through models/store/sqlite_engine.py (transactions
+    that take the write lock when they begin), anything else as tortoise reads the URL."""
     url = normalise_url(url)
-    if not url.startswith("postgres://"):
-        return url
     from tortoise.backends.base.config_generator import expand_db_url
 
-    from models.store.pg_engine import ENGINE
-
+    if url.startswith("postgres://"):
+        from models.store.pg_engine import ENGINE
+    elif url.startswith("sqlite://"):
+        from models.store.sqlite_engine import ENGINE
+    else:
+        return url
     return {**expand_db_url(url), "engine": ENGINE}
 
 
