@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -62,15 +63,17 @@ class NudgeModel:
                     return word
         return None
 
-    def judge(self, subject: str, new_text: str, own: str, unsigned: str | None = None) -> tuple[float, list[Feature]] | None:
+    def judge(self, subject: str, new_text: str, own: str,
+              unsigned: Callable[[], str] | None = None) -> tuple[float, list[Feature]] | None:
         """(probability, the words that weighed most) when the request is a nudge by the model, else None.
         `own` is the new text without a reply's quote: the guards read only the client's own words, and
-        the verbs only in `unsigned`, `own` without its signature block (a disclaimer's "просим уведомить
-        отправителя" asks nothing of us)."""
+        the verbs only in `unsigned()`, `own` without its signature block (a disclaimer's "просим уведомить
+        отправителя" asks nothing of us). A callable, because cutting the signature costs about 40 us and
+        is needed only for the few requests the model takes for nudges."""
         if len(_WORD.findall(own)) < self.min_words:
             return None
         p = self.model.score(lemmatise(subject, new_text))
-        if p <= self.rescue_above or self.task_verb(subject, own if unsigned is None else unsigned) is not None:
+        if p <= self.rescue_above or self.task_verb(subject, own if unsigned is None else unsigned()) is not None:
             return None
         return p, weightiest(self.model, subject, new_text, _EVIDENCE_WORDS)
 

@@ -53,6 +53,23 @@ def test_the_guards_read_only_the_clients_own_words() -> None:
     assert _sure().judge("", text, own) is not None
 
 
+def test_the_verb_guard_reads_the_text_above_the_signature_and_cuts_it_only_for_a_doubted_request() -> None:
+    text = ("Позвольте ещё раз напомнить о моём письме, на него пока нет ответа.\n--\n"
+            "Если вы получили это письмо по ошибке, удалите его.")
+    assert _sure().task_verb("", text) == "удалите"  # the disclaimer's verb, read without the cut
+    cuts: list[str] = []
+
+    def unsigned() -> str:
+        cuts.append(text)
+        return text.split("\n--\n", 1)[0]
+
+    assert _sure().judge("", text, text, unsigned) is not None
+    assert len(cuts) == 1
+    # A request the model does not take for a nudge is left alone: no cut.
+    assert _sure(rescue=0.999).judge("", text, text, unsigned) is None
+    assert len(cuts) == 1
+
+
 def _config(tmp_path: Path, text: str) -> PolicyConfig:
     (tmp_path / "unclear.toml").write_text(text, encoding="utf-8")
     return PolicyConfig(config_dir=tmp_path)

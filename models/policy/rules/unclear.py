@@ -444,7 +444,9 @@ def _count_body(text: str, lex: UnclearLexicon, own_name: set[str], acc: _Count)
     if m is not None:
         text, acc.signature = text[: m.start()], True
     # Quoted lines ("> ...") are the earlier mail's words; a vCard is contacts.
-    lines = _without_vcards([line for line in text.split("\n") if not line.lstrip().startswith(">")])
+    lines = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
+    if "begin:vcard" in folded:  # the per-line scan only where one can be (folded holds the whole text)
+        lines = _without_vcards(lines)
     head, tail = lines[:-_TAIL_LINES], lines[-_TAIL_LINES:]
     for part in (head, tail):
         if part is tail:
@@ -488,7 +490,7 @@ class UnclearRule(Rule):
         if model is not None:
             # Enough words for the rule, but the model has read such long nudges: see nudge_model.py.
             own = own_part(msg.new_text)
-            opinion = model.judge(msg.subject, msg.new_text, own, without_signature(own, lex))
+            opinion = model.judge(msg.subject, msg.new_text, own, lambda: without_signature(own, lex))
             if opinion is not None:
                 p, words = opinion
                 texts = {"subject": msg.subject, "body": msg.new_text}
