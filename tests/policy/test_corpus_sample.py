@@ -25,11 +25,16 @@ KNOWN_MISSES = {
     "Здравствуйте!\nСоседка моя, Валентина, говорит": "out_of_scope",  # legal advice in a neighbour's story
     "Добрый день!\n\nМы раз в неделю выгружаем заказы из Storeolis": "out_of_scope",  # a spreadsheet formula
     "Dear Storeolis team,\n\njust following up on my last e-mail.": "unclear",  # a polite nudge (the model finds it)
+    # From the ninth batch (folded in on 2026-12-07, night):
+    "Здравствуйте.\n\nПрошу подготовить макеты баннеров": "out_of_scope",  # design "для главной страницы магазина"
+    "добрый день после переустановки windows в the bat": "out_of_scope",  # the client's mail client (the model finds it)
+    "Настоящее сообщение и все приложения к нему являются": "unclear",  # a body that is only a disclaimer
 }
-# Sampled records the rules flag wrongly: (start of the text, the finding raised). The model vetoes this one.
+# Sampled records the rules flag wrongly: (start of the text, the finding raised).
 KNOWN_FALSE_ALARMS = {
     "Hi there,\n\nLooks like the Custom CSS field": "out_of_scope",  # "Can you confirm it's a bug?" about our builder
     "Добрый день.\n\nНаш сайт tvorog-shop.ru (на вашей платформе)": "out_of_scope",  # "our site (on your platform)"
+    "Добрый день, пересылаю письмо покупателя, посмотрите": "out_of_scope",  # "это у вас в оплате что-то?" (vetoed)
 }
 
 

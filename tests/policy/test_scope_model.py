@@ -82,6 +82,11 @@ def test_a_sure_model_drops_the_rule_finding_and_an_unsure_one_leaves_it(book: A
     assert second_opinion(unsure, book, {}, "", "Напишите, почему ваш скрипт оплаты падает?") == {}
     # No word names our service: the model's low score on a short plain ask does not overrule the rule.
     assert second_opinion(sure_in_scope, book, rule, "", "Напишите нам скрипт для сайта.") == rule
+    # The guard reads service cues as the rule does: "у вас заказать" asks whether we sell the work, and
+    # "обновление Windows" is Microsoft's; "у вас в кабинете" is ours.
+    assert second_opinion(sure_in_scope, book, rule, "", "А можно у вас заказать скрипт для сайта?") == rule
+    assert second_opinion(sure_in_scope, book, rule, "", "После обновления Windows напишите скрипт.") == rule
+    assert second_opinion(sure_in_scope, book, rule, "", "Напишите, почему у вас в кабинете скрипт падает?") == {}
 
 
 def _config_dir(tmp_path: Path, model_section: str) -> PolicyConfig:

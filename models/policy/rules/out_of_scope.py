@@ -28,7 +28,6 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from models.policy.base import Finding, FindingCode, PolicyConfig, PolicyContext, PolicyRequest, Rule
@@ -289,6 +288,7 @@ class _Scan:
                    and (i + 1 == len(lemmas) or lemmas[i + 1] not in book.not_service_after)
                    and not self._governs_subject(i, lemmas) and not self._orders_from_us(i, lemmas)
                    for i, w in enumerate(self.words)]
+        self.names_service = any(service)
         self.tables = {"owner": _cue_tables(self.words, owner), "service": _cue_tables(self.words, service)}
         # Asks count anywhere in the request; question words only in their own sentence.
         self.ask_words = [w for k, w in enumerate(self.words) if self._asks(k, lemmas)]
@@ -530,11 +530,9 @@ def second_opinion(model: ScopeModel, book: ScopeBook, found: dict[str, dict[str
 
 
 def _names_our_service(book: ScopeBook, subject: str, body: str) -> bool:
-    for text in (subject, body):
-        lemmas = [w.lemma for w in _words(text)[0]]
-        if not book.service.isdisjoint(lemmas) or not book.service_pairs.isdisjoint(pairwise(lemmas)):
-            return True
-    return False
+    """A service cue as the rule's own scan reads one: "у вас заказать макет" asks whether we sell the work
+    and "обновление Windows" is Microsoft's, so neither names our service."""
+    return any(_Scan(book, text, where).names_service for text, where in ((subject, "subject"), (body, "body")))
 
 
 def _asks_anything(book: ScopeBook, subject: str, body: str) -> bool:
