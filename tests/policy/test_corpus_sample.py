@@ -33,7 +33,6 @@ KNOWN_MISSES = {
 # Sampled records the rules flag wrongly: (start of the text, the finding raised).
 KNOWN_FALSE_ALARMS = {
     "Hi there,\n\nLooks like the Custom CSS field": "out_of_scope",  # "Can you confirm it's a bug?" about our builder
-    "Добрый день.\n\nНаш сайт tvorog-shop.ru (на вашей платформе)": "out_of_scope",  # "our site (on your platform)"
     "Добрый день, пересылаю письмо покупателя, посмотрите": "out_of_scope",  # "это у вас в оплате что-то?" (vetoed)
 }
 

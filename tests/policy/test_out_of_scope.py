@@ -1,4 +1,9 @@
-from models.policy.rules.out_of_scope import OutOfScopeRule
+from dataclasses import replace
+
+import pytest
+
+from models.policy.base import PolicyConfig
+from models.policy.rules.out_of_scope import OutOfScopeRule, ScopeBook, analyse_scope, load_scope_book
 
 from .factories import codes, finding, make_client, make_message, verdict_of
 
@@ -182,3 +187,49 @@ async def test_a_subjunctive_asks_and_a_first_person_can_offers(db):
     v = await verdict_of(make_message(new_text="Ваш сотрудник вчера настроил выгрузку, и наш сайт на "
                                                 "WordPress перестал получать заказы."), OutOfScopeRule)
     assert "out_of_scope" not in codes(v)
+
+
+# The cues below are read straight from `analyse_scope` (no database): each case is also run with the cue
+# switched off, so the test shows the cue is what decides.
+
+@pytest.fixture(scope="module")
+def book() -> ScopeBook:
+    return load_scope_book(PolicyConfig())
+
+
+def _topics(book: ScopeBook, text: str) -> set[str]:
+    return {entry["topic"] for entry in analyse_scope(book, "", text).values()}
+
+
+def test_a_parenthetical_may_asks_nothing(book: ScopeBook) -> None:
+    without = replace(book, parenthetical=frozenset())
+    for text in ("Я уж подумал, может, письмо не дошло: интернет у нас в деревне капризный.",
+                 "Может быть, интернет у нас в офисе барахлит."):
+        assert _topics(book, text) == set(), text
+        assert _topics(without, text) == {"office_it"}, text
+    # "может" that asks still asks.
+    assert _topics(book, "Может кто-нибудь настроить интернет в нашем офисе?") == {"office_it"}
+
+
+def test_the_clients_site_on_our_platform_is_ours_to_look_at(book: ScopeBook) -> None:
+    without = replace(book, hosted_on=frozenset())
+    for text in ("Наш сайт на вашей платформе после смены шаблона отдаёт 404, помогите.",
+                 "На моём сайте на вашем конструкторе форма записи не открывается, посмотрите, пожалуйста.",
+                 "Our website on your platform: could you fix the cart page? It shows nothing."):
+        assert _topics(book, text) == set(), text
+        assert _topics(without, text) == {"cms"}, text
+    # A direction is not a place, and another platform is not ours.
+    assert _topics(book, "Перенесите наш сайт на вашу платформу, пожалуйста.") == {"cms"}
+    assert _topics(book, "Наш сайт на WordPress не открывается, помогите.") == {"cms"}
+
+
+def test_a_verb_of_making_does_not_reach_into_a_clause(book: ScopeBook) -> None:
+    text = "Можно ли сделать так, чтобы один код использовал только один покупатель?"
+    assert _topics(book, text) == set()
+    assert _topics(replace(book, clause_openers=frozenset()), text) == {"code"}
+    assert _topics(book, "Сделайте нам код для вставки на сайт.") == {"code"}
+
+
+def test_a_signature_is_a_mail_programs_only_where_one_is_named(book: ScopeBook) -> None:
+    assert _topics(book, "Для нашей бухгалтерии нужен экземпляр договора с подписью и печатью.") == set()
+    assert _topics(book, "Настройте нам подпись в Outlook для всех сотрудников.") == {"mail_client"}
