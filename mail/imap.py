@@ -571,13 +571,20 @@ class ImapSession:
         self._broken = True
         client, self._client = self._client, None
         if client is not None:
-            for task in list(client.tasks) + list(client.protocol.tasks):
-                task.cancel()
-            transport = client.protocol.transport
-            if transport is not None:
-                transport.close()
-            if not client._client_task.done():
-                client._client_task.cancel()
+            drop_client(client)
+
+
+def drop_client(client: aioimaplib.IMAP4) -> None:
+    """Close an aioimaplib client's socket and cancel its tasks at once, without a word to the server: after
+    an error or a timeout, when LOGOUT may never be answered. aioimaplib has no such call, and a client
+    left to the garbage collector keeps its socket open until then."""
+    for task in list(client.tasks) + list(client.protocol.tasks):
+        task.cancel()
+    transport = client.protocol.transport
+    if transport is not None:
+        transport.close()
+    if not client._client_task.done():
+        client._client_task.cancel()
 
 
 async def open_session(config: ImapConfig) -> tuple[ImapSession, int, int]:

@@ -44,6 +44,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from mail.drafts import DraftComposer, DraftError
+from mail.imap import drop_client
 from models.aio import raise_if_cancelling
 from models.backoff import Outage, capped_delay
 from models.clock import utcnow
@@ -198,12 +199,16 @@ class _SentFolderCopier:
         else:
             # aioimaplib 2.0.3 has no STARTTLS; sending the password in clear is not an option.
             raise RuntimeError(f"IMAP security {security!r} is not supported for the Sent copy")
-        await client.wait_hello_from_server()
-        response = await client.login(self._cfg.user, self._password())
-        if response.result != "OK":
-            with contextlib.suppress(Exception):
-                await client.logout()
-            raise RuntimeError(f"IMAP login refused for {self._cfg.user}")
+        try:
+            await client.wait_hello_from_server()
+            response = await client.login(self._cfg.user, self._password())
+            if response.result != "OK":
+                with contextlib.suppress(Exception):
+                    await client.logout()
+                raise RuntimeError(f"IMAP login refused for {self._cfg.user}")
+        except BaseException:
+            drop_client(client)  # a greeting or login that timed out must not leave the socket open
+            raise
         return client
 
     async def _append(self, client: aioimaplib.IMAP4, content: bytes) -> None:
@@ -237,9 +242,12 @@ class _SentFolderCopier:
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self._timeout):
-                    await client.logout()
+            try:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self._timeout):
+                        await client.logout()
+            finally:
+                drop_client(client)  # a LOGOUT that timed out, or its answer, leaves the socket to us
 
 
 class EmailSender:

@@ -83,8 +83,8 @@ async def make_row(
     )
 
 
-def config_for(server: SmtpCapture, **kw: object) -> SmtpConfig:
-    return SmtpConfig(host=server.host, port=server.port, security="none", timeout=5.0, **kw)  # type: ignore[arg-type]
+def config_for(server: SmtpCapture, timeout: float = 5.0, **kw: object) -> SmtpConfig:
+    return SmtpConfig(host=server.host, port=server.port, security="none", timeout=timeout, **kw)  # type: ignore[arg-type]
 
 
 def captured_ids(server: SmtpCapture) -> list[str]:
@@ -507,7 +507,9 @@ async def test_sent_copy_is_appended_to_the_imap_folder(db: str, smtp_server: Sm
     imap = SimpleNamespace(host=mailbox.host, port=mailbox.port, user=mailbox.user,
                            password=mailbox.password, security="none")
     rows = [await make_row() for _ in range(2)]
-    sender = EmailSender(config_for(smtp_server, sent_folder="Sent"), imap_config=imap)
+    # Dovecot's first login on a loaded machine has taken more than 5 s (a CI run): this test is about the
+    # copies, not the timeout, which the silent-server test below covers.
+    sender = EmailSender(config_for(smtp_server, timeout=20.0, sent_folder="Sent"), imap_config=imap)
     assert await sender.deliver_due() == 2
     await sender.aclose()
     assert mailbox.count("Sent") == 2
@@ -515,6 +517,43 @@ async def test_sent_copy_is_appended_to_the_imap_folder(db: str, smtp_server: Sm
     # Maildir files keep LF line endings; otherwise the copy is the sent message itself.
     stored = sorted(p.read_bytes() for p in mailbox.maildir("Sent").glob("cur/*"))
     assert stored == sorted(bytes(r.content).replace(b"\r\n", b"\n") for r in rows)
+
+
+async def test_a_sent_copy_to_a_silent_server_gives_up_and_closes_its_socket(
+    db: str, smtp_server: SmtpCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An IMAP server that accepts and never greets: the copy times out, the email stays sent, and the
+    copier's socket is closed at once (a half-open client left to the garbage collector kept it open)."""
+    accepted: list[asyncio.StreamReader] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(reader)
+        writers.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    imap = SimpleNamespace(host="127.0.0.1", port=port, user="u", password="p", security="none")
+    row = await make_row()
+    config = SmtpConfig(host=smtp_server.host, port=smtp_server.port, security="none", timeout=0.5,
+                        sent_folder="Sent")
+    sender = EmailSender(config, imap_config=imap)
+    try:
+        with caplog.at_level(logging.WARNING, logger="mail.send"):
+            assert await sender.deliver_due() == 1
+        assert any("could not copy" in r.getMessage() for r in caplog.records)
+        await row.refresh_from_db()
+        assert row.status == OutboxStatus.SENT
+        # The server side reads end-of-file: our socket is closed, not waiting for the garbage collector.
+        assert len(accepted) == 1
+        assert await asyncio.wait_for(accepted[0].read(), 2.0) == b""
+    finally:
+        await sender.aclose()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_failed_sent_copy_never_resends(
