@@ -201,16 +201,6 @@ def _topics(book: ScopeBook, text: str) -> set[str]:
     return {entry["topic"] for entry in analyse_scope(book, "", text).values()}
 
 
-def test_a_parenthetical_may_asks_nothing(book: ScopeBook) -> None:
-    without = replace(book, parenthetical=frozenset())
-    for text in ("Я уж подумал, может, письмо не дошло: интернет у нас в деревне капризный.",
-                 "Может быть, интернет у нас в офисе барахлит."):
-        assert _topics(book, text) == set(), text
-        assert _topics(without, text) == {"office_it"}, text
-    # "может" that asks still asks.
-    assert _topics(book, "Может кто-нибудь настроить интернет в нашем офисе?") == {"office_it"}
-
-
 def test_the_clients_site_on_our_platform_is_ours_to_look_at(book: ScopeBook) -> None:
     without = replace(book, hosted_on=frozenset())
     for text in ("Наш сайт на вашей платформе после смены шаблона отдаёт 404, помогите.",

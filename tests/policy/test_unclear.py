@@ -223,3 +223,28 @@ async def test_the_nudge_models_verb_guard_skips_the_signature_block(db):
     own = own_part(text)
     assert model is not None and model.task_verb("", own) is not None
     assert model.task_verb("", without_signature(own, lexicon)) is None
+
+
+async def test_gmails_russian_attribution_german_nudges_and_more_sign_offs(db):
+    await make_client()
+    # Gmail's Russian attribution names the writer's address and no verb: the quote below it is not counted.
+    quoted = ("Чт, 6 февр. 2025 г. в 16:40, Инна Крылова <inna@shkatulka-shop.ru>:\n"
+              "> Добрый день, подскажите по нашему вопросу про выгрузку на Ozon.\n> Спасибо, Инна")
+    assert await _unclear("Re: вопрос", quoted)
+    assert not await _unclear("Re: вопрос", "Перезапустите выгрузку на Ozon: она падает с ошибкой 502.\n\n" + quoted)
+    # German and formal reminders.
+    assert await _unclear("AW: Anfrage", "Gibt es schon Neuigkeiten?\n\nK. Becker")
+    assert await _unclear("", "Guten Tag, ich warte noch immer auf Ihre Antwort. Danke und viele Grüße.")
+    assert await _unclear("Подтверждение получения", "Прошу подтвердить получение моего предыдущего письма.")
+    assert await _unclear("Срок ответа", "Подскажите, когда ориентировочно можно ждать ответ?")
+    # A disclaimer and an appeal after an emoji end the signature; a name in quotes is a company line.
+    assert await _unclear("", "Настоящее сообщение и все приложения к нему являются конфиденциальными и "
+                              "предназначены исключительно для адресата.")
+    assert await _unclear("", "Юлия Ким | контент-менеджер\n+7 (383) 209-11-22 | chaynyput.ru\n"
+                              "🌱 Пожалуйста, подумайте об экологии, прежде чем распечатывать это письмо.",
+                          from_name="", from_address="yulia@chaynyput.ru")
+    assert await _unclear("", "Прошу подтвердить получение.\n\nЮлия Ким\n«Чайный путь»",
+                          from_name="", from_address="yulia@chaynyput.ru")
+    # Still tasks: the same words with a thing to do.
+    assert not await _unclear("", "Прошу подтвердить получение оплаты по счёту 4512 от 3 марта.")
+    assert not await _unclear("", "Guten Tag, please restart our Ozon export, it fails with error 502. Viele Grüße")

@@ -136,16 +136,12 @@ class ScopeBook:
     ask_pairs: frozenset[tuple[str, str]] = frozenset()  # two-word asks: "стоит ли"
     offer_first_person: frozenset[str] = frozenset()  # ask words that offer in the 1st person: "могу"  # "у вас заказать макет": asking whether we sell the work
     quantity: frozenset[str] = frozenset()  # "сделайте пару баннеров": the artefact in the genitive
-    # Ask words that do not ask when set off by commas or followed by "быть": "может, письмо не дошло" is
-    # "maybe". Word forms, not lemmas: "можете" still asks.
-    parenthetical: frozenset[str] = frozenset()
     # Prepositions of place before a name of us: "наш сайт на вашей платформе", "магазин у вас" live on
     # our service, so the client's owned thing is ours to look at.
     hosted_on: frozenset[str] = frozenset()
     # Words that open a clause: a verb of making before one does not take what follows as its object
     # ("сделать так, чтобы один код ...").
     clause_openers: frozenset[str] = frozenset()
-    negations: frozenset[str] = frozenset()  # "не" (before a verb), "doesn't", "isn't": a report of a breakage
     plain_starts: frozenset[str] = frozenset()  # first lemmas of the plain subjects
     # Quick tests on a text's set of lemmas, so most requests skip the full scan (see `_worth_scanning`).
     plain_firsts: frozenset[str] = frozenset()
@@ -217,9 +213,7 @@ def load_scope_book(config: PolicyConfig) -> ScopeBook:
         service_pairs=pairs("service_pairs"), not_service_after=lemset("not_service_after"),
         window=int(data.get("window", 6)), service_names=lemset("service_names"), order=lemset("order"),
         quantity=lemset("quantity"), ask_pairs=pairs("ask_pairs"), offer_first_person=lemset("offer_first_person"),
-        parenthetical=frozenset(w.casefold() for w in cues.get("parenthetical", [])),
         hosted_on=lemset("hosted_on"), clause_openers=lemset("clause_openers"),
-        negations=frozenset(w.casefold() for w in cues.get("negations", [])),
         plain_starts=frozenset(f for f, entries in subjects.items() if any(not e[2] for e in entries)),
         plain_firsts=plain, owned_firsts=owned, enablers=enablers)
 
@@ -244,12 +238,6 @@ def _asking_form(word: str) -> bool:
         return not (len(w) > 3 and w.endswith("s") and lemma(w) != w)
     tag = analyzer().parse(w)[0].tag
     return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
-
-
-@lru_cache(maxsize=100_000)
-def _is_verb(word: str) -> bool:
-    w = word.casefold()
-    return bool(_CYRILLIC.search(w)) and "VERB" in analyzer().parse(w)[0].tag
 
 
 @lru_cache(maxsize=100_000)
@@ -321,8 +309,6 @@ class _Scan:
         w, book = self.words[k], self.book
         after = lemmas[k + 1] if k + 1 < len(lemmas) else ""
         if w.lemma in book.ask:
-            if w.text.casefold() in book.parenthetical and (after == "быть" or self._comma_after(k)):
-                return False
             # "могу сфотографировать чек" offers; "могу ли я заказать", "хотим сайт" ask.
             return w.lemma not in book.offer_first_person or after == "ли" or not _first_person(w.text)
         if w.lemma in book.work:
@@ -333,20 +319,6 @@ class _Scan:
                 return any(b.lemma == "бы" and b.sentence == w.sentence for b in before)
             return False
         return (w.lemma, after) in book.ask_pairs
-
-    def negates_a_verb(self) -> bool:
-        """"не работает", "не применяется", "doesn't apply": a negation before a verb (Russian: the next word
-        is a verb by pymorphy3; English: a negated auxiliary from `negations`)."""
-        words, negations = self.words, self.book.negations
-        for k, w in enumerate(words):
-            t = w.text.casefold()
-            if t in negations and (not _CYRILLIC.search(t) or k + 1 < len(words) and _is_verb(words[k + 1].text)):
-                return True
-        return False
-
-    def _comma_after(self, k: int) -> bool:
-        end = self.words[k + 1].start if k + 1 < len(self.words) else len(self.text)
-        return "," in self.text[self.words[k].end : end]
 
     def hosted_by_us(self, j: int) -> bool:
         """Does a name of us follow the subject ending at word j as its place: "наш сайт на вашей платформе",
@@ -575,11 +547,6 @@ def second_opinion(model: ScopeModel, book: ScopeBook, found: dict[str, dict[str
     # получать заказы" is a report whatever its words weigh. Batch cross-validation: no finding lost.
     if found or probability <= model.rescue_above or not _asks_anything(book, subject, body):
         return found
-    # Nor does one that names our service and says something of it broke: "настроили у вас в разделе «Акции»
-    # скидку, но в корзине цена без скидки" is a report about our service (1.1) whatever its words weigh.
-    # Batch cross-validation on the tune part: two false alarms fewer (8 -> 6), no finding lost.
-    if _reports_trouble_with_us(book, subject, body):
-        return found
     opinion = model.opinion(subject, body)
     if opinion.topic not in book.topics:
         return found
@@ -592,13 +559,6 @@ def _names_our_service(book: ScopeBook, subject: str, body: str) -> bool:
     """A service cue as the rule's own scan reads one: "у вас заказать макет" asks whether we sell the work
     and "обновление Windows" is Microsoft's, so neither names our service."""
     return any(_Scan(book, text, where).names_service for text, where in ((subject, "subject"), (body, "body")))
-
-
-def _reports_trouble_with_us(book: ScopeBook, subject: str, body: str) -> bool:
-    """Does the request name our service and report a breakage (a `problem` word, or a negated verb: "не
-    применяется", "не открывается", "doesn't apply")?"""
-    scans = [_Scan(book, subject, "subject"), _Scan(book, body, "body")]
-    return any(s.names_service for s in scans) and any(s.problem or s.negates_a_verb() for s in scans)
 
 
 def _asks_anything(book: ScopeBook, subject: str, body: str) -> bool:

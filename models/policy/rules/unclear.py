@@ -99,10 +99,15 @@ _SEPARATOR = re.compile(
 # mail is what the client sends us.
 _REPLY_SEPARATOR = re.compile(
     r"^[ \t>]*+(?:(?:-{3,}+|_{3,}+)[^\n]*?(?:original message|исходное сообщение)[^\n]*+|on .{4,80} wrote[ \t]*:[ \t]*|"
-    r".{4,80}(?:написал|написала|пишет)\(?а?\)?[ \t]*:[ \t]*)$", re.IGNORECASE | re.MULTILINE)
+    r".{4,80}(?:написал|написала|пишет)\(?а?\)?[ \t]*:[ \t]*|"
+    # Gmail's Russian attribution has no verb: "Чт, 6 февр. 2025 г. в 16:40, Инна <inna@shop.ru>:", then
+    # the quote's ">" lines.
+    r"[^\n<>]{4,120}<[^<>\s@]{1,64}@[^<>\s]{1,255}>[ \t]*:[ \t]*(?=\n[ \t]*>))$", re.IGNORECASE | re.MULTILINE)
 
 
-_REPLY_WORDS = ("original message", "исходное сообщение", "wrote", "написал", "пишет")
+# Words one of which a reply separator holds: the regex is tried only then. ">:" ends an attribution line
+# that names its writer's address.
+_REPLY_WORDS = ("original message", "исходное сообщение", "wrote", "написал", "пишет", ">:")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -148,7 +153,8 @@ def load_unclear_lexicon(config: PolicyConfig) -> UnclearLexicon:
         seq = tuple(lemmas_of(entry))
         if len(seq) > 1:
             phrases.setdefault(seq[0], []).append(seq[1:])
-    start = re.compile(rf"^[ \t]*(?:(?:--|—)[ \t]*(?:$|[^\W\d_])|(?:{_starts(sig.get('start', []))}))",
+    # A sign-off may follow a few symbols (an emoji, a bullet): "🌱 Пожалуйста, подумайте об экологии".
+    start = re.compile(rf"^[ \t]*(?:(?:--|—)[ \t]*(?:$|[^\W\d_])|(?:[^\w\s-]{{1,3}}[ \t]*)?(?:{_starts(sig.get('start', []))}))",
                        re.IGNORECASE | re.MULTILINE)
     headers = re.compile(rf"^[ \t>]*(?:{_starts(sig.get('quote_headers', []))})[ \t]*:", re.IGNORECASE)
     return UnclearLexicon(
@@ -207,6 +213,9 @@ def _phone_blank(m: re.Match[str]) -> str:
     return " " if 7 <= digits <= 15 and looks_like_phone else s
 
 
+_QUOTED_NAME = re.compile(r"[ \t]*[«\"“][^«»\"“”\n]{1,60}[»\"”][ \t]*")
+
+
 def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
     """"contact", "company", "title" or "name" when `line` reads as a line of a signature, else None."""
     if len(line) > _MAX_SIGNATURE_LINE:
@@ -221,8 +230,8 @@ def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
             return "contact"
     if not words or len(words) > 6 or any(_is_verb(w) for w in words if _CYRILLIC.search(w.casefold())):
         return None  # "ООО «Ромашка» не может войти" is a request, not a signature line
-    if any(w.casefold() in lex.companies for w in words):
-        return "company"
+    if any(w.casefold() in lex.companies for w in words) or _QUOTED_NAME.fullmatch(line):
+        return "company"  # "ООО «Ромашка»", or a name in quotes alone: "«Чайный путь»"
     if not _SENTENCE_END.search(line) and _is_title(words, lemmas, lex):
         return "title"
     # Names and initials ("Иванова Т.С.", "Sergey Volkov"): kept unless beside a title, company or contacts.
