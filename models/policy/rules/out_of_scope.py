@@ -525,7 +525,7 @@ def load_scope_model(config: PolicyConfig) -> ScopeModel | None:
     section = _read_scope_file(config).get("model", {})
     if not section.get("enabled", True):
         return None
-    veto, rescue = float(section.get("veto_below", 0.2)), float(section.get("rescue_above", 0.7))
+    veto, rescue = float(section.get("veto_below", 0.15)), float(section.get("rescue_above", 0.7))
     if not 0.0 <= veto < rescue <= 1.0:
         raise ValueError(f"out_of_scope.toml: [model] needs 0 <= veto_below < rescue_above <= 1, got {veto}, {rescue}")
     return load_model_file(config.data_file(str(section.get("file", MODEL_FILE))), veto, rescue)
@@ -539,8 +539,9 @@ def second_opinion(model: ScopeModel, book: ScopeBook, found: dict[str, dict[str
     probability = model.probability(subject, body, whole)
     # The veto is for technical words used about our service, so it needs a word that names us ("ваш",
     # "your", "кабинет"): without one, a short plain ask ("Напишите нам телеграм-бота") has too few words
-    # for the model's low score to mean anything. Batch cross-validation on the tune part: guarded at 0.2,
-    # precision 0.991 and recall 0.957; unguarded, 0.986 and 0.959 at 0.02, and recall 0.866 at 0.2.
+    # for the model's low score to mean anything. Batch cross-validation on the tune part (six batches): guarded
+    # at 0.2, precision 0.991 and recall 0.957; unguarded, 0.986 and 0.959 at 0.02, and recall 0.866 at 0.2.
+    # Over ten batches: guarded at 0.15, 0.995 / 0.943; at 0.2, 0.995 / 0.936; at 0.1, 0.993 / 0.946.
     if found and probability < model.veto_below and _names_our_service(book, subject, body):
         return {}
     # A request that asks nothing (no ask word, no question) reports: "наш сайт на WordPress перестал
