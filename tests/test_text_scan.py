@@ -182,3 +182,35 @@ def test_the_trained_models_read_hostile_text_through_the_bounded_view() -> None
     text = "Позвольте деликатно напомнить о моём письме, оставшемся без ответа. " * 20_000
     nudge = engine.analyse(make_message(new_text=text, subject="Напоминание"))
     assert nudge["UnclearRule"]["enough"] is False and nudge["UnclearRule"]["model"] > 0.8
+
+
+@pytest.mark.parametrize("line", [
+    "Чт, 6 февр. <a@b.ru>:",  # the Gmail attribution, over and over on one line
+    "<",  # an attribution's opening bracket with no address
+    "x@y>:",  # the trigger ">:" without a start
+])
+def test_the_reply_separator_and_the_signature_are_linear_on_a_megabyte_line(line: str) -> None:
+    finishes(f"""
+        from models.policy.base import PolicyConfig
+        from models.policy.rules.unclear import load_unclear_lexicon, own_part, without_signature
+        text = "Выгрузка на Ozon падает. " + {line!r} * (1_000_000 // {len(line)}) + "\\n> старое письмо"
+        assert own_part(text).startswith("Выгрузка на Ozon падает.")
+        assert without_signature(text, load_unclear_lexicon(PolicyConfig())).startswith("Выгрузка")
+        # mail.parse turns CR LF and a lone CR into LF before any rule reads the text; CRs here only cost time.
+        many = ("Чт, 6 февр. 2025 г. в 16:40, Инна <inna@shop.ru>:\\n" * 20_000) + "> q"
+        assert own_part(many) == many[: many.rindex("Чт")]  # only the line above the quote is its attribution
+        own_part(("Чт, 6 февр. <a@b.ru>:\\r" * 50_000) + "\\n> q")
+        emoji = "🌱" * 300_000 + "\\n«" + "Чайный путь" * 50_000 + "»"
+        without_signature(emoji, load_unclear_lexicon(PolicyConfig()))
+    """)
+
+
+def test_the_gmail_attribution_with_bidi_marks_still_ends_the_new_text() -> None:
+    from models.policy.rules.unclear import own_part
+
+    text = ("Прошу выставить счёт за март.\n\nЧт, 6 февр. 2025 г. в 16:40, \u202eанни\u202c "
+            "<inna@shop.ru>:\n> Подскажите по нашему вопросу")
+    assert own_part(text) == "Прошу выставить счёт за март.\n\n"
+    # Without the ">" lines below it, a line ending in an address and a colon is the client's own text.
+    assert own_part("Напишите на адрес <inna@shop.ru>:\nзавтра перезвоним") == (
+        "Напишите на адрес <inna@shop.ru>:\nзавтра перезвоним")

@@ -325,7 +325,7 @@ class _Scan:
         "мой магазин у вас", "our store on your platform"? The thing is the client's but lives on our
         service (1.1). A direction ("перенесите наш сайт на вашу платформу") is not a place."""
         p = self.tables["service"][1][j]
-        if p <= j or p - j > self.book.window or p == 0:
+        if p <= j or p - j > self.book.window:
             return False
         word, before = self.words[p], self.words[p - 1]
         if before.lemma not in self.book.hosted_on:
