@@ -24,7 +24,7 @@ from pathlib import Path
 
 from models.policy import nudge_model, scope_model
 from models.policy.base import DEFAULTS_DIR, PolicyConfig
-from models.policy.rules.unclear import load_unclear_lexicon, without_signature
+from models.policy.rules.unclear import load_unclear_lexicon, own_part, without_signature
 from models.policy.scope_model import ScopeModel
 from models.policy.text_model import LinearModel, feature_names, linear_to_json
 from scripts.bench.policy_quality import load_corpus
@@ -85,11 +85,12 @@ def build(rows: Sequence[dict[str, str]]) -> ScopeModel:
 
 
 def build_nudge(rows: Sequence[dict[str, str]]) -> LinearModel:
-    """The nudge model: unclear or not, over the subject and the whole new text (quote and signature kept:
-    a body that is only a signature is a kind of unclear). Abuse is left out: it may be unclear too (see the
-    corpus README), so it teaches nothing either way."""
+    """The nudge model: unclear or not, over the subject and the client's own words, the new text without a
+    reply's quote, as the rule reads them (the signature kept: a body that is only a signature is a kind of
+    unclear). Abuse is left out: it may be unclear too (see the corpus README), so it teaches nothing either
+    way."""
     rows = [r for r in rows if r["label"] != "profanity"]
-    return train_linear([feature_names(r["subject"], r["text"]) for r in rows],
+    return train_linear([feature_names(r["subject"], own_part(r["text"])) for r in rows],
                         [int(r["label"] == "unclear") for r in rows])
 
 

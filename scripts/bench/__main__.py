@@ -169,6 +169,10 @@ def main() -> int:
     )
     parser.add_argument("--profile", metavar="DIR", help="run the bridge under cProfile; NAME.prof files go to DIR")
     parser.add_argument("--no-write", action="store_true", help=f"do not update {DOC.name}")
+    parser.add_argument(
+        "--show-test-misses", action="store_true",
+        help="policy-quality: list the test part's misses (off by default: reading them invites tuning to them)",
+    )
     args = parser.parse_args()
     return asyncio.run(main_async(args))
 

@@ -3,7 +3,8 @@
 Runs the out-of-scope, profanity and unclear rules on the labelled corpus (tests/data/policy_corpus.jsonl, see
 its README) and prints precision and recall per rule on the `tune` part (the rules alone: the trained models
 of the out-of-scope and unclear rules learnt it) and the `test` part (with the models, and the rules alone),
-with the misses of the test part. Then downloads the MIT-licensed `slaviclean` package with `pip download` (only here, never at run
+with the number of the test part's misses (the misses themselves only with `--show-test-misses`: the rules are
+tuned on the tune part alone, and a list printed on every run invites tuning to the test part). Then downloads the MIT-licensed `slaviclean` package with `pip download` (only here, never at run
 time of the product) and reports the share of its Russian profanity lemmas (resources/profanity/ru.csv) the
 profanity rule flags, one sentence per lemma, split into мат and person-naming insults.
 """
@@ -161,8 +162,10 @@ async def run(opts: Any) -> dict[str, Any]:
             result[f"{label} {code} precision"] = f["precision"]
             result[f"{label} {code} recall"] = f["recall"]
             result[f"{label} {code} tp/fp/fn"] = f"{f['tp']}/{f['fp']}/{f['fn']}"
-        if label == "test":
+        if label == "test" and getattr(opts, "show_test_misses", False):
             print("\n".join(misses) or "no misses on the test part", file=sys.stderr)
+        elif label == "test":
+            print(f"{len(misses)} misses on the test part (--show-test-misses lists them)", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="slaviclean-") as tmp:
         try:
             lex = lexicon_recall(judge, slaviclean_rows(Path(tmp)))

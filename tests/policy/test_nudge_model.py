@@ -12,7 +12,7 @@ from bot.views.card import evidence_text
 from models.policy.base import PolicyConfig
 from models.policy.nudge_model import NudgeModel
 from models.policy.rules.unclear import load_nudge_model, own_part
-from models.policy.text_model import LinearModel
+from models.policy.text_model import LinearModel, lemmatise
 from scripts.bench.policy_quality import Judge, load_corpus
 
 TALK = frozenset({"напомнить", "ответить", "сообщить", "позволить"})
@@ -25,7 +25,7 @@ def _sure(rescue: float = 0.8, min_words: int = 6) -> NudgeModel:
 
 def test_a_long_talking_nudge_is_found_with_its_weightiest_words() -> None:
     text = "Добрый день! Позвольте напомнить о моём письме от 12-го числа, оставшемся без ответа."
-    found = _sure().judge("", text, own_part(text))
+    found = _sure().judge("", own_part(text))
     assert found is not None
     p, words = found
     assert p > 0.99 and [text[w.start:w.end] for w in words] == ["напомнить", "письме"]
@@ -36,13 +36,12 @@ def test_real_tasks_and_short_mails_are_not_the_models() -> None:
     # An action asked for, however much the rest reads like a nudge.
     text = "Напоминаю о письме: перезапустите, пожалуйста, выгрузку, она висит."
     assert model.task_verb("", text) == "перезапустите"
-    assert model.judge("", text, text) is None
-    assert model.judge("", "Just a follow up: please restart the export job.", "Just a follow up: please restart the export job.") is None
+    assert model.judge("", text) is None
+    assert model.judge("", "Just a follow up: please restart the export job.") is None
     # Too few words of the client's own to doubt the rule's count.
-    assert model.judge("", "Напомнить о письме!", "Напомнить о письме!") is None
+    assert model.judge("", "Напомнить о письме!") is None
     # Below the threshold.
-    assert _sure(rescue=0.999).judge("", "Позвольте напомнить о нашем деле, уважаемые коллеги.",
-                                     "Позвольте напомнить о нашем деле, уважаемые коллеги.") is None
+    assert _sure(rescue=0.999).judge("", "Позвольте напомнить о нашем деле, уважаемые коллеги.") is None
 
 
 def test_the_guards_read_only_the_clients_own_words() -> None:
@@ -50,7 +49,18 @@ def test_the_guards_read_only_the_clients_own_words() -> None:
             "> Перезапустите, пожалуйста, выгрузку на Ozon.")
     own = own_part(text)
     assert "Перезапустите" not in own
-    assert _sure().judge("", text, own) is not None
+    assert _sure().judge("", own) is not None
+
+
+def test_the_model_does_not_read_a_quoted_nudge_under_a_new_task() -> None:
+    # A new task in the client's words, the earlier nudge quoted below it: the quote's "напомнить о письме"
+    # would make the model sure (it once read the whole new text and gave such a mail 0.98).
+    quote = "\n\n> Позвольте напомнить о моём письме, напомнить о письме, ответа на которое нет.\n"
+    text = "Добрый день, коллеги, на витрине третий день не видно новых товаров из каталога." + quote
+    own = own_part(text)
+    assert own.strip() == text.split("\n")[0]
+    assert _sure().judge("", own) is None
+    assert _sure().model.score(lemmatise("", text)) > 0.99  # the quote alone would have decided
 
 
 def test_the_verb_guard_reads_the_text_above_the_signature_and_cuts_it_only_for_a_doubted_request() -> None:
@@ -63,10 +73,10 @@ def test_the_verb_guard_reads_the_text_above_the_signature_and_cuts_it_only_for_
         cuts.append(text)
         return text.split("\n--\n", 1)[0]
 
-    assert _sure().judge("", text, text, unsigned) is not None
+    assert _sure().judge("", text, unsigned) is not None
     assert len(cuts) == 1
     # A request the model does not take for a nudge is left alone: no cut.
-    assert _sure(rescue=0.999).judge("", text, text, unsigned) is None
+    assert _sure(rescue=0.999).judge("", text, unsigned) is None
     assert len(cuts) == 1
 
 

@@ -499,10 +499,10 @@ class UnclearRule(Rule):
         if model is not None:
             # Enough words for the rule, but the model has read such long nudges: see nudge_model.py.
             own = own_part(msg.new_text)
-            opinion = model.judge(msg.subject, msg.new_text, own, lambda: without_signature(own, lex))
+            opinion = model.judge(msg.subject, own, lambda: without_signature(own, lex))
             if opinion is not None:
                 p, words = opinion
-                texts = {"subject": msg.subject, "body": msg.new_text}
+                texts = {"subject": msg.subject, "body": own}
                 found |= {"enough": False, "model": round(p, 2),
                           "nudge": list(dict.fromkeys(texts[f.where][f.start:f.end] for f in words))}
         return found
