@@ -45,6 +45,21 @@ def _asking_verb(word: str) -> bool:
     return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
 
 
+@lru_cache(maxsize=50_000)
+def _english_bases(word: str) -> frozenset[str]:
+    """The bases an English verb form may have: "deleted" -> delete, "fixing" -> fix, "stopped" -> stop,
+    "resets" -> reset. Candidates, not a lemmatiser: they are only looked up in `task_verbs_en`, so "I still
+    need the test orders deleted" asks for an action as "please delete" does."""
+    found: set[str] = set()
+    for suffix in ("ed", "ing", "es", "s"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            stem = word[: -len(suffix)]
+            found.update((stem, stem + "e"))
+            if len(stem) > 2 and stem[-1] == stem[-2]:
+                found.add(stem[:-1])  # a doubled consonant: "stopped", "setting"
+    return frozenset(found)
+
+
 @dataclass(frozen=True)
 class NudgeModel:
     model: LinearModel
@@ -61,7 +76,7 @@ class NudgeModel:
                 if _CYRILLIC.search(folded):
                     if _asking_verb(folded) and lemma(word) not in self.talk_verbs:
                         return word
-                elif lemma(word) in self.task_verbs_en:
+                elif lemma(word) in self.task_verbs_en or not _english_bases(folded).isdisjoint(self.task_verbs_en):
                     return word
         return None
 

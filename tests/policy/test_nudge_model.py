@@ -107,3 +107,12 @@ def test_the_shipped_model_finds_a_long_polite_nudge_the_count_lets_through_and_
     line = evidence_text({"code": "unclear", "evidence": evidence}, "ru")
     assert "напоминание без новой задачи" in line and "найдено по сходству с размеченными запросами" in line
     assert "found by" not in line
+
+
+def test_an_english_verb_in_any_form_asks_for_an_action() -> None:
+    model = _sure()
+    text = "Following up on my last email: I still need the test orders fixed, the follow up is here."
+    assert model.task_verb("", text) == "fixed"
+    assert model.judge("", text) is None
+    # Words that only look like a verb's forms are not one: "follows", "needed" are not task verbs here.
+    assert model.task_verb("", "Just a follow up on my email, it follows the one you needed.") is None

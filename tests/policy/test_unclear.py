@@ -248,3 +248,37 @@ async def test_gmails_russian_attribution_german_nudges_and_more_sign_offs(db):
     # Still tasks: the same words with a thing to do.
     assert not await _unclear("", "Прошу подтвердить получение оплаты по счёту 4512 от 3 марта.")
     assert not await _unclear("", "Guten Tag, please restart our Ozon export, it fails with error 502. Viele Grüße")
+
+
+def _unsigned(text: str) -> str:
+    from models.policy.base import PolicyConfig
+    from models.policy.rules.unclear import load_unclear_lexicon, without_signature
+
+    return without_signature(text, load_unclear_lexicon(PolicyConfig()))
+
+
+def test_signature_lines_a_desk_sees_every_day():
+    """A title after its holder's name, a compound title, a kind of organisation with its name in quotes, an
+    address beside them and an inline logo are a signature's lines; the request above them stays."""
+    task = "Не уходит выгрузка на Ozon, ошибка 502."
+    for signature in (
+        "Вера Лукина, аккаунт-менеджер\n+7 (843) 200-30-40",  # "Вера" is also a noun: a name here
+        "Ксения Руденко, SMM-специалист\nАгентство интернет-маркетинга «Точка роста»",
+        "Наталья, пекарня «Колосок»",
+        "Айдар Галиев\nг. Казань, ул. Баумана, 9",
+        "магазин «Лён и хлопок»\n[cid:image001.png@01DA5F2C.3E8B1A90]\nг. Казань, ул. Баумана, 9",
+    ):
+        assert _unsigned(f"{task}\n\n{signature}").rstrip() == task, signature
+    # An address alone may end a request; a name in quotes without a kind of organisation is not a company.
+    for text in ("Привезите документы по адресу:\nг. Казань, ул. Баумана, 9",
+                 "Прошу сменить тариф.\nТариф «Бизнес»", "Прошу перенести домен.\nСтарый сайт «Лавка» (3 стр.)"):
+        assert _unsigned(text) == text, text
+
+
+async def test_a_signature_with_a_logo_title_and_address_is_no_task(db):
+    await make_client()
+    body = ("[cid:image001.png@01DA5F2C.3E8B1A90]\nАгентство интернет-маркетинга «Точка роста»\n"
+            "Вера Лукина, аккаунт-менеджер\n+7 (843) 200-30-40 | vera@tochka-rosta.example\nг. Казань, ул. Баумана, 9")
+    assert await _unclear("Fw:", body, from_name="", from_address="vera@tochka-rosta.example")
+    assert not await _unclear("Fw:", "Перезапустите выгрузку на Ozon, она падает с ошибкой 502.\n" + body,
+                              from_name="", from_address="vera@tochka-rosta.example")

@@ -80,6 +80,8 @@ class UnclearLexicon:
     signature_start: re.Pattern[str]
     titles: frozenset[str]
     companies: frozenset[str]
+    organisations: frozenset[str]  # lemmas: "агентство", "магазин", "studio": with a name in quotes, a company
+    address_marks: frozenset[str]  # as written, casefolded: "ул", "д", "офис", "street"
     contact_labels: frozenset[str]
     quote_header: re.Pattern[str]
 
@@ -164,6 +166,8 @@ def load_unclear_lexicon(config: PolicyConfig) -> UnclearLexicon:
         phrases={k: tuple(sorted(v, key=len, reverse=True)) for k, v in phrases.items()},
         signature_start=start, titles=_lemset(sig.get("titles", [])),
         companies=frozenset(w.casefold() for w in sig.get("companies", [])),
+        organisations=_lemset(sig.get("organisations", [])),
+        address_marks=frozenset(w.casefold() for w in sig.get("address_marks", [])),
         contact_labels=_lemset(sig.get("contact_labels", [])), quote_header=headers)
 
 
@@ -174,6 +178,14 @@ def _is_name(word: str) -> bool:
         return False
     tag = analyzer().parse(word)[0].tag
     return "Name" in tag or "Surn" in tag or "Patr" in tag
+
+
+@lru_cache(maxsize=20_000)
+def _may_be_name(word: str) -> bool:
+    """A capitalised word one of whose readings is a name: "Вера" (also "faith"), "Роза", "Лукина"."""
+    if not word[:1].isupper() or not re.search("[а-яё]", word[1:]):
+        return False
+    return any({"Name", "Surn", "Patr"} & set(p.tag.grammemes) for p in analyzer().parse(word))
 
 
 @lru_cache(maxsize=20_000)
@@ -217,7 +229,8 @@ _QUOTED_NAME = re.compile(r"[ \t]*[«\"“][^«»\"“”\n]{1,60}[»\"”][ \t]
 
 
 def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
-    """"contact", "company", "title" or "name" when `line` reads as a line of a signature, else None."""
+    """"contact", "company", "title", "name" or "address" when `line` reads as a line of a signature, else
+    None."""
     if len(line) > _MAX_SIGNATURE_LINE:
         return None  # a paragraph, not a signature line: and a long line is not lemmatised for nothing
     words = _WORD.findall(line)
@@ -230,20 +243,37 @@ def _line_kind(line: str, lex: UnclearLexicon) -> str | None:
             return "contact"
     if not words or len(words) > 6 or any(_is_verb(w) for w in words if _CYRILLIC.search(w.casefold())):
         return None  # "ООО «Ромашка» не может войти" is a request, not a signature line
-    if any(w.casefold() in lex.companies for w in words) or _QUOTED_NAME.fullmatch(line):
-        return "company"  # "ООО «Ромашка»", or a name in quotes alone: "«Чайный путь»"
+    if (any(w.casefold() in lex.companies for w in words) or _QUOTED_NAME.fullmatch(line)
+            or _QUOTED_NAME.search(line) and any(lemma(w) in lex.organisations  # a kind outside the quotes
+                                                 for w in _WORD.findall(_QUOTED_NAME.sub(" ", line)))):
+        return "company"  # "ООО «Ромашка»", a name in quotes alone, "Агентство интернет-маркетинга «Точка роста»"
     if not _SENTENCE_END.search(line) and _is_title(words, lemmas, lex):
         return "title"
+    if _DIGIT.search(line) and any(w.casefold() in lex.address_marks for w in words):
+        return "address"  # "г. Казань, ул. Баумана, 9", "офис 12": only beside other signature lines
     # Names and initials ("Иванова Т.С.", "Sergey Volkov"): kept unless beside a title, company or contacts.
     if len(words) <= 4 and all(_is_name(w) or _LATIN_NAME.match(w) or len(w) == 1 for w in words):
         return "name"
     return None
 
 
+def _is_title_word(word: str, lem: str, lex: UnclearLexicon) -> bool:
+    """A title word in the nominative, or a compound ending in one: "аккаунт-менеджер", "SMM-специалист"."""
+    if lem not in lex.titles and "-" in lem:
+        lem = lemma(lem.rsplit("-", 1)[1])
+        word = word.rsplit("-", 1)[1]
+    return lem in lex.titles and _is_nominative(word)
+
+
 def _is_title(words: list[str], lemmas: list[str], lex: UnclearLexicon) -> bool:
-    """A job title or department ("главный бухгалтер", "отдел логистики", "CEO, Volkov Trade"); the caller
-    has made sure the line has no Russian verb."""
-    if not any(lem in lex.titles and _is_nominative(w) for w, lem in zip(words[:2], lemmas[:2], strict=False)):
+    """A job title or department ("главный бухгалтер", "отдел логистики", "CEO, Volkov Trade"), after the
+    names of its holder if any ("Вера Лукина, аккаунт-менеджер"); the caller has made sure the line has no
+    Russian verb."""
+    names = 0
+    while names < 3 and names < len(words) - 1 and (_may_be_name(words[names]) or _LATIN_NAME.match(words[names])):
+        names += 1
+    words, lemmas = words[names:], lemmas[names:]
+    if not any(_is_title_word(w, lem, lex) for w, lem in zip(words[:2], lemmas[:2], strict=False)):
         return False
     # English has no morphology here: a title line is title words, capitalised names, "of", "and".
     return all(lem in lex.titles or w[:1].isupper() or lem in ("of", "and") or re.search("[а-яё]", lem)
@@ -255,8 +285,8 @@ def _signature_tail(lines: list[str], lex: UnclearLexicon) -> int:
     contacts or a company among them, or a name beside a title ("Sergey Volkov / CEO, Volkov Trade")."""
     kinds: list[str] = []
     for line in reversed(lines[-_TAIL_LINES:]):
-        if not line.strip():
-            kinds.append("")
+        if not line.strip() or "[" in line and not _PLACEHOLDER.sub("", line).strip():
+            kinds.append("")  # a blank line, or only an inline image (a logo): "[cid:image001.png@01DA…]"
             continue
         kind = _line_kind(line, lex)
         if kind is None:
@@ -265,7 +295,9 @@ def _signature_tail(lines: list[str], lex: UnclearLexicon) -> int:
     while kinds and kinds[-1] == "":
         kinds.pop()  # blank lines above the signature belong to the request
     found = set(kinds)
-    if found & {"contact", "company"} or {"title", "name"} <= found:
+    # An address line alone is not a signature ("Доставка: ул. Ленина, 5" may end a request); beside a
+    # name, a title, a company or contacts it is one.
+    if found & {"contact", "company"} or {"title", "name"} <= found or "address" in found and found & {"title", "name"}:
         return len(kinds)
     return 0
 
