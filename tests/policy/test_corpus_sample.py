@@ -33,6 +33,8 @@ KNOWN_MISSES = {
     "Hey,\nmy client's staging box on Hetzner": "out_of_scope",  # "Any pointers?" asks with no ask word
     "Спасибо за ответ, но у меня опять то же самое.": "unclear",  # "то же самое" and "посмотрите" count as words
     "Guten Tag, any progress on this?": "unclear",  # the German greeting counts as two words
+    # From the eleventh batch (folded in on 2026-12-08):
+    "Hey folks,\n\nQuick one. I'm writing a little Python wrapper": "out_of_scope",  # "Any pointers?" again
 }
 # Sampled records the rules flag wrongly: (start of the text, the finding raised).
 KNOWN_FALSE_ALARMS = {
