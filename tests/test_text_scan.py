@@ -205,6 +205,24 @@ def test_the_reply_separator_and_the_signature_are_linear_on_a_megabyte_line(lin
     """)
 
 
+def test_the_signature_lines_are_linear_on_hostile_runs() -> None:
+    """Inline-image placeholders, quoted names, titles after names and address lines, each as a megabyte
+    line and as a hundred thousand short lines under a request; the request above them stays."""
+    finishes("""
+        from models.policy.base import PolicyConfig
+        from models.policy.nudge_model import _english_bases
+        from models.policy.rules.unclear import load_unclear_lexicon, without_signature
+        lex = load_unclear_lexicon(PolicyConfig())
+        task = "Выгрузка на Ozon падает."
+        for unit in ("[cid:", "[image: a.png]", "агентство «", "Вера Лукина, аккаунт-менеджер ", "ул. 9, "):
+            line = unit * (1_000_000 // len(unit))
+            assert without_signature(task + "\\n" + line, lex).startswith(task)
+            lines = "\\n".join([unit + "»"] * 100_000)
+            assert without_signature(task + "\\n" + lines, lex).startswith(task)
+        assert _english_bases("s" * 1_000_000 + "ed") >= {"s" * 1_000_000}
+    """)
+
+
 def test_the_gmail_attribution_with_bidi_marks_still_ends_the_new_text() -> None:
     from models.policy.rules.unclear import own_part
 

@@ -45,11 +45,11 @@ def _asking_verb(word: str) -> bool:
     return "INFN" in tag or ("VERB" in tag and ("impr" in tag or "2per" in tag))
 
 
-@lru_cache(maxsize=50_000)
 def _english_bases(word: str) -> frozenset[str]:
     """The bases an English verb form may have: "deleted" -> delete, "fixing" -> fix, "stopped" -> stop,
     "resets" -> reset. Candidates, not a lemmatiser: they are only looked up in `task_verbs_en`, so "I still
-    need the test orders deleted" asks for an action as "please delete" does."""
+    need the test orders deleted" asks for an action as "please delete" does. Not cached: four suffix tests
+    cost less than a cache of every Latin word a client may write."""
     found: set[str] = set()
     for suffix in ("ed", "ing", "es", "s"):
         if word.endswith(suffix) and len(word) > len(suffix) + 2:

@@ -285,7 +285,8 @@ def _signature_tail(lines: list[str], lex: UnclearLexicon) -> int:
     contacts or a company among them, or a name beside a title ("Sergey Volkov / CEO, Volkov Trade")."""
     kinds: list[str] = []
     for line in reversed(lines[-_TAIL_LINES:]):
-        if not line.strip() or "[" in line and not _PLACEHOLDER.sub("", line).strip():
+        if not line.strip() or ("[" in line and len(line) <= _MAX_SIGNATURE_LINE
+                                and not _PLACEHOLDER.sub("", line).strip()):
             kinds.append("")  # a blank line, or only an inline image (a logo): "[cid:image001.png@01DA…]"
             continue
         kind = _line_kind(line, lex)
