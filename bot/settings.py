@@ -198,7 +198,8 @@ class CoreSettings(BaseSettings):
     SLA_BUSINESS_DAYS: int = Field(default=5, ge=1)
     SLA_ALERT_THRESHOLDS: str = "1d,4h,breach"
     SLA_BREACH_REPEAT_HOURS: float = Field(default=4.0, gt=0)
-    SLA_DIGEST_TIME: str = Field(default="09:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # morning digest, local
+    # The on-call agent's morning digest, local time; "off" when a desk does not want it.
+    SLA_DIGEST_TIME: str = Field(default="09:30", pattern=r"^(?:([01]\d|2[0-3]):[0-5]\d|off)$")
     ONCALL_ROTATION_FILE: Path | None = None  # weekly/daily on-call schedule (TOML)
     SLA_TICK_SECONDS: float = Field(default=20.0, gt=0)  # how often due alerts are looked for
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

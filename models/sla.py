@@ -41,7 +41,7 @@ class SlaConfig:
     staff_chat_id: int = 0
     oncall_chat_id: int | None = None
     language: str = "ru"
-    digest_time: str = "09:30"  # local time of the morning digest, on working days
+    digest_time: str = "09:30"  # local time of the morning digest, on working days; "off": none
     rotation_path: Path | None = None
 
 
@@ -248,7 +248,10 @@ class SlaService:
 
     # ---------------------------------------------------------------------------------------------
     async def morning_digest(self) -> bool:
-        """On working days at `digest_time`, the on-call agent gets the requests at risk (once a day)."""
+        """On working days at `digest_time`, the on-call agent gets the requests at risk (once a day). Never
+        when `digest_time` is "off"."""
+        if self.config.digest_time == "off":
+            return False
         now = self.clock()
         local = self.calendar.to_local(now)
         today = local.date()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.board import BoardConfig, TelegramBoard
+from bot.settings import SettingsError, load_settings
 from bot.views.delivery import shape
 from models.calendar import BusinessCalendar
 from models.policy import month_key
@@ -44,7 +45,8 @@ def calendar() -> BusinessCalendar:
 
 
 def make_service(
-    calendar: BusinessCalendar, clock: Clock, *, oncall_chat: int | None = None, rotation: Path | None = None
+    calendar: BusinessCalendar, clock: Clock, *, oncall_chat: int | None = None, rotation: Path | None = None,
+    digest_time: str = "09:30",
 ) -> SlaService:
     config = SlaConfig(
         thresholds=tuple(parse_thresholds("1d,4h,breach")),
@@ -53,6 +55,7 @@ def make_service(
         oncall_chat_id=oncall_chat,
         language="ru",
         rotation_path=rotation,
+        digest_time=digest_time,
     )
     return SlaService(config, calendar=calendar, clock=clock)
 
@@ -195,6 +198,20 @@ async def test_morning_digest_lists_requests_at_risk_once_a_working_day(db: str,
     assert f"#{risky.id}" in text and "Новый вопрос" not in text
     clock.now = msk(2026, 11, 28, 10, 0)  # Saturday: no digest
     assert await service.morning_digest() is False
+
+
+async def test_a_desk_may_switch_the_morning_digest_off(db: str, calendar: BusinessCalendar) -> None:
+    await new_ticket(calendar, msk(2026, 11, 18, 10, 0), subject="Срочно: касса")  # due 25 Nov 10:00
+    clock = Clock(msk(2026, 11, 25, 9, 45))
+    assert await make_service(calendar, clock, digest_time="off").morning_digest() is False
+    assert not await TelegramOutbox.filter(kind="digest").exists()
+    assert await make_service(calendar, clock).morning_digest() is True  # the same day, the digest on
+    # The setting: "off" or a time of day, nothing else.
+    required = {"TELEGRAM_BOT_TOKEN": "1:real", "STAFF_CHAT_ID": -1, "IMAP_HOST": "h", "IMAP_USER": "u",
+                "IMAP_PASSWORD": "p", "SMTP_HOST": "h"}
+    assert load_settings(None, **required, SLA_DIGEST_TIME="off").SLA_DIGEST_TIME == "off"
+    with pytest.raises(SettingsError, match="SLA_DIGEST_TIME"):
+        load_settings(None, **required, SLA_DIGEST_TIME="none")
 
 
 async def test_deadline_beyond_the_verified_calendar_warns_once(db: str, calendar: BusinessCalendar) -> None:
