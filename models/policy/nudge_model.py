@@ -8,7 +8,8 @@ this message finds you well. I just wanted to gently follow up …") has words e
 The model has read such nudges and finds them; it never takes a finding away.
 
 It reads, and was trained on, the subject and the client's own words: the new text with a reply's quote cut
-off (`own_part`). Batch cross-validation on the tune part: 263/1/7 so, 263/3/7 when it read the quote too.
+off (`own_part`). Ten-batch cross-validation on the tune part: 263/1/7 (tp/fp/fn) this way, 263/3/7 when
+it read the quote too.
 It may find a request unclear only when, in the new text (a reply's quote cut off):
 - it gives more than `rescue_above`;
 - there are at least `min_words` words: a short request the rule let through states its task in few words

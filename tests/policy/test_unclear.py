@@ -265,6 +265,7 @@ def test_signature_lines_a_desk_sees_every_day():
         "Вера Лукина, аккаунт-менеджер\n+7 (843) 200-30-40",  # "Вера" is also a noun: a name here
         "Ксения Руденко, SMM-специалист\nАгентство интернет-маркетинга «Точка роста»",
         "Наталья, пекарня «Колосок»",
+        "Jonas Keller, Head of Sales\nKeller Haushaltswaren GmbH",
         "Айдар Галиев\nг. Казань, ул. Баумана, 9",
         "магазин «Лён и хлопок»\n[cid:image001.png@01DA5F2C.3E8B1A90]\nг. Казань, ул. Баумана, 9",
     ):

@@ -270,8 +270,9 @@ def _is_title(words: list[str], lemmas: list[str], lex: UnclearLexicon) -> bool:
     names of its holder if any ("Вера Лукина, аккаунт-менеджер"); the caller has made sure the line has no
     Russian verb."""
     names = 0
-    while names < 3 and names < len(words) - 1 and (_may_be_name(words[names]) or _LATIN_NAME.match(words[names])):
-        names += 1
+    while (names < 3 and names < len(words) - 1 and not _is_title_word(words[names], lemmas[names], lex)
+           and (_may_be_name(words[names]) or _LATIN_NAME.match(words[names]))):
+        names += 1  # "Jonas Keller, Head of E-Commerce": the title starts at "Head", a capitalised word too
     words, lemmas = words[names:], lemmas[names:]
     if not any(_is_title_word(w, lem, lex) for w, lem in zip(words[:2], lemmas[:2], strict=False)):
         return False
