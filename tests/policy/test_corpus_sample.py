@@ -35,6 +35,9 @@ KNOWN_MISSES = {
     "Guten Tag, any progress on this?": "unclear",  # the German greeting counts as two words
     # From the eleventh batch (folded in on 2026-12-08):
     "Hey folks,\n\nQuick one. I'm writing a little Python wrapper": "out_of_scope",  # "Any pointers?" again
+    # Found only through the relative "which is on Carrd" until "which" asked only in a question; "whether you
+    # know why GA4 shows ...?" names no subject in its own sentence.
+    "Hi,\n\nI was wondering whether you know why GA4": "out_of_scope",
     # From the twelfth batch (folded in on 2026-12-08):
     "По поводу импорта товаров — есть подвижки?": "unclear",  # names a topic, asks nothing (the model finds it)
 }

@@ -223,3 +223,17 @@ def test_a_verb_of_making_does_not_reach_into_a_clause(book: ScopeBook) -> None:
 def test_a_signature_is_a_mail_programs_only_where_one_is_named(book: ScopeBook) -> None:
     assert _topics(book, "Для нашей бухгалтерии нужен экземпляр договора с подписью и печатью.") == set()
     assert _topics(book, "Настройте нам подпись в Outlook для всех сотрудников.") == {"mail_client"}
+
+
+def test_an_english_modal_or_question_word_asks_only_in_a_question(book: ScopeBook) -> None:
+    without = replace(book, question_asks=frozenset())
+    # Statements: "we can only fetch", "which doesn't resolve" ask nothing.
+    for text in ("Pagination bug: page=3 returns page 2 again, we can only ever fetch 200 customers with our script.",
+                 "The logo in our email template is a broken image in Gmail and Outlook: its URL points to a host "
+                 "which doesn't resolve anymore."):
+        assert _topics(book, text) == set(), text
+        assert _topics(without, text) != set(), text
+    # Questions, inverted asks, "how to" and "if you could" still ask.
+    for text in ("Can you fix my Python script? It throws an error.", "Could you fix my Python script, it throws.",
+                 "Any idea how to configure nginx on our VPS.", "We would be grateful if you could set up our Outlook."):
+        assert _topics(book, text) != set(), text

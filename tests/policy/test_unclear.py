@@ -283,3 +283,21 @@ async def test_a_signature_with_a_logo_title_and_address_is_no_task(db):
     assert await _unclear("Fw:", body, from_name="", from_address="vera@tochka-rosta.example")
     assert not await _unclear("Fw:", "Перезапустите выгрузку на Ozon, она падает с ошибкой 502.\n" + body,
                               from_name="", from_address="vera@tochka-rosta.example")
+
+
+async def test_a_bare_question_mark_under_a_replys_subject_is_a_ping(db):
+    await make_client()
+    assert await _unclear("Re: заказ 10452", "?")
+    assert await _unclear("RE: order 10452", " ??!\n")
+    # A task written in a reply's subject, the body empty, is still a task; so is a new subject with "?".
+    assert not await _unclear("Re: заказ 10452", "")
+    assert not await _unclear("заказ 10452 не пришёл", "?")
+
+
+async def test_hurrying_the_review_and_a_confidentiality_notice_state_no_task(db):
+    await make_client()
+    assert await _unclear("", "Прошу ускорить рассмотрение.")
+    assert await _unclear("", "Главный бухгалтер\nСПК «Заречье»")
+    assert await _unclear("", "CONFIDENTIALITY NOTICE: This e-mail and any attachments are intended solely for "
+                              "the addressee.\nBella Pasta Imports S.r.l. - VAT IT01234567890")
+    assert not await _unclear("", "Прошу ускорить отгрузку заказа 4512.")

@@ -142,6 +142,10 @@ class ScopeBook:
     # Words that open a clause: a verb of making before one does not take what follows as its object
     # ("сделать так, чтобы один код ...").
     clause_openers: frozenset[str] = frozenset()
+    # English ask words that ask only in a question: in a sentence ending in "?", or before its subject
+    # ("Could you ...", "how to ..."); "we can only fetch 200", "a URL which doesn't resolve" state.
+    question_asks: frozenset[str] = frozenset()
+    question_followers: frozenset[str] = frozenset()
     plain_starts: frozenset[str] = frozenset()  # first lemmas of the plain subjects
     # Quick tests on a text's set of lemmas, so most requests skip the full scan (see `_worth_scanning`).
     plain_firsts: frozenset[str] = frozenset()
@@ -214,6 +218,7 @@ def load_scope_book(config: PolicyConfig) -> ScopeBook:
         window=int(data.get("window", 6)), service_names=lemset("service_names"), order=lemset("order"),
         quantity=lemset("quantity"), ask_pairs=pairs("ask_pairs"), offer_first_person=lemset("offer_first_person"),
         hosted_on=lemset("hosted_on"), clause_openers=lemset("clause_openers"),
+        question_asks=lemset("question_asks"), question_followers=lemset("question_followers"),
         plain_starts=frozenset(f for f, entries in subjects.items() if any(not e[2] for e in entries)),
         plain_firsts=plain, owned_firsts=owned, enablers=enablers)
 
@@ -309,6 +314,8 @@ class _Scan:
         w, book = self.words[k], self.book
         after = lemmas[k + 1] if k + 1 < len(lemmas) else ""
         if w.lemma in book.ask:
+            if w.lemma in book.question_asks and not self._in_question(k, lemmas):
+                return False
             # "могу сфотографировать чек" offers; "могу ли я заказать", "хотим сайт" ask.
             return w.lemma not in book.offer_first_person or after == "ли" or not _first_person(w.text)
         if w.lemma in book.work:
@@ -319,6 +326,16 @@ class _Scan:
                 return any(b.lemma == "бы" and b.sentence == w.sentence for b in before)
             return False
         return (w.lemma, after) in book.ask_pairs
+
+    def _in_question(self, k: int, lemmas: list[str]) -> bool:
+        """Is the English ask word k part of a question: its sentence ends in "?", a subject or "to" follows
+        it ("Could you fix", "how to set up"), or an indirect question holds it ("we'd be glad if you could",
+        "I was wondering whether your team could advise")?"""
+        if self.words[k].sentence in self.questions:
+            return True
+        if k + 1 < len(lemmas) and lemmas[k + 1] in self.book.question_followers:
+            return True
+        return any(lem in ("if", "whether") for lem in lemmas[max(0, k - 4) : k])
 
     def hosted_by_us(self, j: int) -> bool:
         """Does a name of us follow the subject ending at word j as its place: "наш сайт на вашей платформе",

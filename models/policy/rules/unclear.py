@@ -13,7 +13,7 @@ find the earlier request.
 - the header lines of a quoted or forwarded mail ("От:", "Sent:"), and phones, e-mails, links and dates.
 The quote of a reply (lines starting with ">", and everything after "-----Original Message-----" or "...
 написал:") is the earlier mail's. The subject of a reply or a forward ("Re: ...", "Fwd: ...") is the earlier mail's: it counts only when
-the new text has no word at all. A negation ("не", "нет") counts only beside another meaningful word: "не работает оплата" is a task,
+the new text has no word at all and is not a bare "?" or "!" (a ping on that mail). A negation ("не", "нет") counts only beside another meaningful word: "не работает оплата" is a task,
 "ответа до сих пор нет" is not. A number of three digits or more left over (an order, an error code)
 counts as a word: "API отдаёт 401" is a task.
 """
@@ -61,6 +61,7 @@ _PLACEHOLDER = re.compile(r"\[(?:image|cid|картинка|изображени
 _CYRILLIC = re.compile("[а-яё]")
 _SENTENCE_END = re.compile(r"[.?!]\s*$")
 _MAX_SIGNATURE_LINE = 120
+_PING = re.compile(r"\s*[?!¿.…]*[?!][?!¿.…\s]*\Z")  # "?", "??", "!!!", "...?"
 _TAIL_LINES = 8  # a signature without a sign-off is looked for in the last lines only
 # "Re:", "Fwd:", "Отв:", "Пересл:" (repeated, with a counter such as "Re[2]:"): the subject of an earlier mail.
 _REPLY_SUBJECT = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|отв|ответ|пересл)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+",
@@ -522,7 +523,8 @@ class UnclearRule(Rule):
         # A reply's or a forward's subject names the earlier mail's task, not this one's: "Re: не работает
         # магазин" over "жду." is a nudge. It counts only when the new text has no word at all (a client
         # who wrote the task in the subject of a reply).
-        if not (_REPLY_SUBJECT.match(msg.subject) and _WORD.search(msg.new_text)):
+        # A bare "?" or "!!" under it is a ping on that earlier mail, not a task written in the subject.
+        if not (_REPLY_SUBJECT.match(msg.subject) and (_WORD.search(msg.new_text) or _PING.match(msg.new_text))):
             _count(msg.subject, lex, own_name, acc)
         if acc.total < lex.min_words:
             _count_body(msg.new_text, lex, own_name, acc)
