@@ -223,6 +223,21 @@ def test_the_signature_lines_are_linear_on_hostile_runs() -> None:
     """)
 
 
+def test_a_ping_and_an_english_question_are_linear_on_hostile_runs() -> None:
+    """A reply's body of a megabyte of "?" (ending in a digit, which is no word), and a megabyte of English
+    modal words without a question mark, go through the unclear and out-of-scope rules."""
+    finishes("""
+        from models.policy.rules.unclear import _is_ping
+        assert _is_ping("?" * 1_000_000) and not _is_ping("?" * 1_000_000 + "1")
+        assert _is_ping(" ?!\\n") and not _is_ping("") and not _is_ping("...")
+        from scripts.bench.policy_quality import Judge
+        judge = Judge()
+        assert "unclear" in judge.codes("Re: заказ 10452", "?" * 100_000)
+        judge.codes("Re: заказ 10452", "?" * 100_000 + "1")
+        judge.codes("", "could which can " * 60_000 + "fix my script")
+    """)
+
+
 def test_the_gmail_attribution_with_bidi_marks_still_ends_the_new_text() -> None:
     from models.policy.rules.unclear import own_part
 
