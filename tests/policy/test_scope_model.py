@@ -98,7 +98,7 @@ def _config_dir(tmp_path: Path, model_section: str) -> PolicyConfig:
 
 def test_the_model_settings(tmp_path: Path) -> None:
     shipped = load_scope_model(PolicyConfig())
-    assert shipped is not None and (shipped.veto_below, shipped.rescue_above) == (0.15, 0.7)
+    assert shipped is not None and (shipped.veto_below, shipped.rescue_above) == (0.15, 0.75)
     assert load_scope_model(_config_dir(tmp_path, "enabled = false\n")) is None
     with pytest.raises(ValueError, match="veto_below < rescue_above"):
         load_scope_model(_config_dir(tmp_path, "veto_below = 0.9\nrescue_above = 0.5\n"))

@@ -542,7 +542,7 @@ def load_scope_model(config: PolicyConfig) -> ScopeModel | None:
     section = _read_scope_file(config).get("model", {})
     if not section.get("enabled", True):
         return None
-    veto, rescue = float(section.get("veto_below", 0.15)), float(section.get("rescue_above", 0.7))
+    veto, rescue = float(section.get("veto_below", 0.15)), float(section.get("rescue_above", 0.75))
     if not 0.0 <= veto < rescue <= 1.0:
         raise ValueError(f"out_of_scope.toml: [model] needs 0 <= veto_below < rescue_above <= 1, got {veto}, {rescue}")
     return load_model_file(config.data_file(str(section.get("file", MODEL_FILE))), veto, rescue)
